@@ -1,0 +1,126 @@
+// Package testnode gives privileged tests a throwaway cluster "node": a
+// network namespace created for one test, holding every interface, route and
+// process that test makes, so the machine's own network namespace is never
+// touched. It also decides what a privileged test does on a machine that
+// cannot run it: skip on a developer's machine, fail in CI.
+package testnode
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/podbox/podbox/netsetup"
+)
+
+// InCI reports whether the tests run under CI (CI=true), where a privileged
+// test that cannot run must fail rather than skip.
+func InCI() bool {
+	v := strings.ToLower(os.Getenv("CI"))
+	return v == "true" || v == "1"
+}
+
+// Skip skips the test on a developer's machine and fails it in CI, so that CI
+// can never pass by skipping.
+func Skip(t testing.TB, format string, args ...any) {
+	t.Helper()
+	msg := fmt.Sprintf(format, args...)
+	if InCI() {
+		t.Fatalf("CI=true and this privileged test cannot run: %s", msg)
+	}
+	t.Skip(msg)
+}
+
+// RequirePrivileged skips (or, in CI, fails) a test unless it runs as root with
+// the capabilities namespace and network work needs.
+func RequirePrivileged(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		Skip(t, "needs root (run `sudo make test`)")
+	}
+	var hdr = unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if err := unix.Capget(&hdr, &data[0]); err != nil {
+		Skip(t, "capget: %v", err)
+	}
+	for _, c := range []uint{unix.CAP_SYS_ADMIN, unix.CAP_NET_ADMIN} {
+		if data[c/32].Effective&(1<<(c%32)) == 0 {
+			Skip(t, "needs capability %d (CAP_SYS_ADMIN and CAP_NET_ADMIN)", c)
+		}
+	}
+}
+
+// RequireBinary skips (or, in CI, fails) a test unless name is on PATH, and
+// returns its path.
+func RequireBinary(t testing.TB, name string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		Skip(t, "%s not found on PATH (run `make deps`)", name)
+	}
+	return p
+}
+
+// Node is one test's network namespace, standing in for a cluster node.
+type Node struct {
+	// Path is the namespace's pin; pass it to nsenter --net= or netsetup.
+	Path string
+	// Handle is a netlink handle bound to the node namespace.
+	Handle *netlink.Handle
+}
+
+// New creates a fresh node namespace for t, with lo up, and registers its
+// removal at the end of the test. It calls RequirePrivileged first.
+func New(t testing.TB) *Node {
+	t.Helper()
+	RequirePrivileged(t)
+	path := filepath.Join(t.TempDir(), "node-netns")
+	if err := netsetup.CreateNetNS(path); err != nil {
+		t.Fatalf("create test node: %v", err)
+	}
+	n := &Node{Path: path}
+	t.Cleanup(func() {
+		if n.Handle != nil {
+			n.Handle.Close()
+		}
+		if err := netsetup.RemoveNetNS(path); err != nil {
+			t.Errorf("remove test node: %v", err)
+		}
+	})
+	ns, err := netsetup.OpenNetNS(path)
+	if err != nil {
+		t.Fatalf("open test node: %v", err)
+	}
+	defer ns.Close()
+	n.Handle, err = netlink.NewHandleAt(ns)
+	if err != nil {
+		t.Fatalf("netlink handle in test node %q: %v", path, err)
+	}
+	lo, err := n.Handle.LinkByName("lo")
+	if err == nil {
+		err = n.Handle.LinkSetUp(lo)
+	}
+	if err != nil {
+		t.Fatalf("test node %q: bring lo up: %v", path, err)
+	}
+	return n
+}
+
+// Command returns a command that runs inside the node's network namespace
+// (and only that: nsenter --net leaves mounts, cgroups and /sys alone, which
+// runc and containerd need; `ip netns exec` would remount /sys).
+func (n *Node) Command(ctx context.Context, name string, args ...string) *exec.Cmd {
+	return exec.CommandContext(ctx, "nsenter", append([]string{"--net=" + n.Path, "--", name}, args...)...)
+}
+
+// Do runs fn on an OS thread inside the node namespace.
+func (n *Node) Do(fn func() error) error {
+	return netsetup.InNetNS(n.Path, fn)
+}
