@@ -42,6 +42,9 @@ func Skip(t testing.TB, format string, args ...any) {
 // the capabilities namespace and network work needs.
 func RequirePrivileged(t testing.TB) {
 	t.Helper()
+	if testing.Short() && !InCI() {
+		t.Skip("privileged test skipped in -short mode")
+	}
 	if os.Geteuid() != 0 {
 		Skip(t, "needs root (run `sudo make test`)")
 	}
