@@ -1,0 +1,103 @@
+package sandbox
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"time"
+)
+
+// State is a sandbox's lifecycle state as users see it.
+type State string
+
+const (
+	// StateCreating: the record exists, the shim is still building it.
+	StateCreating State = "creating"
+	// StateReady: the pause runs and the network is up.
+	StateReady State = "ready"
+	// StateNotReady: the pause or the shim died; containers are (being)
+	// stopped and the sandbox waits for removal.
+	StateNotReady State = "notready"
+	// StateStopped: stopped on request; only removal remains.
+	StateStopped State = "stopped"
+)
+
+// Network modes.
+const (
+	NetworkBridge = "bridge" // a veth on the node bridge and a leased address
+	NetworkNone   = "none"   // a namespace with only lo
+	// NetworkExternal: the caller (containerd's CRI, through CNI) made the
+	// namespace; podbox neither sets it up nor tears it down.
+	NetworkExternal = "external"
+)
+
+// Sandbox is the record of one sandbox, as kept in sandbox.json and shown by
+// `podbox sandbox inspect`.
+type Sandbox struct {
+	ID       string            `json:"id"`
+	Name     string            `json:"name"`
+	Hostname string            `json:"hostname"`
+	Network  string            `json:"network"`
+	SharePID bool              `json:"sharePid"`
+	Labels   map[string]string `json:"labels,omitempty"`
+	State    State             `json:"state"`
+
+	PausePID int `json:"pausePid"`
+	// PauseStart is the pause's start time in clock ticks since boot (field
+	// 22 of /proc/PID/stat): with PausePID it names the process even after
+	// the PID is reused, so a stale record never signals a stranger.
+	PauseStart uint64 `json:"pauseStart,omitempty"`
+	PauseExit  *Exit  `json:"pauseExit,omitempty"`
+
+	NetNSPath string `json:"netnsPath"`
+	IP        string `json:"ip,omitempty"`
+	Gateway   string `json:"gateway,omitempty"`
+	Bridge    string `json:"bridge,omitempty"`
+	HostVeth  string `json:"hostVeth,omitempty"`
+
+	CgroupParent string `json:"cgroupParent"`
+	ShimPID      int    `json:"shimPid,omitempty"`
+	ShimAddress  string `json:"shimAddress,omitempty"`
+
+	Containers []string  `json:"containers"`
+	CreatedAt  time.Time `json:"createdAt"`
+}
+
+// Exit is how a process ended.
+type Exit struct {
+	Status int       `json:"status"`
+	At     time.Time `json:"at"`
+}
+
+// ContainerState is a container's lifecycle state.
+type ContainerState string
+
+const (
+	ContainerCreated ContainerState = "created"
+	ContainerRunning ContainerState = "running"
+	ContainerStopped ContainerState = "stopped"
+)
+
+// Container is the record of one container joined to a sandbox, kept in
+// container.json.
+type Container struct {
+	ID        string         `json:"id"`
+	Name      string         `json:"name"`
+	SandboxID string         `json:"sandboxId"`
+	Image     string         `json:"image,omitempty"`
+	Rootfs    string         `json:"rootfs,omitempty"`
+	Command   []string       `json:"command"`
+	State     ContainerState `json:"state"`
+	PID       int            `json:"pid,omitempty"`
+	Exit      *Exit          `json:"exit,omitempty"`
+	Bundle    string         `json:"bundle"`
+	LogPath   string         `json:"logPath"`
+	CreatedAt time.Time      `json:"createdAt"`
+}
+
+// NewID returns a random 64-hex-digit ID, as containerd and runc use; users
+// may type any unique prefix of it.
+func NewID() string {
+	var b [32]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}

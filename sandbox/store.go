@@ -1,0 +1,365 @@
+package sandbox
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+
+	"github.com/podbox/podbox/netsetup"
+)
+
+// ErrNotFound is wrapped by lookups of a sandbox or container that does not
+// exist; ErrAmbiguous by a prefix that matches more than one.
+var (
+	ErrNotFound  = errors.New("not found")
+	ErrAmbiguous = errors.New("ambiguous prefix")
+	ErrNameInUse = errors.New("name already in use")
+)
+
+// nameRE is the name rule for sandboxes and containers: it can never be a
+// path, never start with a dot or dash, and fits a DNS label's length.
+var nameRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$`)
+
+// ValidName reports an error if name is not a valid sandbox or container name.
+func ValidName(kind, name string) error {
+	if !nameRE.MatchString(name) {
+		return fmt.Errorf("%s name %q is invalid: use 1 to 63 of [a-zA-Z0-9_.-], starting with a letter or digit", kind, name)
+	}
+	return nil
+}
+
+// Store is the on-disk state under one root:
+//
+//	ROOT/sandboxes/ID/sandbox.json        the sandbox record
+//	ROOT/sandboxes/ID/containers/CID/     bundle, container.json, log
+//	ROOT/containers/CID -> ../sandboxes/ID/containers/CID
+//	ROOT/names/sandbox/NAME, ROOT/names/container/NAME   hold the ID
+//
+// Names are reserved by exclusive file creation, so two concurrent creates of
+// the same name cannot both win, and no lookup scans every record. Records
+// are written to a temporary file and renamed into place, so a crash never
+// leaves a torn record.
+type Store struct {
+	Root string
+}
+
+const (
+	kindSandbox   = "sandbox"
+	kindContainer = "container"
+)
+
+// SandboxDir is the directory holding sandbox id's state.
+func (s Store) SandboxDir(id string) string { return filepath.Join(s.Root, "sandboxes", id) }
+
+// ContainerDir is the directory holding container cid of sandbox sid.
+func (s Store) ContainerDir(sid, cid string) string {
+	return filepath.Join(s.SandboxDir(sid), "containers", cid)
+}
+
+func (s Store) nameFile(kind, name string) string {
+	return filepath.Join(s.Root, "names", kind, name)
+}
+
+// ReserveName claims name for id. It fails with ErrNameInUse if another
+// sandbox (or container, by kind) holds it.
+func (s Store) reserveName(kind, name, id string) error {
+	if err := ValidName(kind, name); err != nil {
+		return err
+	}
+	p := s.nameFile(kind, name)
+	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+		return fmt.Errorf("%s %q: reserve name: %w", kind, name, err)
+	}
+	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, os.ErrExist) {
+		return fmt.Errorf("%s name %q: %w", kind, name, ErrNameInUse)
+	}
+	if err != nil {
+		return fmt.Errorf("%s %q: reserve name: %w", kind, name, err)
+	}
+	_, err = f.WriteString(id)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(p)
+		return fmt.Errorf("%s %q: reserve name: %w", kind, name, err)
+	}
+	return nil
+}
+
+// releaseName frees name if id holds it; anything else is left alone so that
+// a stale remover never frees a name a newer object took.
+func (s Store) releaseName(kind, name, id string) error {
+	p := s.nameFile(kind, name)
+	b, err := os.ReadFile(p)
+	if errors.Is(err, os.ErrNotExist) || (err == nil && string(b) != id) {
+		return nil
+	}
+	if err == nil {
+		err = os.Remove(p)
+	}
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("%s %q: release name: %w", kind, name, err)
+	}
+	return nil
+}
+
+// writeJSON writes v to path atomically: a reader sees the old record or the
+// new one, never a torn one. The root is on tmpfs (/run) in production, where
+// fsync buys nothing, so none is done.
+func writeJSON(path string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	_, err = tmp.Write(append(b, '\n'))
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), path)
+	}
+	if err != nil {
+		os.Remove(tmp.Name())
+	}
+	return err
+}
+
+func readJSON(path string, v any) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(b, v)
+}
+
+// resolve finds the ID a reference means among ids: an exact ID, a name
+// (looked up in the name index), or a unique ID prefix, in that order.
+func (s Store) resolve(kind, ref string, ids []string) (string, error) {
+	if ref == "" {
+		return "", fmt.Errorf("%s: empty reference", kind)
+	}
+	if slices.Contains(ids, ref) {
+		return ref, nil
+	}
+	if nameRE.MatchString(ref) {
+		if b, err := os.ReadFile(s.nameFile(kind, ref)); err == nil && slices.Contains(ids, string(b)) {
+			return string(b), nil
+		}
+	}
+	var match []string
+	for _, id := range ids {
+		if strings.HasPrefix(id, ref) {
+			match = append(match, id)
+		}
+	}
+	switch len(match) {
+	case 0:
+		return "", fmt.Errorf("%s %q: %w", kind, ref, ErrNotFound)
+	case 1:
+		return match[0], nil
+	default:
+		return "", fmt.Errorf("%s %q: %w (matches %d)", kind, ref, ErrAmbiguous, len(match))
+	}
+}
+
+func listDir(dir string) ([]string, error) {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	ids := make([]string, 0, len(entries))
+	for _, e := range entries {
+		if !strings.HasPrefix(e.Name(), ".") {
+			ids = append(ids, e.Name())
+		}
+	}
+	return ids, nil
+}
+
+// CreateSandboxRecord reserves sb's name and writes its first record. It
+// fails, changing nothing, if the name is taken or invalid.
+func (s Store) CreateSandboxRecord(sb *Sandbox) error {
+	if err := s.reserveName(kindSandbox, sb.Name, sb.ID); err != nil {
+		return err
+	}
+	dir := s.SandboxDir(sb.ID)
+	err := os.MkdirAll(filepath.Join(dir, "containers"), 0o700)
+	if err == nil {
+		err = writeJSON(filepath.Join(dir, "sandbox.json"), sb)
+	}
+	if err != nil {
+		os.RemoveAll(dir)
+		s.releaseName(kindSandbox, sb.Name, sb.ID)
+		return fmt.Errorf("sandbox %q: write record: %w", sb.Name, err)
+	}
+	return nil
+}
+
+// SaveSandbox rewrites sb's record.
+func (s Store) SaveSandbox(sb *Sandbox) error {
+	if err := writeJSON(filepath.Join(s.SandboxDir(sb.ID), "sandbox.json"), sb); err != nil {
+		return fmt.Errorf("sandbox %q: save record: %w", sb.Name, err)
+	}
+	return nil
+}
+
+// LoadSandbox reads sandbox id's record.
+func (s Store) LoadSandbox(id string) (*Sandbox, error) {
+	var sb Sandbox
+	err := readJSON(filepath.Join(s.SandboxDir(id), "sandbox.json"), &sb)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("sandbox %q: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("sandbox %q: read record: %w", id, err)
+	}
+	return &sb, nil
+}
+
+// SandboxIDs lists the IDs of every sandbox with a state directory.
+func (s Store) SandboxIDs() ([]string, error) {
+	ids, err := listDir(filepath.Join(s.Root, "sandboxes"))
+	if err != nil {
+		return nil, fmt.Errorf("list sandboxes in %s: %w", s.Root, err)
+	}
+	return ids, nil
+}
+
+// ResolveSandbox finds the sandbox a user means by ref: an ID, a name, or a
+// unique ID prefix.
+func (s Store) ResolveSandbox(ref string) (*Sandbox, error) {
+	ids, err := s.SandboxIDs()
+	if err != nil {
+		return nil, err
+	}
+	id, err := s.resolve(kindSandbox, ref, ids)
+	if err != nil {
+		return nil, err
+	}
+	return s.LoadSandbox(id)
+}
+
+// RemoveSandboxRecord deletes sandbox sb's state directory, container links
+// and name. It refuses while a mount (the netns pin) remains inside the
+// directory, so it can never delete through a live mount. Missing pieces are
+// success.
+func (s Store) RemoveSandboxRecord(sb *Sandbox) error {
+	if pin := filepath.Join(s.SandboxDir(sb.ID), "netns"); netsetup.IsNetNSPin(pin) {
+		return fmt.Errorf("sandbox %q: remove state directory: network namespace %s is still mounted", sb.Name, pin)
+	}
+	cids, _ := listDir(filepath.Join(s.SandboxDir(sb.ID), "containers"))
+	for _, cid := range cids {
+		if c, err := s.LoadContainer(sb.ID, cid); err == nil {
+			s.releaseName(kindContainer, c.Name, c.ID)
+		}
+		os.Remove(filepath.Join(s.Root, "containers", cid))
+	}
+	if err := os.RemoveAll(s.SandboxDir(sb.ID)); err != nil {
+		return fmt.Errorf("sandbox %q: remove state directory: %w", sb.Name, err)
+	}
+	return s.releaseName(kindSandbox, sb.Name, sb.ID)
+}
+
+// CreateContainerRecord reserves c's name, makes its directory (the bundle
+// lives there) and writes its first record.
+func (s Store) CreateContainerRecord(c *Container) error {
+	if err := s.reserveName(kindContainer, c.Name, c.ID); err != nil {
+		return err
+	}
+	dir := s.ContainerDir(c.SandboxID, c.ID)
+	link := filepath.Join(s.Root, "containers", c.ID)
+	err := os.MkdirAll(dir, 0o700)
+	if err == nil {
+		err = os.MkdirAll(filepath.Dir(link), 0o700)
+	}
+	if err == nil {
+		err = os.Symlink(filepath.Join("..", "sandboxes", c.SandboxID, "containers", c.ID), link)
+	}
+	if err == nil {
+		err = writeJSON(filepath.Join(dir, "container.json"), c)
+	}
+	if err != nil {
+		os.Remove(link)
+		os.RemoveAll(dir)
+		s.releaseName(kindContainer, c.Name, c.ID)
+		return fmt.Errorf("container %q: write record: %w", c.Name, err)
+	}
+	return nil
+}
+
+// SaveContainer rewrites c's record.
+func (s Store) SaveContainer(c *Container) error {
+	if err := writeJSON(filepath.Join(s.ContainerDir(c.SandboxID, c.ID), "container.json"), c); err != nil {
+		return fmt.Errorf("container %q: save record: %w", c.Name, err)
+	}
+	return nil
+}
+
+// LoadContainer reads container cid of sandbox sid.
+func (s Store) LoadContainer(sid, cid string) (*Container, error) {
+	var c Container
+	err := readJSON(filepath.Join(s.ContainerDir(sid, cid), "container.json"), &c)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("container %q: %w", cid, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("container %q: read record: %w", cid, err)
+	}
+	return &c, nil
+}
+
+// ContainerIDs lists the containers of sandbox sid, or of every sandbox if
+// sid is empty.
+func (s Store) ContainerIDs(sid string) ([]string, error) {
+	dir := filepath.Join(s.Root, "containers")
+	if sid != "" {
+		dir = filepath.Join(s.SandboxDir(sid), "containers")
+	}
+	ids, err := listDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("list containers in %s: %w", dir, err)
+	}
+	return ids, nil
+}
+
+// ResolveContainer finds the container a user means by ref, across all
+// sandboxes: an ID, a name, or a unique ID prefix.
+func (s Store) ResolveContainer(ref string) (*Container, error) {
+	ids, err := s.ContainerIDs("")
+	if err != nil {
+		return nil, err
+	}
+	id, err := s.resolve(kindContainer, ref, ids)
+	if err != nil {
+		return nil, err
+	}
+	var c Container
+	err = readJSON(filepath.Join(s.Root, "containers", id, "container.json"), &c)
+	if err != nil {
+		return nil, fmt.Errorf("container %q: read record: %w", id, err)
+	}
+	return &c, nil
+}
+
+// RemoveContainerRecord deletes c's directory, link and name.
+func (s Store) RemoveContainerRecord(c *Container) error {
+	os.Remove(filepath.Join(s.Root, "containers", c.ID))
+	if err := os.RemoveAll(s.ContainerDir(c.SandboxID, c.ID)); err != nil {
+		return fmt.Errorf("container %q: remove state directory: %w", c.Name, err)
+	}
+	return s.releaseName(kindContainer, c.Name, c.ID)
+}
