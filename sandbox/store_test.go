@@ -20,7 +20,7 @@ func TestValidName(t *testing.T) {
 		{"", false}, {"-x", false}, {".x", false}, {"_x", false}, {"a/b", false},
 		{"..", false}, {"../etc", false}, {"a b", false}, {"a\nb", false},
 		{string(make([]byte, 64)), false},
-		{"a123456789012345678901234567890123456789012345678901234567890ab", true},  // 63
+		{"a123456789012345678901234567890123456789012345678901234567890ab", true},   // 63
 		{"a1234567890123456789012345678901234567890123456789012345678901ab", false}, // 64
 	} {
 		err := ValidName("sandbox", tc.name)

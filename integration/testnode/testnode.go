@@ -127,3 +127,29 @@ func (n *Node) Command(ctx context.Context, name string, args ...string) *exec.C
 func (n *Node) Do(fn func() error) error {
 	return netsetup.InNetNS(n.Path, fn)
 }
+
+// Binary returns the path of podbox binary name (a folder under cmd/): the one
+// `make build` put in $PODBOX_BIN_DIR when that is set, or else a fresh build
+// into the test's temporary directory, so `go test` works without make.
+func Binary(t testing.TB, name string) string {
+	t.Helper()
+	if dir := os.Getenv("PODBOX_BIN_DIR"); dir != "" {
+		p := filepath.Join(dir, name)
+		if _, err := os.Stat(p); err != nil {
+			t.Fatalf("PODBOX_BIN_DIR=%s has no %s (run `make build`): %v", dir, name, err)
+		}
+		return p
+	}
+	mod, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil || len(strings.TrimSpace(string(mod))) == 0 {
+		t.Fatalf("find the podbox module to build %s: %v", name, err)
+	}
+	out := filepath.Join(t.TempDir(), name)
+	cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", out, "./cmd/"+name)
+	cmd.Dir = filepath.Dir(strings.TrimSpace(string(mod)))
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build %s: %v\n%s", name, err, b)
+	}
+	return out
+}

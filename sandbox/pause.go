@@ -1,0 +1,248 @@
+package sandbox
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// PauseUID and PauseGID are the pause's user and group: 65535, as Kubernetes
+// runs its pause, so the pause owns nothing on the host.
+const (
+	PauseUID = 65535
+	PauseGID = 65535
+)
+
+// PauseSpec says how to launch a sandbox's pause process.
+type PauseSpec struct {
+	// RootDir is a directory holding only the pause binary, named "pause".
+	// It becomes the pause's read-only root (see PrepareRootDir).
+	RootDir string
+	// NetNSPath is the network namespace the pause joins.
+	NetNSPath string
+	// Hostname is set in the pause's new UTS namespace, which the sandbox's
+	// containers join.
+	Hostname string
+	// CgroupFD, if >= 0, is an open cgroup v2 directory the pause is started
+	// in (CLONE_INTO_CGROUP), so it is accounted from its first instruction.
+	CgroupFD int
+}
+
+// PrepareRootDir makes dir a root filesystem holding only a copy of the pause
+// binary at /pause, if it does not hold one yet. It is shared by every sandbox
+// of a state root; the pause only ever sees it read-only.
+func PrepareRootDir(dir, pauseBinary string) error {
+	dst := filepath.Join(dir, "pause")
+	if fi, err := os.Stat(dst); err == nil && fi.Mode().IsRegular() {
+		return nil
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("pause root %s: %w", dir, err)
+	}
+	b, err := os.ReadFile(pauseBinary)
+	if err != nil {
+		return fmt.Errorf("pause root %s: read pause binary: %w", dir, err)
+	}
+	tmp, err := os.CreateTemp(dir, ".pause.*")
+	if err != nil {
+		return fmt.Errorf("pause root %s: %w", dir, err)
+	}
+	_, err = tmp.Write(b)
+	if err == nil {
+		err = tmp.Chmod(0o555)
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		// Rename, so that concurrent preparers never expose a partial file.
+		err = os.Rename(tmp.Name(), dst)
+	}
+	if err != nil {
+		os.Remove(tmp.Name())
+		return fmt.Errorf("pause root %s: install pause binary: %w", dir, err)
+	}
+	return nil
+}
+
+// StartPause launches the pause process of a sandbox: in the network
+// namespace at spec.NetNSPath, in new IPC, UTS, mount and PID namespaces (it
+// is PID 1 of its PID namespace), with a read-only root holding only the pause
+// binary, as uid/gid 65535 with no capabilities and no_new_privs. The caller
+// owns the returned process and must Wait for it.
+//
+// Go's fork/exec cannot join an existing namespace or pivot the root in the
+// child, so the namespaces are prepared on a dedicated, locked OS thread that
+// then forks the pause: the child inherits that thread's namespaces, root and
+// security bits. The thread is never unlocked, so the Go runtime discards it
+// when the goroutine ends; nothing else ever runs on it.
+//
+// Pivoting (instead of chroot) matters: the new mount namespace starts as a
+// copy of the host's, netns pins of every other sandbox included. Detaching
+// the old root leaves the pause's namespace holding one mount, so it never
+// keeps another sandbox's namespace alive after that sandbox is removed.
+func StartPause(spec PauseSpec) (*os.Process, error) {
+	netns, err := os.Open(spec.NetNSPath)
+	if err != nil {
+		return nil, fmt.Errorf("pause: open netns: %w", err)
+	}
+	defer netns.Close()
+	// Opened before the pivot: /dev/null does not exist in the pause root.
+	null, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
+	if err != nil {
+		return nil, fmt.Errorf("pause: %w", err)
+	}
+	defer null.Close()
+
+	type result struct {
+		p   *os.Process
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		runtime.LockOSThread()
+		// Deliberately no UnlockOSThread: see the function comment.
+		p, err := forkPause(spec, int(netns.Fd()), null)
+		done <- result{p, err}
+	}()
+	r := <-done
+	if r.err != nil {
+		return nil, fmt.Errorf("pause: %w", r.err)
+	}
+	return r.p, nil
+}
+
+// forkPause runs on a locked thread that it leaves unusable for anything else.
+func forkPause(spec PauseSpec, netnsFD int, null *os.File) (*os.Process, error) {
+	if err := unix.Unshare(unix.CLONE_NEWNS | unix.CLONE_NEWIPC | unix.CLONE_NEWUTS); err != nil {
+		return nil, fmt.Errorf("unshare mount/ipc/uts: %w", err)
+	}
+	if err := unix.Setns(netnsFD, unix.CLONE_NEWNET); err != nil {
+		return nil, fmt.Errorf("join netns %s: %w", spec.NetNSPath, err)
+	}
+	if spec.Hostname != "" {
+		if err := unix.Sethostname([]byte(spec.Hostname)); err != nil {
+			return nil, fmt.Errorf("set hostname %q: %w", spec.Hostname, err)
+		}
+	}
+	// Private first, so nothing below propagates back to the host.
+	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+		return nil, fmt.Errorf("make mounts private: %w", err)
+	}
+	if err := unix.Mount(spec.RootDir, spec.RootDir, "", unix.MS_BIND, ""); err != nil {
+		return nil, fmt.Errorf("bind pause root %s: %w", spec.RootDir, err)
+	}
+	if err := unix.Chdir(spec.RootDir); err != nil {
+		return nil, fmt.Errorf("enter pause root %s: %w", spec.RootDir, err)
+	}
+	// pivot_root(".", ".") stacks the old root on top of the new one, and
+	// the detach below removes it: no directory for the old root is needed
+	// in a root that must hold only the pause binary.
+	if err := unix.PivotRoot(".", "."); err != nil {
+		return nil, fmt.Errorf("pivot into pause root %s: %w", spec.RootDir, err)
+	}
+	if err := unix.Unmount(".", unix.MNT_DETACH); err != nil {
+		return nil, fmt.Errorf("detach old root: %w", err)
+	}
+	if err := unix.Chdir("/"); err != nil {
+		return nil, err
+	}
+	if err := unix.Mount("", "/", "", unix.MS_REMOUNT|unix.MS_BIND|unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV, ""); err != nil {
+		return nil, fmt.Errorf("make pause root read-only: %w", err)
+	}
+	// no_new_privs and the empty bounding set are inherited by the child;
+	// its switch to uid 65535 then clears every other capability set.
+	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+		return nil, fmt.Errorf("set no_new_privs: %w", err)
+	}
+	for c := 0; c <= lastCap(); c++ {
+		if err := unix.Prctl(unix.PR_CAPBSET_DROP, uintptr(c), 0, 0, 0); err != nil && err != unix.EINVAL {
+			return nil, fmt.Errorf("drop capability %d from bounding set: %w", c, err)
+		}
+	}
+	attr := &syscall.SysProcAttr{
+		Cloneflags: syscall.CLONE_NEWPID,
+		Credential: &syscall.Credential{Uid: PauseUID, Gid: PauseGID, Groups: []uint32{}},
+		// Its own session: a signal to the shim's process group (a ^C in the
+		// terminal that started the CLI) must not reach the sandbox.
+		Setsid: true,
+	}
+	if spec.CgroupFD >= 0 {
+		attr.UseCgroupFD = true
+		attr.CgroupFD = spec.CgroupFD
+	}
+	cmd := &exec.Cmd{
+		Path:        "/pause",
+		Args:        []string{"pause"},
+		Env:         []string{},
+		Stdin:       null,
+		Stdout:      null,
+		Stderr:      null,
+		SysProcAttr: attr,
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start /pause: %w", err)
+	}
+	return cmd.Process, nil
+}
+
+func lastCap() int {
+	b, err := os.ReadFile("/proc/sys/kernel/cap_last_cap")
+	if err == nil {
+		if n, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
+			return n
+		}
+	}
+	return 63 // PR_CAPBSET_DROP answers EINVAL past the last one
+}
+
+// ProcessStart returns pid's start time in clock ticks since boot, which
+// together with the PID names one process for good (PIDs are reused).
+func ProcessStart(pid int) (uint64, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, err
+	}
+	// The command name (field 2) may hold spaces and parentheses; fields
+	// after the last ')' are plain.
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("process %d: malformed stat", pid)
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 20 {
+		return 0, fmt.Errorf("process %d: malformed stat", pid)
+	}
+	return strconv.ParseUint(f[19], 10, 64) // field 22 overall
+}
+
+// Alive reports whether the process pid started at start still runs (and is
+// not a zombie).
+func Alive(pid int, start uint64) bool {
+	if pid <= 0 {
+		return false
+	}
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return false
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 20 || f[0] == "Z" || f[0] == "X" {
+		return false
+	}
+	got, err := strconv.ParseUint(f[19], 10, 64)
+	return err == nil && (start == 0 || got == start)
+}

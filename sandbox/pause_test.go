@@ -1,0 +1,116 @@
+package sandbox
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/podbox/podbox/integration/testnode"
+	"github.com/podbox/podbox/netsetup"
+)
+
+// The pause runs where and as the sandbox design says: in the sandbox's
+// netns, in its own IPC/UTS/mount/PID namespaces, as 65535 with no
+// capabilities, on a read-only root that holds only itself.
+func TestStartPauseConfinement(t *testing.T) {
+	testnode.New(t) // privileged check; the pause joins its own sandbox netns
+	root := t.TempDir()
+	pin := filepath.Join(root, "netns")
+	if err := netsetup.CreateNetNS(pin); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { netsetup.RemoveNetNS(pin) })
+	rootDir := filepath.Join(root, "pause-root")
+	if err := PrepareRootDir(rootDir, testnode.Binary(t, "podbox-pause")); err != nil {
+		t.Fatal(err)
+	}
+
+	p, err := StartPause(PauseSpec{RootDir: rootDir, NetNSPath: pin, Hostname: "podhost", CgroupFD: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	exited := false
+	t.Cleanup(func() {
+		if !exited {
+			p.Kill()
+			p.Wait()
+		}
+	})
+	proc := "/proc/" + itoa(p.Pid)
+
+	if got, want := ino(t, proc+"/ns/net"), ino(t, pin); got != want {
+		t.Errorf("pause netns inode %d, want the sandbox's %d", got, want)
+	}
+	for _, ns := range []string{"ipc", "uts", "mnt", "pid"} {
+		if ino(t, proc+"/ns/"+ns) == ino(t, "/proc/self/ns/"+ns) {
+			t.Errorf("pause shares the shim's %s namespace", ns)
+		}
+	}
+	status := readFile(t, proc+"/status")
+	for _, want := range []string{
+		"Uid:\t65535\t65535\t65535\t65535", "Gid:\t65535\t65535\t65535\t65535",
+		"CapEff:\t0000000000000000", "CapPrm:\t0000000000000000", "CapBnd:\t0000000000000000",
+		"NoNewPrivs:\t1", "NSpid:\t" + itoa(p.Pid) + "\t1",
+	} {
+		if !strings.Contains(status, want+"\n") {
+			t.Errorf("pause status lacks %q:\n%s", want, status)
+		}
+	}
+	mounts := strings.Split(strings.TrimSpace(readFile(t, proc+"/mountinfo")), "\n")
+	if len(mounts) != 1 || strings.Fields(mounts[0])[4] != "/" || !strings.HasPrefix(strings.Fields(mounts[0])[5], "ro,") {
+		t.Errorf("pause should see exactly one read-only mount at /; mountinfo:\n%s", strings.Join(mounts, "\n"))
+	}
+	entries, err := os.ReadDir(proc + "/root")
+	if err != nil || len(entries) != 1 || entries[0].Name() != "pause" {
+		t.Errorf("pause root holds %v (err %v), want only pause", entries, err)
+	}
+	out, err := exec.Command("nsenter", "--uts="+proc+"/ns/uts", "hostname").Output()
+	if err != nil || strings.TrimSpace(string(out)) != "podhost" {
+		t.Errorf("hostname in the pause's UTS namespace = %q (%v), want podhost", out, err)
+	}
+	if st, err := ProcessStart(p.Pid); err != nil || !Alive(p.Pid, st) {
+		t.Errorf("Alive(%d, %d) = false, %v", p.Pid, st, err)
+	}
+
+	if err := p.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan *os.ProcessState, 1)
+	go func() { st, _ := p.Wait(); done <- st }()
+	select {
+	case st := <-done:
+		exited = true
+		if st == nil || st.ExitCode() != 0 {
+			t.Fatalf("pause after SIGTERM: %v, want exit 0", st)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("pause did not exit within 10s of SIGTERM")
+	}
+}
+
+func ino(t *testing.T, path string) uint64 {
+	t.Helper()
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		t.Fatal(err)
+	}
+	return st.Ino
+}
+
+func readFile(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func itoa(i int) string { return strconv.Itoa(i) }
