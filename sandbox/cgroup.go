@@ -1,0 +1,195 @@
+package sandbox
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// hierarchy is one mounted cgroup tree: a v1 controller (or named) hierarchy,
+// or the v2 unified tree.
+type hierarchy struct {
+	mount string
+	v2    bool
+	// cpuset hierarchies need cpus and mems copied into a new child before a
+	// task may join it.
+	cpuset bool
+}
+
+// hierarchies lists the cgroup trees mounted on this host, so the same code
+// serves v1, hybrid (v1 plus a unified mount) and pure v2 hosts.
+func hierarchies() ([]hierarchy, error) {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return nil, fmt.Errorf("cgroups: %w", err)
+	}
+	defer f.Close()
+	var hs []hierarchy
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		pre, post, ok := strings.Cut(sc.Text(), " - ")
+		if !ok {
+			continue
+		}
+		pf, sf := strings.Fields(pre), strings.Fields(post)
+		if len(pf) < 5 || len(sf) < 3 {
+			continue
+		}
+		switch sf[0] {
+		case "cgroup2":
+			hs = append(hs, hierarchy{mount: pf[4], v2: true})
+		case "cgroup":
+			hs = append(hs, hierarchy{mount: pf[4], cpuset: slices.Contains(strings.Split(sf[2], ","), "cpuset")})
+		}
+	}
+	if len(hs) == 0 {
+		return nil, errors.New("cgroups: no cgroup hierarchy mounted")
+	}
+	return hs, nil
+}
+
+// Cgroup is one cgroup path (like "podbox/ID/pause") across every mounted
+// hierarchy.
+type Cgroup struct {
+	Path string
+}
+
+// Create makes the cgroup in every hierarchy, parents included.
+func (c Cgroup) Create() error {
+	hs, err := hierarchies()
+	if err != nil {
+		return err
+	}
+	for _, h := range hs {
+		if h.cpuset {
+			if err := ensureCpuset(h.mount, c.Path); err != nil {
+				return fmt.Errorf("cgroup %s: %w", c.Path, err)
+			}
+			continue
+		}
+		if err := os.MkdirAll(filepath.Join(h.mount, c.Path), 0o755); err != nil {
+			return fmt.Errorf("cgroup %s: %w", c.Path, err)
+		}
+	}
+	return nil
+}
+
+// ensureCpuset creates each level of path under a v1 cpuset mount, copying
+// the parent's cpus and mems, without which the kernel refuses new tasks.
+func ensureCpuset(mount, path string) error {
+	parent := mount
+	for _, part := range strings.Split(filepath.Clean(path), "/") {
+		dir := filepath.Join(parent, part)
+		if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
+			return err
+		}
+		for _, f := range []string{"cpuset.cpus", "cpuset.mems"} {
+			cur, _ := os.ReadFile(filepath.Join(dir, f))
+			if strings.TrimSpace(string(cur)) != "" {
+				continue
+			}
+			v, err := os.ReadFile(filepath.Join(parent, f))
+			if err != nil {
+				return err
+			}
+			if err := os.WriteFile(filepath.Join(dir, f), v, 0o644); err != nil {
+				return fmt.Errorf("%s: %w", filepath.Join(dir, f), err)
+			}
+		}
+		parent = dir
+	}
+	return nil
+}
+
+// V2Dir returns the cgroup's directory in a pure cgroup v2 host's tree, or
+// "" on a v1 or hybrid host (where a process must be placed in every
+// hierarchy, and CLONE_INTO_CGROUP cannot do that).
+func (c Cgroup) V2Dir() string {
+	hs, err := hierarchies()
+	if err != nil || len(hs) != 1 || !hs[0].v2 {
+		return ""
+	}
+	return filepath.Join(hs[0].mount, c.Path)
+}
+
+// Add moves pid into the cgroup in every hierarchy.
+func (c Cgroup) Add(pid int) error {
+	hs, err := hierarchies()
+	if err != nil {
+		return err
+	}
+	for _, h := range hs {
+		p := filepath.Join(h.mount, c.Path, "cgroup.procs")
+		if err := os.WriteFile(p, []byte(strconv.Itoa(pid)), 0o644); err != nil {
+			return fmt.Errorf("cgroup %s: add process %d: %w", c.Path, pid, err)
+		}
+	}
+	return nil
+}
+
+// Remove deletes the cgroup and everything below it in every hierarchy,
+// killing any process still inside (a crashed shim's leftovers). A missing
+// cgroup is success.
+func (c Cgroup) Remove() error {
+	hs, err := hierarchies()
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, h := range hs {
+		if err := removeTree(filepath.Join(h.mount, c.Path)); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("cgroup %s: remove: %w", c.Path, err)
+	}
+	return nil
+}
+
+func removeTree(dir string) error {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if e.IsDir() {
+			if err := removeTree(filepath.Join(dir, e.Name())); err != nil {
+				return err
+			}
+		}
+	}
+	// rmdir fails with EBUSY while tasks remain; those are leftovers of a
+	// dead shim, so kill them and wait for the kernel to let go.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		err := syscall.Rmdir(dir)
+		if err == nil || errors.Is(err, syscall.ENOENT) {
+			return nil
+		}
+		if !errors.Is(err, syscall.EBUSY) || time.Now().After(deadline) {
+			return fmt.Errorf("rmdir %s: %w", dir, err)
+		}
+		killAll(dir)
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func killAll(dir string) {
+	b, _ := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
+	for _, f := range strings.Fields(string(b)) {
+		if pid, err := strconv.Atoi(f); err == nil && pid > 0 {
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
+}
