@@ -568,3 +568,29 @@ func addr(n uint32) netip.Addr {
 	binary.BigEndian.PutUint32(b[:], n)
 	return netip.AddrFrom4(b)
 }
+
+// OpenExisting opens the pool already persisted in dir, taking its subnet and
+// gateway from the state itself. It is for tools that inspect leases without
+// knowing the network's configuration (leak checks, recovery); it fails with
+// an error wrapping fs.ErrNotExist if dir holds no pool.
+func OpenExisting(dir string) (*Pool, error) {
+	b, err := os.ReadFile(filepath.Join(dir, stateName))
+	if err != nil {
+		return nil, fmt.Errorf("ipam %s: %w", dir, err)
+	}
+	var subnet, gateway string
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "subnet "); ok && subnet == "" {
+			subnet = v
+		}
+		if v, ok := strings.CutPrefix(line, "gateway "); ok && gateway == "" {
+			gateway = v
+		}
+	}
+	s, err1 := netip.ParsePrefix(subnet)
+	g, err2 := netip.ParseAddr(gateway)
+	if err := errors.Join(err1, err2); err != nil {
+		return nil, fmt.Errorf("ipam %s: corrupt header: %w", dir, err)
+	}
+	return Open(dir, s, g)
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -664,5 +665,28 @@ func BenchmarkLeaseRelease(b *testing.B) {
 				}
 			})
 		}
+	}
+}
+
+func TestOpenExisting(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := OpenExisting(dir); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("OpenExisting of an empty dir: %v, want ErrNotExist", err)
+	}
+	p, err := Open(dir, netip.MustParsePrefix("10.90.0.0/24"), netip.MustParseAddr("10.90.0.1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ip, err := p.Lease("a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, err := OpenExisting(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ls, err := q.Leases()
+	if err != nil || len(ls) != 1 || ls[0].IP != ip || q.Subnet() != p.Subnet() || q.Gateway() != p.Gateway() {
+		t.Fatalf("OpenExisting sees %v (%v), subnet %s gateway %s", ls, err, q.Subnet(), q.Gateway())
 	}
 }
