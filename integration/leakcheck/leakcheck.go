@@ -42,8 +42,8 @@ type Options struct {
 	Node       *testnode.Node
 	AllowLinks []string
 	// CgroupParent, if set, is the cgroup path (relative to each hierarchy's
-	// root) under which the test's sandboxes live; it must not remain in any
-	// hierarchy unless it existed before.
+	// root) under which the test's sandboxes live; no cgroup below it may
+	// remain in any hierarchy. The parent itself is node-level and may stay.
 	CgroupParent string
 	// Settle is how long to wait for asynchronous teardown; default 5s.
 	Settle time.Duration
@@ -127,10 +127,13 @@ func snapshot(o Options) state {
 	}
 	if o.CgroupParent != "" {
 		for _, root := range cgroupRoots() {
-			d := filepath.Join(root, o.CgroupParent)
-			if _, err := os.Stat(d); err == nil {
-				s.cgroupDirs[d] = true
-			}
+			parent := filepath.Join(root, o.CgroupParent)
+			_ = filepath.WalkDir(parent, func(path string, d fs.DirEntry, err error) error {
+				if err == nil && d.IsDir() && path != parent {
+					s.cgroupDirs[path] = true
+				}
+				return nil
+			})
 		}
 	}
 	if o.Root != "" {

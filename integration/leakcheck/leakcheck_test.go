@@ -79,11 +79,11 @@ func TestCheckFindsEachLeak(t *testing.T) {
 	if _, err := pool.Lease("sandbox-x"); err != nil {
 		t.Fatal(err)
 	}
-	cgDir := "/sys/fs/cgroup/pids/" + cg
+	cgDir := "/sys/fs/cgroup/pids/" + cg + "/sandbox"
 	if err := os.MkdirAll(cgDir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { os.Remove(cgDir) })
+	t.Cleanup(func() { os.Remove(cgDir); os.Remove(filepath.Dir(cgDir)) })
 	sleeper := node.Command(context.Background(), "sleep", "30")
 	if err := sleeper.Start(); err != nil {
 		t.Fatal(err)

@@ -1,0 +1,74 @@
+package sandbox
+
+import (
+	"fmt"
+	"strconv"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+// Annotation keys that group a container with its sandbox: CRI's, set by
+// containerd, and podbox's own (ctr and the CLI).
+const (
+	AnnotationCRISandboxID = "io.kubernetes.cri.sandbox-id"
+	AnnotationSandbox      = "io.podbox.sandbox"
+)
+
+// Join rewrites an OCI spec so the container joins the sandbox: it shares the
+// pause's network, IPC and UTS namespaces (and PID namespace with SharePID),
+// gets the sandbox's hosts, hostname and resolv.conf, and runs in a cgroup
+// below the sandbox's. Other namespaces (mount, and PID without SharePID) stay
+// the container's own.
+func (n Node) Join(spec *specs.Spec, sb *Sandbox, containerID string) error {
+	if sb.State != StateReady {
+		return fmt.Errorf("sandbox %q is %s, not ready: cannot join a container", sb.Name, sb.State)
+	}
+	if spec.Linux == nil {
+		spec.Linux = &specs.Linux{}
+	}
+	proc := "/proc/" + strconv.Itoa(sb.PausePID) + "/ns/"
+	join := map[specs.LinuxNamespaceType]string{
+		specs.NetworkNamespace: sb.NetNSPath,
+		specs.IPCNamespace:     proc + "ipc",
+		specs.UTSNamespace:     proc + "uts",
+	}
+	if sb.SharePID {
+		join[specs.PIDNamespace] = proc + "pid"
+	}
+	var nss []specs.LinuxNamespace
+	for _, ns := range spec.Linux.Namespaces {
+		if _, ok := join[ns.Type]; !ok {
+			nss = append(nss, ns)
+		}
+	}
+	for _, t := range []specs.LinuxNamespaceType{specs.NetworkNamespace, specs.IPCNamespace, specs.UTSNamespace, specs.PIDNamespace} {
+		if p, ok := join[t]; ok {
+			nss = append(nss, specs.LinuxNamespace{Type: t, Path: p})
+		}
+	}
+	spec.Linux.Namespaces = nss
+	// The hostname lives in the shared UTS namespace, set once by the
+	// pause; runc refuses to set one in a namespace it did not create.
+	spec.Hostname = ""
+	spec.Linux.CgroupsPath = n.ContainerCgroupsPath(sb.ID, containerID)
+
+	var mounts []specs.Mount
+	etc := map[string]bool{"/etc/hosts": true, "/etc/hostname": true, "/etc/resolv.conf": true}
+	for _, m := range spec.Mounts {
+		if !etc[m.Destination] {
+			mounts = append(mounts, m)
+		}
+	}
+	for _, name := range []string{"hosts", "hostname", "resolv.conf"} {
+		mounts = append(mounts, specs.Mount{
+			Destination: "/etc/" + name, Type: "bind", Source: n.EtcFile(sb, name),
+			Options: []string{"rbind", "rprivate", "ro", "nosuid", "nodev", "noexec"},
+		})
+	}
+	spec.Mounts = mounts
+	if spec.Annotations == nil {
+		spec.Annotations = map[string]string{}
+	}
+	spec.Annotations[AnnotationSandbox] = sb.ID
+	return nil
+}

@@ -1,0 +1,287 @@
+package sandbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/podbox/podbox/netsetup"
+)
+
+// DefaultCgroupParent is the cgroup (in every hierarchy) under which each
+// sandbox gets its own cgroup: PARENT/ID/pause and PARENT/ID/CONTAINER.
+const DefaultCgroupParent = "podbox"
+
+// Node is what every sandbox under one state root shares.
+type Node struct {
+	Store Store
+	// PauseBinary is the podbox-pause executable copied into the pause root.
+	PauseBinary string
+	// CgroupParent defaults to DefaultCgroupParent.
+	CgroupParent string
+	// Network is the built-in bridge network used by NetworkBridge sandboxes.
+	Network netsetup.Network
+}
+
+// Options describe a sandbox to create.
+type Options struct {
+	ID       string // required; NewID makes one
+	Name     string // default: the first 12 digits of ID
+	Hostname string // default: Name
+	Network  string // NetworkBridge (default), NetworkNone or NetworkExternal
+	// NetNSPath is the namespace made by the caller, for NetworkExternal.
+	NetNSPath string
+	SharePID  bool
+	Labels    map[string]string
+}
+
+func (n Node) cgroupParent() string {
+	if n.CgroupParent != "" {
+		return strings.Trim(n.CgroupParent, "/")
+	}
+	return DefaultCgroupParent
+}
+
+// SandboxCgroup is the cgroup holding everything of sandbox id.
+func (n Node) SandboxCgroup(id string) Cgroup {
+	return Cgroup{Path: n.cgroupParent() + "/" + id}
+}
+
+// ContainerCgroupsPath is the OCI cgroupsPath of container cid in sandbox sid.
+func (n Node) ContainerCgroupsPath(sid, cid string) string {
+	return "/" + n.cgroupParent() + "/" + sid + "/" + cid
+}
+
+// network is the bridge network with its leases kept under the node's root.
+func (n Node) network() netsetup.Network {
+	net := n.Network
+	if net.StateRoot == "" {
+		net.StateRoot = n.Store.Root
+	}
+	return net
+}
+
+func (n Node) pinPath(id string) string { return filepath.Join(n.Store.SandboxDir(id), "netns") }
+
+// Create builds a ready sandbox: its record (reserving the name), network
+// namespace and network, hosts files, cgroup, and pause process. The caller
+// must reap the pause (its PID is in the record): it is the caller's child.
+//
+// On error everything Create did is undone and the name is free again.
+func (n Node) Create(ctx context.Context, o Options) (_ *Sandbox, retErr error) {
+	if o.ID == "" {
+		return nil, errors.New("sandbox: create: empty ID")
+	}
+	if o.Name == "" {
+		o.Name = o.ID[:min(12, len(o.ID))]
+	}
+	if o.Hostname == "" {
+		o.Hostname = o.Name
+	}
+	if o.Network == "" {
+		o.Network = NetworkBridge
+	}
+	wrap := func(err error) error { return fmt.Errorf("sandbox %q: create: %w", o.Name, err) }
+	if err := ValidName("sandbox", o.Name); err != nil {
+		return nil, err
+	}
+	if len(o.Hostname) > 63 || strings.ContainsAny(o.Hostname, "/ \t\n") {
+		return nil, wrap(fmt.Errorf("hostname %q is invalid", o.Hostname))
+	}
+	switch o.Network {
+	case NetworkBridge, NetworkNone:
+		o.NetNSPath = n.pinPath(o.ID)
+	case NetworkExternal:
+		if !filepath.IsAbs(o.NetNSPath) {
+			return nil, wrap(fmt.Errorf("external network needs an absolute netns path, got %q", o.NetNSPath))
+		}
+	default:
+		return nil, wrap(fmt.Errorf("unknown network mode %q (want %s or %s)", o.Network, NetworkBridge, NetworkNone))
+	}
+
+	sb := &Sandbox{
+		ID: o.ID, Name: o.Name, Hostname: o.Hostname, Network: o.Network, SharePID: o.SharePID,
+		Labels: maps.Clone(o.Labels), State: StateCreating, NetNSPath: o.NetNSPath,
+		CgroupParent: n.cgroupParent(), ShimPID: os.Getpid(), CreatedAt: time.Now().UTC(),
+		Containers: []string{},
+	}
+	if err := n.Store.CreateSandboxRecord(sb); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if retErr != nil {
+			if err := n.Remove(context.WithoutCancel(ctx), sb, nil); err != nil {
+				retErr = errors.Join(retErr, fmt.Errorf("undo: %w", err))
+			}
+		}
+	}()
+
+	switch o.Network {
+	case NetworkBridge:
+		att, err := n.network().Setup(ctx, sb.ID, sb.NetNSPath)
+		if err != nil {
+			return nil, wrap(err)
+		}
+		sb.IP, sb.Gateway = att.Address.Addr().String(), att.Gateway.String()
+		sb.Bridge, sb.HostVeth = att.Bridge, att.HostVeth
+	case NetworkNone:
+		if err := netsetup.SetupLoopbackOnly(ctx, sb.NetNSPath); err != nil {
+			return nil, wrap(err)
+		}
+	}
+	if err := n.writeEtcFiles(sb); err != nil {
+		return nil, wrap(err)
+	}
+
+	pauseCg := Cgroup{Path: n.SandboxCgroup(sb.ID).Path + "/pause"}
+	if err := pauseCg.Create(); err != nil {
+		return nil, wrap(err)
+	}
+	spec := PauseSpec{RootDir: filepath.Join(n.Store.Root, "pause-root"), NetNSPath: sb.NetNSPath, Hostname: sb.Hostname, CgroupFD: -1}
+	if err := PrepareRootDir(spec.RootDir, n.PauseBinary); err != nil {
+		return nil, wrap(err)
+	}
+	if dir := pauseCg.V2Dir(); dir != "" {
+		f, err := os.Open(dir)
+		if err != nil {
+			return nil, wrap(fmt.Errorf("open cgroup %s: %w", dir, err))
+		}
+		defer f.Close()
+		spec.CgroupFD = int(f.Fd())
+	}
+	p, err := StartPause(spec)
+	if err != nil {
+		return nil, wrap(err)
+	}
+	sb.PausePID = p.Pid
+	if spec.CgroupFD < 0 {
+		if err := pauseCg.Add(p.Pid); err != nil {
+			return nil, wrap(err)
+		}
+	}
+	if sb.PauseStart, err = ProcessStart(p.Pid); err != nil {
+		return nil, wrap(fmt.Errorf("pause %d: %w", p.Pid, err))
+	}
+	sb.State = StateReady
+	if err := n.Store.SaveSandbox(sb); err != nil {
+		return nil, wrap(err)
+	}
+	return sb, nil
+}
+
+// writeEtcFiles writes the hostname, hosts and resolv.conf that every
+// container of the sandbox gets bind-mounted at /etc.
+func (n Node) writeEtcFiles(sb *Sandbox) error {
+	dir := n.Store.SandboxDir(sb.ID)
+	hosts := "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+	if sb.IP != "" {
+		hosts += sb.IP + "\t" + sb.Hostname + "\n"
+	} else {
+		hosts += "127.0.1.1\t" + sb.Hostname + "\n"
+	}
+	files := map[string]string{
+		"hostname":    sb.Hostname + "\n",
+		"hosts":       hosts,
+		"resolv.conf": resolvConf(),
+	}
+	for name, content := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+			return fmt.Errorf("write %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// resolvConf is the host's resolv.conf without loopback name servers, which
+// would point into the sandbox's own namespace where none listens.
+func resolvConf() string {
+	b, err := os.ReadFile("/etc/resolv.conf")
+	if err != nil {
+		return ""
+	}
+	var out []string
+	for line := range strings.SplitSeq(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 2 && f[0] == "nameserver" && (strings.HasPrefix(f[1], "127.") || f[1] == "::1") {
+			continue
+		}
+		out = append(out, line)
+	}
+	return strings.Join(out, "\n")
+}
+
+// EtcFile is the path of the sandbox's hosts, hostname or resolv.conf file.
+func (n Node) EtcFile(sb *Sandbox, name string) string {
+	return filepath.Join(n.Store.SandboxDir(sb.ID), name)
+}
+
+// ContainerDeleter deletes an OCI container by ID, killing it if it runs,
+// and treats a missing container as deleted (runc delete --force).
+type ContainerDeleter interface {
+	DeleteContainer(ctx context.Context, id string) error
+}
+
+// StopPause sends SIGTERM to the pause (if it is still the process the record
+// names) and waits up to timeout for it to go, then SIGKILL. Whoever is the
+// pause's parent reaps it; StopPause only watches it disappear.
+func StopPause(sb *Sandbox, timeout time.Duration) error {
+	if !Alive(sb.PausePID, sb.PauseStart) {
+		return nil
+	}
+	syscall.Kill(sb.PausePID, syscall.SIGTERM)
+	if waitGone(sb, timeout) {
+		return nil
+	}
+	syscall.Kill(sb.PausePID, syscall.SIGKILL)
+	if waitGone(sb, 5*time.Second) {
+		return nil
+	}
+	return fmt.Errorf("sandbox %q: pause %d did not exit after SIGKILL", sb.Name, sb.PausePID)
+}
+
+func waitGone(sb *Sandbox, d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	for Alive(sb.PausePID, sb.PauseStart) {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	return true
+}
+
+// Remove deletes every trace of the sandbox: its containers (through dc, if
+// given), the pause, the cgroup, the network and namespace pin, and the state
+// directory. It needs no shim, so it also cleans up after a crashed one, and
+// every step tolerates a missing object: a crash at any point is mended by
+// running Remove again.
+func (n Node) Remove(ctx context.Context, sb *Sandbox, dc ContainerDeleter) error {
+	var errs []error
+	if dc != nil {
+		cids, err := n.Store.ContainerIDs(sb.ID)
+		errs = append(errs, err)
+		for _, cid := range cids {
+			errs = append(errs, dc.DeleteContainer(ctx, cid))
+		}
+	}
+	errs = append(errs, StopPause(sb, 0))
+	// Cgroup removal kills whatever is left inside (a container runc no
+	// longer knows about, a process a dead shim exec'd).
+	errs = append(errs, n.SandboxCgroup(sb.ID).Remove())
+	switch sb.Network {
+	case NetworkBridge:
+		errs = append(errs, n.network().Teardown(ctx, sb.ID, n.pinPath(sb.ID)))
+	case NetworkNone:
+		errs = append(errs, netsetup.RemoveNetNS(n.pinPath(sb.ID)))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("sandbox %q: remove: %w", sb.Name, err)
+	}
+	return n.Store.RemoveSandboxRecord(sb)
+}
