@@ -18,15 +18,22 @@ import (
 // If path already pins a network namespace, CreateNetNS returns nil and leaves
 // it alone, so a retried create is harmless. On error nothing is left behind.
 func CreateNetNS(path string) error {
+	_, err := createNetNS(path)
+	return err
+}
+
+// createNetNS is CreateNetNS that also reports whether it made the namespace,
+// so that a caller undoing its work on error removes only what it created.
+func createNetNS(path string) (created bool, err error) {
 	if IsNetNSPin(path) {
-		return nil
+		return false, nil
 	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return fmt.Errorf("netns %q: create parent directory: %w", path, err)
+		return false, fmt.Errorf("netns %q: create parent directory: %w", path, err)
 	}
 	f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE|os.O_EXCL, 0o400)
 	if err != nil && !errors.Is(err, os.ErrExist) {
-		return fmt.Errorf("netns %q: create pin file: %w", path, err)
+		return false, fmt.Errorf("netns %q: create pin file: %w", path, err)
 	}
 	if f != nil {
 		f.Close()
@@ -52,9 +59,9 @@ func CreateNetNS(path string) error {
 	}()
 	if err := <-errc; err != nil {
 		os.Remove(path)
-		return fmt.Errorf("netns %q: %w", path, err)
+		return false, fmt.Errorf("netns %q: %w", path, err)
 	}
-	return nil
+	return true, nil
 }
 
 // RemoveNetNS unpins the namespace at path and deletes the pin file. A missing
