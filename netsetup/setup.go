@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/netip"
 	"path/filepath"
@@ -95,13 +96,14 @@ func (n Network) Setup(ctx context.Context, sandboxID, netnsPath string) (_ *Att
 		return nil, wrap(err)
 	}
 
+	// ipam's errors name the pool's subnet and the owner.
 	pool, err := ipam.Open(n.leaseDir(), n.Subnet, n.Gateway)
 	if err != nil {
-		return nil, wrap(fmt.Errorf("ipam %s: %w", n.leaseDir(), err))
+		return nil, wrap(err)
 	}
 	ip, err := pool.Lease(sandboxID)
 	if err != nil {
-		return nil, wrap(fmt.Errorf("lease address from %s: %w", n.Subnet, err))
+		return nil, wrap(err)
 	}
 	// If the veth already joined this sandbox to the bridge, an earlier
 	// Setup took the lease and eth0 holds the address: a failure now must
@@ -177,12 +179,17 @@ func (n Network) Teardown(ctx context.Context, sandboxID, netnsPath string) erro
 		return wrap(err)
 	}
 
-	pool, err := ipam.Open(n.leaseDir(), n.Subnet, n.Gateway)
-	if err != nil {
-		return wrap(fmt.Errorf("ipam %s: %w", n.leaseDir(), err))
+	// The pool as persisted, whatever n says now: a lease taken before the
+	// network's configuration changed must still be released. No pool, no
+	// lease.
+	pool, err := ipam.OpenExisting(n.leaseDir())
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return wrap(err)
 	}
-	if err := pool.Release(sandboxID); err != nil {
-		return wrap(fmt.Errorf("release address: %w", err))
+	if pool != nil {
+		if err := pool.Release(sandboxID); err != nil {
+			return wrap(err)
+		}
 	}
 	if err := RemoveNetNS(netnsPath); err != nil {
 		return wrap(err)

@@ -492,6 +492,7 @@ func TestFailedSetupLeavesNothing(t *testing.T) {
 			if err == nil {
 				t.Fatalf("Setup succeeded: %+v", att)
 			}
+			t.Logf("Setup error: %v", err)
 			if !strings.Contains(err.Error(), tt.wantErr) || !strings.HasPrefix(err.Error(), `sandbox "victim": `) {
 				t.Errorf("Setup error %q, want one starting with the sandbox and containing %q", err, tt.wantErr)
 			}
@@ -617,6 +618,26 @@ func TestFailedSetupKeepsANamespaceItDidNotCreate(t *testing.T) {
 	}
 	e.teardown(t, id)
 	e.assertGone(t, id)
+}
+
+// Teardown releases the lease from the pool as persisted, even when the
+// network's configuration changed since Setup; before any Setup it creates
+// no pool at all.
+func TestTeardownAfterConfigChange(t *testing.T) {
+	e := newEnv(t, netsetup.Network{Subnet: netip.MustParsePrefix("10.89.0.0/24")})
+	changed := e.net
+	changed.Subnet, changed.Gateway = netip.MustParsePrefix("10.90.0.0/24"), netip.Addr{}
+	if err := changed.Teardown(context.Background(), "early", e.pin("early")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(e.net.StateRoot, "ipam")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("Teardown before any Setup made the pool directory (%v)", err)
+	}
+	e.setup(t, "old-config")
+	if err := changed.Teardown(context.Background(), "old-config", e.pin("old-config")); err != nil {
+		t.Fatal(err)
+	}
+	e.assertGone(t, "old-config")
 }
 
 // Teardown deletes only its own veth: a colliding name with another owner's
