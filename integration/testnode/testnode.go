@@ -153,3 +153,49 @@ func Binary(t testing.TB, name string) string {
 	}
 	return out
 }
+
+// Main runs a package's tests (call it from TestMain) and fails the run if
+// the machine's own network namespace changed meanwhile: a link added,
+// deleted, renamed or brought up or down, an address or a route changed. It
+// is the backstop for the rule that tests touch only namespaces they create
+// (a netlink handle used after Close, for one, silently falls back to the
+// caller's namespace).
+func Main(m *testing.M) {
+	before, berr := hostNetwork()
+	code := m.Run()
+	after, aerr := hostNetwork()
+	if berr == nil && aerr == nil && before != after {
+		fmt.Fprintf(os.Stderr, "FAIL: the machine's own network namespace changed during the tests\n--- before:\n%s--- after:\n%s", before, after)
+		code = 1
+	}
+	os.Exit(code)
+}
+
+// hostNetwork describes the links, addresses and routes of the caller's
+// network namespace, in a form that differs whenever any of them changed.
+func hostNetwork() (string, error) {
+	var b strings.Builder
+	links, err := netlink.LinkList()
+	if err != nil {
+		return "", err
+	}
+	for _, l := range links {
+		a := l.Attrs()
+		fmt.Fprintf(&b, "link %d %s %v\n", a.Index, a.Name, a.Flags)
+	}
+	addrs, err := netlink.AddrList(nil, netlink.FAMILY_ALL)
+	if err != nil {
+		return "", err
+	}
+	for _, a := range addrs {
+		fmt.Fprintf(&b, "addr %d %s\n", a.LinkIndex, a.IPNet)
+	}
+	routes, err := netlink.RouteList(nil, netlink.FAMILY_ALL)
+	if err != nil {
+		return "", err
+	}
+	for _, r := range routes {
+		fmt.Fprintf(&b, "route %s\n", r.String())
+	}
+	return b.String(), nil
+}
