@@ -1,19 +1,23 @@
 // Command podbox is the podbox CLI: it creates sandboxes and joins containers
-// into them by talking to each sandbox's shim.
+// into them by talking to each sandbox's shim. The commands live in package
+// cli; main only hands them the process's environment.
 package main
 
 import (
-	"fmt"
+	"context"
 	"os"
+	"time"
+
+	"github.com/podbox/podbox/cmd/podbox/cli"
 )
 
 var version = "dev"
 
 func main() {
-	if len(os.Args) == 2 && (os.Args[1] == "version" || os.Args[1] == "--version") {
-		fmt.Printf("podbox %s\n", version)
-		return
+	exe, _ := os.Executable()
+	app := &cli.App{
+		Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr,
+		Getenv: os.Getenv, Executable: exe, Now: time.Now, Version: version,
 	}
-	fmt.Fprintln(os.Stderr, "usage: podbox version\n(sandbox commands arrive with the sandbox issue)")
-	os.Exit(2)
+	os.Exit(app.Run(context.Background(), os.Args[1:]))
 }

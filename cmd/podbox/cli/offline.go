@@ -1,0 +1,76 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/containerd/ttrpc"
+
+	"github.com/podbox/podbox/netsetup"
+	"github.com/podbox/podbox/sandbox"
+)
+
+// isClosed reports an error that only says the shim closed the connection,
+// which is how a shim that exits right after ShutdownSandbox may answer.
+func isClosed(err error) bool {
+	return errors.Is(err, ttrpc.ErrClosed) || errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET)
+}
+
+// killHungShim kills sb's shim process if it is alive but did not answer:
+// offline removal must not race a shim that may wake up. The PID is only
+// trusted if its command line names the sandbox, so a reused PID is never
+// killed.
+func killHungShim(sb *sandbox.Sandbox) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(sb.ShimPID) + "/cmdline")
+	if err != nil || !bytes.Contains(b, []byte(sb.ID)) {
+		return
+	}
+	syscall.Kill(sb.ShimPID, syscall.SIGKILL)
+}
+
+// removeOffline removes sb without its shim: containers through the OCI
+// runtime, then everything sandbox.Node.Remove owns, then the shim's socket.
+func (a *App) removeOffline(ctx context.Context, g *globals, sb *sandbox.Sandbox) error {
+	g.log.Debug("remove sandbox offline", "sandbox", sb.ID)
+	node := sandbox.Node{
+		Store:        g.store(),
+		CgroupParent: sb.CgroupParent,
+		Network:      netsetup.Network{Bridge: sb.Bridge},
+	}
+	if err := node.Remove(ctx, sb, runcDeleter{runtime: g.runtimeBinary(), root: filepath.Join(g.root, "runc")}); err != nil {
+		return objErr("sandbox", sb.Name, "remove", err)
+	}
+	sock := strings.TrimPrefix(g.shimAddress(sb), "unix://")
+	if err := os.Remove(sock); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return objErr("sandbox", sb.Name, "remove", fmt.Errorf("shim socket: %w", err))
+	}
+	return nil
+}
+
+// runcDeleter deletes containers with the OCI runtime's own CLI, the way
+// the shim's runtime driver does, under the runtime root the shim uses.
+type runcDeleter struct {
+	runtime string
+	root    string
+}
+
+var _ sandbox.ContainerDeleter = runcDeleter{}
+
+// DeleteContainer runs `RUNTIME --root ROOT delete --force ID`; a container
+// the runtime does not know is already deleted.
+func (d runcDeleter) DeleteContainer(ctx context.Context, id string) error {
+	out, err := exec.CommandContext(ctx, d.runtime, "--root", d.root, "delete", "--force", id).CombinedOutput()
+	if err == nil || strings.Contains(string(out), "does not exist") || strings.Contains(string(out), "not found") {
+		return nil
+	}
+	return fmt.Errorf("container %s: %s delete: %w: %s", id, d.runtime, err, oneLine(string(out)))
+}

@@ -1,0 +1,416 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	sbapi "github.com/containerd/containerd/api/runtime/sandbox/v1"
+	"github.com/spf13/cobra"
+
+	"github.com/podbox/podbox/runtime/shimclient"
+	"github.com/podbox/podbox/sandbox"
+)
+
+// Annotations of CreateSandbox (docs/shim-protocol.md).
+const (
+	annName        = "io.podbox.name"
+	annHostname    = "io.podbox.hostname"
+	annNetwork     = "io.podbox.network"
+	annSharePID    = "io.podbox.share-pid"
+	annLabelPrefix = "io.podbox.label."
+)
+
+func (a *App) sandboxCommand(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:     "sandbox",
+		Aliases: []string{"sb"},
+		Short:   "Create, list, inspect, stop and remove sandboxes",
+		Long: `A sandbox is a pod: a network, IPC and UTS namespace owned by a pause
+process, with its own address on the podbox0 bridge. Containers started with
+` + "`podbox run --sandbox`" + ` join it and share localhost.`,
+		Example: `  podbox sandbox create --name web
+  podbox sandbox ls
+  podbox sandbox rm -f web`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
+	}
+	cmd.AddCommand(a.sandboxCreateCommand(g), a.sandboxLsCommand(g), a.sandboxInspectCommand(g),
+		a.sandboxStopCommand(g), a.sandboxRmCommand(g))
+	return cmd
+}
+
+// createOptions are the validated inputs of `sandbox create`.
+type createOptions struct {
+	name, hostname, network string
+	sharePID                bool
+	labels                  []string
+}
+
+// annotations turns o into CreateSandbox's annotations for sandbox id.
+func (o createOptions) annotations(id string) (map[string]string, error) {
+	name := o.name
+	if name == "" {
+		name = id[:12]
+	}
+	ann := map[string]string{annName: name, annNetwork: o.network}
+	if o.hostname != "" {
+		ann[annHostname] = o.hostname
+	}
+	if o.sharePID {
+		ann[annSharePID] = "true"
+	}
+	labels, err := parseKeyValues("--label", o.labels)
+	if err != nil {
+		return nil, err
+	}
+	for k, v := range labels {
+		ann[annLabelPrefix+k] = v
+	}
+	return ann, nil
+}
+
+// validate checks everything the shim would reject, so bad input fails
+// before any shim starts.
+func (o createOptions) validate() error {
+	if o.name != "" {
+		if err := sandbox.ValidName("sandbox", o.name); err != nil {
+			return err
+		}
+	}
+	if o.hostname != "" && (len(o.hostname) > 63 || strings.ContainsAny(o.hostname, "/ \t\n") || strings.HasPrefix(o.hostname, "-")) {
+		return fmt.Errorf("--hostname %q is invalid: use at most 63 characters, no spaces or slashes", o.hostname)
+	}
+	switch o.network {
+	case sandbox.NetworkBridge, sandbox.NetworkNone:
+	default:
+		return fmt.Errorf("--network %q: want %s or %s", o.network, sandbox.NetworkBridge, sandbox.NetworkNone)
+	}
+	_, err := parseKeyValues("--label", o.labels)
+	return err
+}
+
+// parseKeyValues parses K=V pairs; K must be non-empty and V may be empty.
+func parseKeyValues(flag string, kvs []string) (map[string]string, error) {
+	m := make(map[string]string, len(kvs))
+	for _, kv := range kvs {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" || strings.ContainsAny(k, " \t\n") {
+			return nil, fmt.Errorf("%s %q: want KEY=VALUE", flag, kv)
+		}
+		m[k] = v
+	}
+	return m, nil
+}
+
+func (a *App) sandboxCreateCommand(g *globals) *cobra.Command {
+	var o createOptions
+	cmd := &cobra.Command{
+		Use:   "create [flags]",
+		Short: "Create a sandbox and print its ID",
+		Long: `Create a sandbox: start its shim, which builds the network namespace,
+network, hosts files, cgroup and pause process. Prints the new sandbox's ID.
+On failure nothing is left behind.`,
+		Example: `  podbox sandbox create --name web --label app=shop
+  podbox sandbox create --network none --share-pid`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return a.sandboxCreate(cmd.Context(), g, o)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.name, "name", "", "sandbox name (default: the first 12 digits of the ID)")
+	f.StringVar(&o.hostname, "hostname", "", "hostname inside the sandbox (default: the name)")
+	f.StringVar(&o.network, "network", sandbox.NetworkBridge, "network: bridge (an address on the podbox0 bridge) or none (loopback only)")
+	f.BoolVar(&o.sharePID, "share-pid", false, "share one PID namespace between all containers of the sandbox")
+	f.StringArrayVar(&o.labels, "label", nil, "label KEY=VALUE (repeatable)")
+	return cmd
+}
+
+func (a *App) sandboxCreate(ctx context.Context, g *globals, o createOptions) error {
+	display := o.name
+	if display == "" {
+		display = "(unnamed)"
+	}
+	fail := func(err error) error { return objErr("sandbox", display, "create", err) }
+	if err := o.validate(); err != nil {
+		return fail(err)
+	}
+	st := g.store()
+	if o.name != "" {
+		if sb, err := st.ResolveSandbox(o.name); err == nil && sb.Name == o.name {
+			return fail(fmt.Errorf("name is already used by sandbox %s", sb.ID[:12]))
+		}
+	}
+	shim, err := a.shimBinary()
+	if err != nil {
+		return fail(err)
+	}
+	id := sandbox.NewID()
+	if o.name == "" {
+		display = id[:12]
+	}
+	ann, err := o.annotations(id)
+	if err != nil {
+		return fail(err)
+	}
+	if err := os.MkdirAll(g.root, 0o700); err != nil {
+		return fail(fmt.Errorf("state root: %w", err))
+	}
+
+	// ^C while the shim builds must still end in ShutdownSandbox, or a
+	// half-built sandbox and an idle shim would stay behind.
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	g.log.Debug("start shim", "shim", shim, "sandbox", id)
+	addr, err := shimclient.Start(ctx, shimclient.Options{
+		Binary: shim, Root: g.root, ID: id, Runtime: g.runtime,
+		CgroupParent: a.Getenv(shimclient.EnvCgroupParent), Pause: a.Getenv(shimclient.EnvPause),
+		Debug: g.debug(),
+	})
+	if err != nil {
+		return fail(err)
+	}
+	dctx, cancel := context.WithTimeout(ctx, dialTimeout)
+	c, err := shimclient.Dial(dctx, addr)
+	cancel()
+	if err != nil {
+		// A shim we cannot reach cannot be told to shut down; it holds no
+		// sandbox yet, so the error is all there is to report.
+		return fail(err)
+	}
+	defer c.Close()
+
+	g.log.Debug("create sandbox", "sandbox", id, "address", addr, "annotations", ann)
+	_, err = c.Sandbox.CreateSandbox(ctx, &sbapi.CreateSandboxRequest{SandboxID: id, Annotations: ann})
+	if err == nil {
+		_, err = c.Sandbox.StartSandbox(ctx, &sbapi.StartSandboxRequest{SandboxID: id})
+	}
+	if err != nil {
+		err = fail(err)
+		// Undo with a context of its own: the caller's may be what was
+		// cancelled.
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		if _, serr := c.Sandbox.ShutdownSandbox(sctx, &sbapi.ShutdownSandboxRequest{SandboxID: id}); serr != nil && !isClosed(serr) {
+			err = errors.Join(err, fmt.Errorf("shut down shim: %s", rpcMessage(serr)))
+		}
+		return err
+	}
+	fmt.Fprintln(a.Stdout, id)
+	return nil
+}
+
+// sandboxState is the state to show for sb: the record's, except that a
+// sandbox whose shim or pause died is notready whatever the record says
+// (nobody is left to update it after a kill -9).
+func sandboxState(sb *sandbox.Sandbox) sandbox.State {
+	switch sb.State {
+	case sandbox.StateReady:
+		if !shimAlive(sb) || !sandbox.Alive(sb.PausePID, sb.PauseStart) {
+			return sandbox.StateNotReady
+		}
+	case sandbox.StateCreating:
+		if !shimAlive(sb) {
+			return sandbox.StateNotReady
+		}
+	}
+	return sb.State
+}
+
+// loadSandboxes reads every sandbox record, oldest first, with corrected
+// states. A directory without a record (a create in progress) is skipped.
+func loadSandboxes(st sandbox.Store) ([]*sandbox.Sandbox, error) {
+	ids, err := st.SandboxIDs()
+	if err != nil {
+		return nil, err
+	}
+	var sbs []*sandbox.Sandbox
+	for _, id := range ids {
+		sb, err := st.LoadSandbox(id)
+		if errors.Is(err, sandbox.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		sb.State = sandboxState(sb)
+		sbs = append(sbs, sb)
+	}
+	slices.SortFunc(sbs, func(x, y *sandbox.Sandbox) int { return x.CreatedAt.Compare(y.CreatedAt) })
+	return sbs, nil
+}
+
+// resolveSandbox finds the sandbox ref names, with its state corrected.
+func resolveSandbox(st sandbox.Store, ref string) (*sandbox.Sandbox, error) {
+	sb, err := st.ResolveSandbox(ref)
+	if err != nil {
+		return nil, err
+	}
+	sb.State = sandboxState(sb)
+	return sb, nil
+}
+
+func (a *App) sandboxLsCommand(g *globals) *cobra.Command {
+	var quiet bool
+	var format string
+	cmd := &cobra.Command{
+		Use:     "ls [flags]",
+		Aliases: []string{"list"},
+		Short:   "List sandboxes",
+		Long: `List every sandbox under the state root. A sandbox whose shim or pause
+process has died shows as notready.`,
+		Example: `  podbox sandbox ls
+  podbox sandbox ls -q | xargs podbox sandbox rm -f
+  podbox sandbox ls -o json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkFormat(format); err != nil {
+				return err
+			}
+			sbs, err := loadSandboxes(g.store())
+			if err != nil {
+				return err
+			}
+			switch {
+			case quiet:
+				for _, sb := range sbs {
+					fmt.Fprintln(a.Stdout, sb.ID)
+				}
+				return nil
+			case format == "json":
+				return writeJSON(a.Stdout, sandboxViews(sbs))
+			}
+			return writeSandboxTable(a.Stdout, sbs, a.Now())
+		},
+	}
+	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "print only IDs")
+	cmd.Flags().StringVarP(&format, "output", "o", "table", "output format: table or json")
+	return cmd
+}
+
+func (a *App) sandboxInspectCommand(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "inspect SANDBOX",
+		Short: "Show a sandbox's record as JSON",
+		Long: `Print the sandbox's record as JSON: id, name, state, pausePid, netnsPath,
+ip, gateway, bridge, hostVeth, containers, createdAt and more. SANDBOX is a
+name, an ID or a unique ID prefix.`,
+		Example: `  podbox sandbox inspect web
+  podbox sandbox inspect web | jq -r .ip`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			sb, err := resolveSandbox(g.store(), args[0])
+			if err != nil {
+				return err
+			}
+			return writeJSON(a.Stdout, sandboxView(sb))
+		},
+	}
+}
+
+func (a *App) sandboxStopCommand(g *globals) *cobra.Command {
+	var timeout uint32
+	cmd := &cobra.Command{
+		Use:   "stop SANDBOX [flags]",
+		Short: "Stop a sandbox's containers and its pause",
+		Long: `Stop every container of the sandbox (SIGTERM, then SIGKILL after the
+timeout), then its pause process. The sandbox stays listed as stopped until
+it is removed.`,
+		Example: `  podbox sandbox stop web
+  podbox sandbox stop --timeout 2 web`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			sb, err := resolveSandbox(g.store(), args[0])
+			if err != nil {
+				return err
+			}
+			c, err := g.dial(cmd.Context(), sb)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			if _, err := c.Sandbox.StopSandbox(cmd.Context(), &sbapi.StopSandboxRequest{SandboxID: sb.ID, TimeoutSecs: timeout}); err != nil {
+				return objErr("sandbox", sb.Name, "stop", err)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().Uint32Var(&timeout, "timeout", 10, "seconds to wait after SIGTERM before SIGKILL")
+	return cmd
+}
+
+func (a *App) sandboxRmCommand(g *globals) *cobra.Command {
+	var force bool
+	cmd := &cobra.Command{
+		Use:     "rm SANDBOX... [flags]",
+		Aliases: []string{"remove"},
+		Short:   "Remove sandboxes and everything in them",
+		Long: `Remove sandboxes: their containers, pause, cgroup, network and state. A
+ready sandbox is refused unless -f is given. A sandbox whose shim has died is
+removed without it.`,
+		Example: `  podbox sandbox stop web && podbox sandbox rm web
+  podbox sandbox rm -f web db`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			st := g.store()
+			// Resolve and check every argument first: a typo in the third
+			// name must not leave the first two removed.
+			var sbs []*sandbox.Sandbox
+			for _, ref := range args {
+				sb, err := resolveSandbox(st, ref)
+				if err != nil {
+					return err
+				}
+				if sb.State == sandbox.StateReady && !force {
+					return fmt.Errorf("sandbox %q: remove: sandbox is ready; stop it first or use -f", sb.Name)
+				}
+				sbs = append(sbs, sb)
+			}
+			var errs []error
+			for _, sb := range sbs {
+				if err := a.removeSandbox(cmd.Context(), g, sb); err != nil {
+					errs = append(errs, err)
+				}
+			}
+			return errors.Join(errs...)
+		},
+	}
+	cmd.Flags().BoolVarP(&force, "force", "f", false, "remove even a ready sandbox, stopping its containers")
+	return cmd
+}
+
+// pingTimeout bounds the liveness check of a shim before removal: one that
+// does not answer in this long is treated as dead.
+const pingTimeout = 3 * time.Second
+
+// removeSandbox asks sb's shim to remove it, or removes it offline if the
+// shim is dead or does not answer.
+func (a *App) removeSandbox(ctx context.Context, g *globals, sb *sandbox.Sandbox) error {
+	if shimAlive(sb) {
+		if c, err := g.dial(ctx, sb); err == nil {
+			defer c.Close()
+			pctx, cancel := context.WithTimeout(ctx, pingTimeout)
+			_, err = c.Sandbox.PingSandbox(pctx, &sbapi.PingRequest{SandboxID: sb.ID})
+			cancel()
+			if err == nil {
+				g.log.Debug("shutdown sandbox", "sandbox", sb.ID)
+				_, err := c.Sandbox.ShutdownSandbox(ctx, &sbapi.ShutdownSandboxRequest{SandboxID: sb.ID})
+				if err != nil && !isClosed(err) {
+					return objErr("sandbox", sb.Name, "remove", err)
+				}
+				return nil
+			}
+			g.log.Debug("shim does not answer; removing offline", "sandbox", sb.ID, "err", err)
+		}
+		killHungShim(sb)
+	}
+	return a.removeOffline(ctx, g, sb)
+}
