@@ -160,13 +160,16 @@ func (n Node) Create(ctx context.Context, o Options) (_ *Sandbox, retErr error) 
 		return nil, wrap(err)
 	}
 	sb.PausePID = p.Pid
+	// The caller reaps the pause by PID (a shim reaps all its children in
+	// one loop); the handle would only hold a pidfd open.
+	p.Release()
 	if spec.CgroupFD < 0 {
-		if err := pauseCg.Add(p.Pid); err != nil {
+		if err := pauseCg.Add(sb.PausePID); err != nil {
 			return nil, wrap(err)
 		}
 	}
-	if sb.PauseStart, err = ProcessStart(p.Pid); err != nil {
-		return nil, wrap(fmt.Errorf("pause %d: %w", p.Pid, err))
+	if sb.PauseStart, err = ProcessStart(sb.PausePID); err != nil {
+		return nil, wrap(fmt.Errorf("pause %d: %w", sb.PausePID, err))
 	}
 	sb.State = StateReady
 	if err := n.Store.SaveSandbox(sb); err != nil {

@@ -1,19 +1,65 @@
 // Command containerd-shim-podbox-v1 is podbox's per-sandbox shim, started by
-// containerd or the podbox CLI as runtime io.containerd.podbox.v1.
+// containerd (runtime io.containerd.podbox.v1) or by the podbox CLI exactly as
+// containerd starts any v2 shim. All of its logic is in runtime/shim.
 package main
 
 import (
+	"context"
+	"flag"
 	"fmt"
+	"log/slog"
 	"os"
+
+	"github.com/podbox/podbox/runtime/shim"
 )
 
 var version = "dev"
 
 func main() {
-	if len(os.Args) == 2 && (os.Args[1] == "-v" || os.Args[1] == "--version") {
+	var cfg shim.Config
+	fs := flag.NewFlagSet("containerd-shim-podbox-v1", flag.ContinueOnError)
+	fs.StringVar(&cfg.Namespace, "namespace", "", "namespace of the caller (containerd's, or podbox for the CLI)")
+	fs.StringVar(&cfg.Address, "address", "", "containerd's socket address")
+	fs.StringVar(&cfg.ID, "id", "", "ID of the task (start, delete) or of the served group")
+	fs.StringVar(&cfg.Bundle, "bundle", "", "bundle path (delete)")
+	fs.BoolVar(&cfg.Debug, "debug", false, "log at debug level")
+	fs.String("publish-binary", "", "ignored: events go to $TTRPC_ADDRESS")
+	showVersion := fs.Bool("v", false, "print the version and exit")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: %s -namespace NS -address ADDR -id ID [-debug] [start|delete]\n"+
+			"  start   start (or find) the shim serving ID's sandbox and print its address\n"+
+			"  delete  clean up after task ID and print a DeleteResponse\n"+
+			"  (none)  serve, on the listener inherited from start as fd 3\n", os.Args[0])
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(os.Args[1:]); err != nil {
+		os.Exit(2)
+	}
+	if *showVersion {
 		fmt.Printf("containerd-shim-podbox-v1 %s\n", version)
 		return
 	}
-	fmt.Fprintln(os.Stderr, "containerd-shim-podbox-v1: shim services arrive with the sandbox issue")
-	os.Exit(2)
+	cfg = cfg.ConfigFromEnv()
+	level := slog.LevelInfo
+	if cfg.Debug {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})).With("shim", cfg.ID)
+	ctx := context.Background()
+
+	var err error
+	switch action := fs.Arg(0); action {
+	case "start":
+		err = shim.Start(ctx, cfg, os.Stdout)
+	case "delete":
+		err = shim.Delete(ctx, cfg, os.Stdout)
+	case "":
+		err = shim.Serve(ctx, cfg, log)
+	default:
+		err = fmt.Errorf("unknown action %q", action)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "containerd-shim-podbox-v1: %v\n", err)
+		os.Exit(1)
+	}
 }

@@ -1,0 +1,152 @@
+package shim
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	taskapi "github.com/containerd/containerd/api/runtime/task/v2"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/podbox/podbox/runtime/shimclient"
+	"github.com/podbox/podbox/sandbox"
+)
+
+// Group returns the shim group of the container whose bundle is dir: the
+// sandbox named by its CRI or podbox annotation, or else id itself. All
+// containers of one group share one shim.
+func Group(dir, id string) string {
+	b, err := os.ReadFile(filepath.Join(dir, "config.json"))
+	if err != nil {
+		return id
+	}
+	var spec struct {
+		Annotations map[string]string `json:"annotations"`
+	}
+	if json.Unmarshal(b, &spec) != nil {
+		return id
+	}
+	for _, k := range []string{sandbox.AnnotationCRISandboxID, sandbox.AnnotationSandbox} {
+		if v := spec.Annotations[k]; v != "" {
+			return v
+		}
+	}
+	return id
+}
+
+// Start is the `start` step: it makes sure a shim serves the group of cfg.ID
+// and writes that shim's address to out. If one already serves, its address
+// is reused; otherwise Start listens on the socket itself, so that clients
+// can connect the moment the address is printed, and hands the listener to a
+// new serving shim (this binary, without the `start` action) that outlives
+// it.
+func Start(ctx context.Context, cfg Config, out io.Writer) error {
+	cwd, err := os.Getwd()
+	if err != nil {
+		return fmt.Errorf("shim start: %w", err)
+	}
+	group := Group(cwd, cfg.ID)
+	addr := shimclient.SocketAddress(cfg.Root, cfg.Namespace, group)
+	path, err := socketPath(addr)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return fmt.Errorf("shim start: %w", err)
+	}
+	l, err := listen(path)
+	if errors.Is(err, errServing) {
+		_, err = fmt.Fprint(out, addr)
+		return err
+	}
+	if err != nil {
+		return fmt.Errorf("shim %s: listen on %s: %w", group, path, err)
+	}
+	defer l.Close()
+	f, err := l.File()
+	if err != nil {
+		os.Remove(path)
+		return fmt.Errorf("shim %s: %w", group, err)
+	}
+	defer f.Close()
+
+	self, err := os.Executable()
+	if err != nil {
+		os.Remove(path)
+		return fmt.Errorf("shim %s: find own binary: %w", group, err)
+	}
+	args := []string{"-namespace", cfg.Namespace, "-address", cfg.Address, "-id", group}
+	if cfg.Debug {
+		args = append(args, "-debug")
+	}
+	cmd := exec.Command(self, args...)
+	cmd.Dir = cwd
+	cmd.Env = append(os.Environ(), "PODBOX_ROOT="+cfg.Root)
+	cmd.ExtraFiles = []*os.File{f}
+	// containerd hands a shim a log FIFO in the bundle, which Serve opens;
+	// without one (the CLI) the shim logs to a file beside its socket.
+	if fi, err := os.Stat("log"); err != nil || fi.Mode()&os.ModeNamedPipe == 0 {
+		lf, err := os.OpenFile(path+".log", os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+		if err == nil {
+			defer lf.Close()
+			cmd.Stderr = lf
+		}
+	}
+	// Its own process group, and no stdio of ours: containerd reads start's
+	// output until every writer has closed it, so the serving shim must hold
+	// none of it, and a ^C aimed at the CLI must not reach the shim.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		os.Remove(path)
+		return fmt.Errorf("shim %s: start serving process: %w", group, err)
+	}
+	cmd.Process.Release()
+	_, err = fmt.Fprint(out, addr)
+	return err
+}
+
+var errServing = errors.New("a shim already serves this socket")
+
+// listen listens on path, replacing a stale socket that nobody serves, and
+// returns errServing if a live shim already answers there.
+func listen(path string) (*net.UnixListener, error) {
+	for range 2 {
+		l, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+		if err == nil {
+			// Unlinking the socket is ours to do on shutdown, not the
+			// listener's when the start process closes its copy.
+			l.SetUnlinkOnClose(false)
+			return l, nil
+		}
+		if !errors.Is(err, syscall.EADDRINUSE) {
+			return nil, err
+		}
+		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+			c.Close()
+			return nil, errServing
+		}
+		os.Remove(path)
+	}
+	return nil, fmt.Errorf("socket %s stays in use", path)
+}
+
+// Delete is the `delete` step: containerd runs it after a task is gone, also
+// when its shim crashed, to clean up what the task left. It prints the
+// protobuf DeleteResponse containerd expects.
+func Delete(ctx context.Context, cfg Config, out io.Writer) error {
+	b, err := proto.Marshal(&taskapi.DeleteResponse{ExitedAt: timestamppb.Now(), ExitStatus: 128 + uint32(syscall.SIGKILL)})
+	if err != nil {
+		return err
+	}
+	_, err = out.Write(b)
+	return err
+}

@@ -1,0 +1,84 @@
+package shim
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// DefaultRoot is podbox's state root when neither --root nor PODBOX_ROOT says
+// otherwise.
+const DefaultRoot = "/run/podbox"
+
+// Config is what a shim process is told on its command line (in containerd's
+// flag names) and environment.
+type Config struct {
+	Namespace    string // -namespace
+	Address      string // -address: containerd's socket (unused by the CLI)
+	ID           string // -id
+	Bundle       string // -bundle (delete)
+	Debug        bool   // -debug
+	TTRPCAddress string // $TTRPC_ADDRESS: where events go, if set
+
+	Root         string // $PODBOX_ROOT
+	Runtime      string // $PODBOX_RUNTIME: the OCI runtime binary
+	CgroupParent string // $PODBOX_CGROUP_PARENT
+	PauseBinary  string // $PODBOX_PAUSE
+}
+
+// ConfigFromEnv fills the podbox settings of c from the environment and
+// defaults.
+func (c Config) ConfigFromEnv() Config {
+	if c.Root == "" {
+		c.Root = envOr("PODBOX_ROOT", DefaultRoot)
+	}
+	if c.Runtime == "" {
+		c.Runtime = envOr("PODBOX_RUNTIME", "runc")
+	}
+	if c.CgroupParent == "" {
+		c.CgroupParent = os.Getenv("PODBOX_CGROUP_PARENT")
+	}
+	if c.PauseBinary == "" {
+		c.PauseBinary = findPause()
+	}
+	if c.TTRPCAddress == "" {
+		c.TTRPCAddress = os.Getenv("TTRPC_ADDRESS")
+	}
+	return c
+}
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+// findPause looks for podbox-pause beside the shim (where `make install` and
+// the release put it), then on PATH.
+func findPause() string {
+	if p := os.Getenv("PODBOX_PAUSE"); p != "" {
+		return p
+	}
+	if exe, err := os.Executable(); err == nil {
+		p := filepath.Join(filepath.Dir(exe), "podbox-pause")
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	return "podbox-pause"
+}
+
+func socketPath(address string) (string, error) {
+	p, ok := strings.CutPrefix(address, "unix://")
+	if !ok {
+		return "", fmt.Errorf("shim address %q: not a unix:// address", address)
+	}
+	// containerd refuses paths over 106 bytes; the kernel's limit is 108.
+	if len(p) > 106 {
+		return "", errors.New("shim socket path " + p + " is longer than 106 bytes: use a shorter state root")
+	}
+	return p, nil
+}

@@ -1,0 +1,223 @@
+package shim
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"strings"
+	"time"
+
+	sbapi "github.com/containerd/containerd/api/runtime/sandbox/v1"
+	"github.com/containerd/containerd/api/types"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/podbox/podbox/sandbox"
+)
+
+var _ sbapi.TTRPCSandboxService = (*Service)(nil)
+
+// Annotations of CreateSandbox that carry podbox's sandbox options.
+const (
+	annName        = "io.podbox.name"
+	annHostname    = "io.podbox.hostname"
+	annNetwork     = "io.podbox.network"
+	annSharePID    = "io.podbox.share-pid"
+	annLabelPrefix = "io.podbox.label."
+)
+
+func optionsFrom(req *sbapi.CreateSandboxRequest) (sandbox.Options, error) {
+	a := req.Annotations
+	o := sandbox.Options{
+		ID: req.SandboxID, Name: a[annName], Hostname: a[annHostname], Network: a[annNetwork],
+		NetNSPath: req.NetnsPath, Labels: map[string]string{},
+	}
+	switch a[annSharePID] {
+	case "", "false":
+	case "true":
+		o.SharePID = true
+	default:
+		return o, fmt.Errorf("%w: %s=%q: want true or false", errInvalid, annSharePID, a[annSharePID])
+	}
+	for k, v := range a {
+		if l, ok := strings.CutPrefix(k, annLabelPrefix); ok {
+			o.Labels[l] = v
+		}
+	}
+	if req.NetnsPath != "" {
+		if o.Network != "" && o.Network != sandbox.NetworkExternal {
+			return o, fmt.Errorf("%w: network %q and a netns path %q", errInvalid, o.Network, req.NetnsPath)
+		}
+		o.Network = sandbox.NetworkExternal
+	}
+	if o.ID == "" || len(o.ID) > 76 || strings.ContainsAny(o.ID, "/\x00") || o.ID == "." || o.ID == ".." {
+		return o, fmt.Errorf("%w: sandbox ID %q", errInvalid, o.ID)
+	}
+	return o, nil
+}
+
+// CreateSandbox builds the whole sandbox (see docs/shim-protocol.md): after
+// it returns the pause runs and the network is up.
+func (s *Service) CreateSandbox(ctx context.Context, req *sbapi.CreateSandboxRequest) (*sbapi.CreateSandboxResponse, error) {
+	o, err := optionsFrom(req)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.sb != nil {
+		return nil, toStatus(fmt.Errorf("sandbox %q: %w: this shim already serves sandbox %q", o.ID, errState, s.sb.ID))
+	}
+	// The window keeps the pause's exit even if it dies before we claim it.
+	w := s.reaper.Open()
+	defer w.Close()
+	sb, err := s.node.Create(ctx, o)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	s.sb = sb
+	s.pauseDone = make(chan struct{})
+	go s.watchPause(w.Claim(sb.PausePID), s.pauseDone)
+	s.log.Info("sandbox created", "id", sb.ID, "name", sb.Name, "pause", sb.PausePID, "ip", sb.IP)
+	return &sbapi.CreateSandboxResponse{}, nil
+}
+
+// current returns the served sandbox, checking that id names it.
+func (s *Service) current(id string) (*sandbox.Sandbox, error) {
+	if s.sb == nil || (id != "" && id != s.sb.ID) {
+		return nil, fmt.Errorf("sandbox %q: %w", id, sandbox.ErrNotFound)
+	}
+	return s.sb, nil
+}
+
+func (s *Service) StartSandbox(ctx context.Context, req *sbapi.StartSandboxRequest) (*sbapi.StartSandboxResponse, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sb, err := s.current(req.SandboxID)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	if sb.State != sandbox.StateReady {
+		return nil, toStatus(fmt.Errorf("sandbox %q: %w: %s", sb.Name, errState, sb.State))
+	}
+	return &sbapi.StartSandboxResponse{Pid: uint32(sb.PausePID), CreatedAt: timestamppb.New(sb.CreatedAt)}, nil
+}
+
+func (s *Service) Platform(ctx context.Context, req *sbapi.PlatformRequest) (*sbapi.PlatformResponse, error) {
+	return &sbapi.PlatformResponse{Platform: &types.Platform{OS: runtime.GOOS, Architecture: runtime.GOARCH}}, nil
+}
+
+// StopSandbox stops the containers and then the pause; the sandbox stays
+// (stopped) until ShutdownSandbox removes it.
+func (s *Service) StopSandbox(ctx context.Context, req *sbapi.StopSandboxRequest) (*sbapi.StopSandboxResponse, error) {
+	s.mu.Lock()
+	sb, err := s.current(req.SandboxID)
+	if err != nil {
+		s.mu.Unlock()
+		return nil, toStatus(err)
+	}
+	timeout := time.Duration(req.TimeoutSecs) * time.Second
+	if req.TimeoutSecs == 0 {
+		timeout = 10 * time.Second
+	}
+	// Mark it stopped first, so the pause's exit reads as requested rather
+	// than as a crash.
+	sb.State = sandbox.StateStopped
+	done := s.pauseDone
+	s.mu.Unlock()
+
+	if err := s.stopContainers(ctx, timeout); err != nil {
+		return nil, toStatus(err)
+	}
+	if err := sandbox.StopPause(sb, timeout); err != nil {
+		return nil, toStatus(err)
+	}
+	select {
+	case <-done:
+	case <-ctx.Done():
+		return nil, toStatus(ctx.Err())
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.node.Store.SaveSandbox(sb); err != nil {
+		return nil, toStatus(err)
+	}
+	return &sbapi.StopSandboxResponse{}, nil
+}
+
+// WaitSandbox returns once the pause has exited.
+func (s *Service) WaitSandbox(ctx context.Context, req *sbapi.WaitSandboxRequest) (*sbapi.WaitSandboxResponse, error) {
+	s.mu.Lock()
+	_, err := s.current(req.SandboxID)
+	done := s.pauseDone
+	s.mu.Unlock()
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	select {
+	case <-done:
+	case <-ctx.Done():
+		return nil, toStatus(ctx.Err())
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e := s.sb.PauseExit
+	return &sbapi.WaitSandboxResponse{ExitStatus: uint32(e.Status), ExitedAt: timestamppb.New(e.At)}, nil
+}
+
+func (s *Service) SandboxStatus(ctx context.Context, req *sbapi.SandboxStatusRequest) (*sbapi.SandboxStatusResponse, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sb, err := s.current(req.SandboxID)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	resp := &sbapi.SandboxStatusResponse{
+		SandboxID: sb.ID, Pid: uint32(sb.PausePID), State: string(sb.State),
+		CreatedAt: timestamppb.New(sb.CreatedAt),
+		Info: map[string]string{
+			"name": sb.Name, "hostname": sb.Hostname, "network": sb.Network, "netnsPath": sb.NetNSPath,
+			"ip": sb.IP, "gateway": sb.Gateway, "bridge": sb.Bridge, "hostVeth": sb.HostVeth,
+		},
+	}
+	if sb.PauseExit != nil {
+		resp.ExitedAt = timestamppb.New(sb.PauseExit.At)
+	}
+	return resp, nil
+}
+
+func (s *Service) PingSandbox(ctx context.Context, req *sbapi.PingRequest) (*sbapi.PingResponse, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, err := s.current(req.SandboxID); err != nil {
+		return nil, toStatus(err)
+	}
+	return &sbapi.PingResponse{}, nil
+}
+
+// ShutdownSandbox removes every trace of the sandbox and ends the shim.
+func (s *Service) ShutdownSandbox(ctx context.Context, req *sbapi.ShutdownSandboxRequest) (*sbapi.ShutdownSandboxResponse, error) {
+	s.mu.Lock()
+	sb := s.sb
+	if sb != nil && req.SandboxID != "" && req.SandboxID != sb.ID {
+		s.mu.Unlock()
+		return nil, toStatus(fmt.Errorf("sandbox %q: %w", req.SandboxID, sandbox.ErrNotFound))
+	}
+	if sb != nil && sb.State == sandbox.StateReady {
+		sb.State = sandbox.StateStopped
+	}
+	s.mu.Unlock()
+	if sb != nil {
+		if err := s.stopContainers(ctx, 0); err != nil {
+			return nil, toStatus(err)
+		}
+		if err := s.node.Remove(ctx, sb, s.deleter()); err != nil {
+			return nil, toStatus(err)
+		}
+	}
+	s.requestExit()
+	return &sbapi.ShutdownSandboxResponse{}, nil
+}
+
+func (s *Service) SandboxMetrics(ctx context.Context, req *sbapi.SandboxMetricsRequest) (*sbapi.SandboxMetricsResponse, error) {
+	return nil, toStatus(fmt.Errorf("sandbox metrics: %w: not implemented yet", errState))
+}

@@ -1,0 +1,125 @@
+package shim
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	sbapi "github.com/containerd/containerd/api/runtime/sandbox/v1"
+	taskapi "github.com/containerd/containerd/api/runtime/task/v2"
+	"github.com/containerd/ttrpc"
+
+	"github.com/podbox/podbox/runtime/reaper"
+	"github.com/podbox/podbox/runtime/shimclient"
+	"github.com/podbox/podbox/sandbox"
+)
+
+// Service answers the Sandbox and Task APIs for the one sandbox its shim
+// process serves.
+type Service struct {
+	cfg    Config
+	node   sandbox.Node
+	reaper *reaper.Reaper
+	log    *slog.Logger
+
+	mu        sync.Mutex
+	sb        *sandbox.Sandbox
+	pauseDone chan struct{} // closed when the pause has exited and been recorded
+
+	exitOnce sync.Once
+	exit     chan struct{} // closed when the shim should stop serving
+}
+
+// NewService makes the service of one shim process.
+func NewService(cfg Config, r *reaper.Reaper, log *slog.Logger) *Service {
+	return &Service{
+		cfg:    cfg,
+		node:   sandbox.Node{Store: sandbox.Store{Root: cfg.Root}, PauseBinary: cfg.PauseBinary, CgroupParent: cfg.CgroupParent},
+		reaper: r,
+		log:    log,
+		exit:   make(chan struct{}),
+	}
+}
+
+func (s *Service) requestExit() { s.exitOnce.Do(func() { close(s.exit) }) }
+
+// watchPause records the pause's exit. An exit nobody asked for (the pause
+// crashed or was killed) makes the sandbox notready and stops its
+// containers: without the pause the sandbox's namespaces are orphaned.
+func (s *Service) watchPause(exits <-chan reaper.Exit, done chan struct{}) {
+	e := <-exits
+	s.mu.Lock()
+	sb := s.sb
+	sb.PauseExit = &sandbox.Exit{Status: e.Status, At: e.Time.UTC()}
+	crashed := sb.State == sandbox.StateReady
+	if crashed {
+		sb.State = sandbox.StateNotReady
+	}
+	if err := s.node.Store.SaveSandbox(sb); err != nil {
+		s.log.Error("record pause exit", "error", err)
+	}
+	s.mu.Unlock()
+	s.log.Info("pause exited", "pid", e.Pid, "status", e.Status, "crashed", crashed)
+	if crashed {
+		if err := s.stopContainers(context.Background(), 10*time.Second); err != nil {
+			s.log.Error("stop containers after pause exit", "error", err)
+		}
+	}
+	close(done)
+}
+
+// Serve is the serving shim: it answers on the listener that `start` made
+// (inherited as fd 3) until the sandbox is shut down.
+func Serve(ctx context.Context, cfg Config, log *slog.Logger) error {
+	l, err := net.FileListener(os.NewFile(3, "shim-listener"))
+	if err != nil {
+		return fmt.Errorf("shim %s: listener from start: %w", cfg.ID, err)
+	}
+	addr := shimclient.SocketAddress(cfg.Root, cfg.Namespace, cfg.ID)
+	path, _ := socketPath(addr)
+	// containerd reads the shim's log from the FIFO in the bundle.
+	if fifo, err := os.OpenFile("log", os.O_WRONLY|syscall.O_NONBLOCK, 0); err == nil {
+		if fi, err := fifo.Stat(); err == nil && fi.Mode()&os.ModeNamedPipe != 0 {
+			syscall.Dup3(int(fifo.Fd()), 2, 0)
+		}
+		fifo.Close()
+	}
+	// The bundle we were started in may be deleted while we serve.
+	if err := os.Chdir(cfg.Root); err != nil {
+		return fmt.Errorf("shim %s: %w", cfg.ID, err)
+	}
+	r, err := reaper.New()
+	if err != nil {
+		return fmt.Errorf("shim %s: %w", cfg.ID, err)
+	}
+	defer r.Close()
+	svc := NewService(cfg, r, log)
+	srv, err := ttrpc.NewServer()
+	if err != nil {
+		return fmt.Errorf("shim %s: %w", cfg.ID, err)
+	}
+	sbapi.RegisterTTRPCSandboxService(srv, svc)
+	taskapi.RegisterTaskService(srv, svc)
+
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ctx, l) }()
+	select {
+	case <-svc.exit:
+	case err := <-serveErr:
+		log.Error("ttrpc server stopped", "error", err)
+	case <-ctx.Done():
+	}
+	// Shutdown lets the request that asked for the exit send its answer.
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	srv.Shutdown(sctx)
+	os.Remove(path)
+	os.Remove(filepath.Join(filepath.Dir(path), filepath.Base(path)+".log"))
+	return nil
+}

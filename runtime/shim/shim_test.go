@@ -1,0 +1,172 @@
+package shim_test
+
+import (
+	"context"
+	"errors"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	sbapi "github.com/containerd/containerd/api/runtime/sandbox/v1"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/podbox/podbox/integration/leakcheck"
+	"github.com/podbox/podbox/integration/testnode"
+	"github.com/podbox/podbox/runtime/shimclient"
+	"github.com/podbox/podbox/sandbox"
+)
+
+func TestMain(m *testing.M) { testnode.Main(m) }
+
+type env struct {
+	node *testnode.Node
+	opts shimclient.Options
+}
+
+// newEnv makes a test node, a state root and cgroup parent for it, and the
+// options to start shims in them; leaks are checked when the test ends.
+func newEnv(t *testing.T) env {
+	t.Helper()
+	node := testnode.New(t)
+	root := t.TempDir()
+	cg := "podbox-test-" + sandbox.NewID()[:12]
+	t.Cleanup(func() { sandbox.Cgroup{Path: cg}.Remove() })
+	leakcheck.Check(t, leakcheck.Options{
+		Root: root, Node: node, CgroupParent: cg, AllowLinks: []string{"podbox0"},
+		AllowFiles: []string{"pause-root/pause", "ipam/*/*"},
+	})
+	return env{node: node, opts: shimclient.Options{
+		Binary: testnode.Binary(t, "containerd-shim-podbox-v1"), Root: root,
+		CgroupParent: cg, Pause: testnode.Binary(t, "podbox-pause"),
+	}}
+}
+
+// start runs `shim start` inside the test node, so the serving shim and all
+// it creates live there.
+func (e env) start(t *testing.T, id string) *shimclient.Client {
+	t.Helper()
+	o := e.opts
+	o.ID = id
+	var addr string
+	err := e.node.Do(func() (err error) {
+		addr, err = shimclient.Start(context.Background(), o)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := shimclient.Dial(context.Background(), addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		// A test that failed half-way still removes what it made, so that
+		// one failure does not show up as leaks in the next test.
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		c.Sandbox.ShutdownSandbox(ctx, &sbapi.ShutdownSandboxRequest{})
+		c.Close()
+	})
+	return c
+}
+
+func TestSandboxLifecycleThroughShim(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	id := sandbox.NewID()
+	c := e.start(t, id)
+
+	_, err := c.Sandbox.CreateSandbox(ctx, &sbapi.CreateSandboxRequest{SandboxID: id,
+		Annotations: map[string]string{"io.podbox.name": "web", "io.podbox.hostname": "webhost", "io.podbox.label.tier": "front"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start, err := c.Sandbox.StartSandbox(ctx, &sbapi.StartSandboxRequest{SandboxID: id})
+	if err != nil || start.Pid == 0 {
+		t.Fatalf("StartSandbox: %v, %v", start, err)
+	}
+	st, err := c.Sandbox.SandboxStatus(ctx, &sbapi.SandboxStatusRequest{SandboxID: id})
+	if err != nil || st.State != "ready" || st.Info["ip"] != "10.89.0.2" || st.Info["name"] != "web" {
+		t.Fatalf("SandboxStatus: %v, %v", st, err)
+	}
+	// The pause really holds the sandbox's network: eth0 with the address.
+	out, err := exec.Command("nsenter", "--net=/proc/"+itoa(start.Pid)+"/ns/net", "ip", "-o", "-4", "addr").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "eth0") || !strings.Contains(string(out), "10.89.0.2/16") {
+		t.Fatalf("addresses in the pause's namespace: %v\n%s", err, out)
+	}
+	// A second sandbox cannot be created in the same shim.
+	if _, err := c.Sandbox.CreateSandbox(ctx, &sbapi.CreateSandboxRequest{SandboxID: sandbox.NewID()}); status.Code(err) != codes.FailedPrecondition {
+		t.Fatalf("second CreateSandbox in one shim: %v", err)
+	}
+
+	// SIGTERM to the pause: it exits 0, and the sandbox becomes notready.
+	if err := syscall.Kill(int(start.Pid), syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	w, err := c.Sandbox.WaitSandbox(wctx, &sbapi.WaitSandboxRequest{SandboxID: id})
+	if err != nil || w.ExitStatus != 0 {
+		t.Fatalf("WaitSandbox after SIGTERM to the pause: %v, %v", w, err)
+	}
+	st, err = c.Sandbox.SandboxStatus(ctx, &sbapi.SandboxStatusRequest{SandboxID: id})
+	if err != nil || st.State != "notready" {
+		t.Fatalf("state after the pause died: %v, %v", st, err)
+	}
+
+	// Shutdown removes everything (the leak check verifies) and ends the shim.
+	if _, err := c.Sandbox.ShutdownSandbox(ctx, &sbapi.ShutdownSandboxRequest{SandboxID: id}); err != nil {
+		t.Fatal(err)
+	}
+	waitShimGone(t, c)
+}
+
+// A refused create (name taken) leaves the first sandbox alone and the
+// refused shim can be shut down, leaving nothing.
+func TestCreateSandboxNameInUse(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	a, b := sandbox.NewID(), sandbox.NewID()
+	ca, cb := e.start(t, a), e.start(t, b)
+	ann := map[string]string{"io.podbox.name": "same"}
+	if _, err := ca.Sandbox.CreateSandbox(ctx, &sbapi.CreateSandboxRequest{SandboxID: a, Annotations: ann}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := cb.Sandbox.CreateSandbox(ctx, &sbapi.CreateSandboxRequest{SandboxID: b, Annotations: ann})
+	if status.Code(err) != codes.AlreadyExists {
+		t.Fatalf("second sandbox named same: %v, want AlreadyExists", err)
+	}
+	if _, err := cb.Sandbox.ShutdownSandbox(ctx, &sbapi.ShutdownSandboxRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ca.Sandbox.SandboxStatus(ctx, &sbapi.SandboxStatusRequest{SandboxID: a}); err != nil {
+		t.Fatalf("first sandbox after the refused one: %v", err)
+	}
+	if _, err := ca.Sandbox.ShutdownSandbox(ctx, &sbapi.ShutdownSandboxRequest{SandboxID: a}); err != nil {
+		t.Fatal(err)
+	}
+	waitShimGone(t, ca)
+	waitShimGone(t, cb)
+}
+
+// waitShimGone waits until the shim stops answering.
+func waitShimGone(t *testing.T, c *shimclient.Client) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		_, err := c.Sandbox.PingSandbox(ctx, &sbapi.PingRequest{})
+		cancel()
+		if err != nil && !errors.Is(err, context.DeadlineExceeded) && status.Code(err) != codes.NotFound {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatal("shim still answers after shutdown")
+}
+
+func itoa(n uint32) string { return strconv.FormatUint(uint64(n), 10) }
