@@ -303,7 +303,12 @@ code.`,
   podbox exec -it srv -- sh`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			// Flag parsing stopped at CONTAINER, so the -- between it and
+			// the command is still here.
 			o.proc.args = args[1:]
+			if len(o.proc.args) > 0 && o.proc.args[0] == "--" {
+				o.proc.args = o.proc.args[1:]
+			}
 			return a.exec(cmd.Context(), g, args[0], o)
 		},
 	}

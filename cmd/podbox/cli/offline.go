@@ -14,6 +14,8 @@ import (
 	"syscall"
 
 	"github.com/containerd/ttrpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/podbox/podbox/netsetup"
 	"github.com/podbox/podbox/sandbox"
@@ -23,6 +25,16 @@ import (
 // which is how a shim that exits right after ShutdownSandbox may answer.
 func isClosed(err error) bool {
 	return errors.Is(err, ttrpc.ErrClosed) || errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET)
+}
+
+// shimAnswered reports whether err is an answer from a live shim (it does
+// not serve the sandbox), rather than silence or a broken connection.
+func shimAnswered(err error) bool {
+	switch status.Code(err) {
+	case codes.Unknown, codes.DeadlineExceeded, codes.Canceled, codes.Unavailable:
+		return false
+	}
+	return true
 }
 
 // killHungShim kills sb's shim process if it is alive but did not answer:
@@ -49,9 +61,13 @@ func (a *App) removeOffline(ctx context.Context, g *globals, sb *sandbox.Sandbox
 	if err := node.Remove(ctx, sb, runcDeleter{runtime: g.runtimeBinary(), root: filepath.Join(g.root, "runc")}); err != nil {
 		return objErr("sandbox", sb.Name, "remove", err)
 	}
+	// The socket (and the shim's log beside it) are the shim's to remove on
+	// exit; a killed shim could not.
 	sock := strings.TrimPrefix(g.shimAddress(sb), "unix://")
-	if err := os.Remove(sock); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return objErr("sandbox", sb.Name, "remove", fmt.Errorf("shim socket: %w", err))
+	for _, p := range []string{sock, sock + ".log"} {
+		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return objErr("sandbox", sb.Name, "remove", fmt.Errorf("shim socket: %w", err))
+		}
 	}
 	return nil
 }

@@ -408,9 +408,13 @@ func (a *App) removeSandbox(ctx context.Context, g *globals, sb *sandbox.Sandbox
 				}
 				return nil
 			}
-			g.log.Debug("shim does not answer; removing offline", "sandbox", sb.ID, "err", err)
+			g.log.Debug("shim does not serve the sandbox; removing offline", "sandbox", sb.ID, "err", err)
+			if !shimAnswered(err) {
+				killHungShim(sb)
+			}
+		} else {
+			killHungShim(sb)
 		}
-		killHungShim(sb)
 	}
 	return a.removeOffline(ctx, g, sb)
 }
