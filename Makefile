@@ -7,6 +7,7 @@ VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 PREFIX   ?= /usr/local
 BIN      := $(CURDIR)/bin
 GOBIN    ?= $(shell $(GO) env GOPATH)/bin
+STATICCHECK := v0.8.2
 
 # Static, stripped, reproducible binaries: the pause runs in an empty root
 # filesystem, and the shim and CLI must not depend on the host's libc.
@@ -53,12 +54,16 @@ unit-test:
 lint:
 	@bad=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$bad" ]; then echo "gofmt would change:"; echo "$$bad"; exit 1; fi
 	$(GO) vet ./...
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK) ./...
 
-demo:
-	@echo "make demo: not built yet (the sandbox and CLI issue adds it)" >&2; exit 1
+demo: deps build
+	BIN=$(BIN) bash integration/demo/demo.sh
 
-bench:
-	@echo "make bench: not built yet (the benchmarks issue adds it)" >&2; exit 1
+# Micro-benchmarks and the pause's footprint (size, PSS, anonymous memory).
+# The comparison against containerd+runc arrives with the benchmarks issue.
+bench: deps build
+	$(GO) test -run '^$$' -bench . -benchtime 1x ./pause/... ./cmd/podbox-pause/...
+	$(GO) test -run '^$$' -bench . ./netsetup/...
 
 install: build
 	install -d $(DESTDIR)$(PREFIX)/bin

@@ -16,6 +16,7 @@ import (
 	"github.com/containerd/ttrpc"
 
 	"github.com/podbox/podbox/runtime/reaper"
+	"github.com/podbox/podbox/runtime/runc"
 	"github.com/podbox/podbox/runtime/shimclient"
 	"github.com/podbox/podbox/sandbox"
 )
@@ -28,9 +29,12 @@ type Service struct {
 	reaper *reaper.Reaper
 	log    *slog.Logger
 
-	mu        sync.Mutex
-	sb        *sandbox.Sandbox
-	pauseDone chan struct{} // closed when the pause has exited and been recorded
+	runc *runc.Runtime
+
+	mu         sync.Mutex
+	sb         *sandbox.Sandbox
+	containers map[string]*container
+	pauseDone  chan struct{} // closed when the pause has exited and been recorded
 
 	exitOnce sync.Once
 	exit     chan struct{} // closed when the shim should stop serving
@@ -39,11 +43,13 @@ type Service struct {
 // NewService makes the service of one shim process.
 func NewService(cfg Config, r *reaper.Reaper, log *slog.Logger) *Service {
 	return &Service{
-		cfg:    cfg,
-		node:   sandbox.Node{Store: sandbox.Store{Root: cfg.Root}, PauseBinary: cfg.PauseBinary, CgroupParent: cfg.CgroupParent},
-		reaper: r,
-		log:    log,
-		exit:   make(chan struct{}),
+		cfg:        cfg,
+		node:       sandbox.Node{Store: sandbox.Store{Root: cfg.Root}, PauseBinary: cfg.PauseBinary, CgroupParent: cfg.CgroupParent},
+		reaper:     r,
+		runc:       runc.New(r, cfg.Runtime, filepath.Join(cfg.Root, "runc")),
+		log:        log,
+		containers: map[string]*container{},
+		exit:       make(chan struct{}),
 	}
 }
 

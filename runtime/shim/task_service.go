@@ -2,72 +2,524 @@ package shim
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
+	"slices"
+	"syscall"
 	"time"
 
 	taskapi "github.com/containerd/containerd/api/runtime/task/v2"
+	"github.com/containerd/containerd/api/types/task"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"google.golang.org/protobuf/types/known/emptypb"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/podbox/podbox/runtime/reaper"
+	"github.com/podbox/podbox/runtime/runc"
+	"github.com/podbox/podbox/runtime/stdio"
 	"github.com/podbox/podbox/sandbox"
 )
 
 var _ taskapi.TaskService = (*Service)(nil)
 
-var errNoTasks = fmt.Errorf("%w: containers are not supported by this shim yet", errState)
+// process is a container's init or one of its exec'd processes.
+type process struct {
+	execID   string         // "" for the init
+	spec     *specs.Process // exec'd processes only
+	terminal bool
+	stdio    stdio.Config
+	io       *stdio.IO
+	pid      int
+	status   task.Status
+	exit     *reaper.Exit
+	// done is closed once the process has exited and all its output is in
+	// the log: a waiter never sees the exit before the last bytes.
+	done chan struct{}
+}
 
-func (s *Service) State(ctx context.Context, r *taskapi.StateRequest) (*taskapi.StateResponse, error) {
-	return nil, toStatus(errNoTasks)
+// container is one OCI container joined to the sandbox.
+type container struct {
+	rec   *sandbox.Container
+	init  *process
+	execs map[string]*process
 }
-func (s *Service) Create(ctx context.Context, r *taskapi.CreateTaskRequest) (*taskapi.CreateTaskResponse, error) {
-	return nil, toStatus(errNoTasks)
+
+func newProcess(execID string, terminal bool, cfg stdio.Config) *process {
+	return &process{execID: execID, terminal: terminal, stdio: cfg, status: task.Status_CREATED, done: make(chan struct{})}
 }
-func (s *Service) Start(ctx context.Context, r *taskapi.StartRequest) (*taskapi.StartResponse, error) {
-	return nil, toStatus(errNoTasks)
+
+// lookup finds a container and one of its processes; s.mu must be held.
+func (s *Service) lookup(id, execID string) (*container, *process, error) {
+	c, ok := s.containers[id]
+	if !ok {
+		return nil, nil, fmt.Errorf("container %q: %w", id, sandbox.ErrNotFound)
+	}
+	if execID == "" {
+		return c, c.init, nil
+	}
+	p, ok := c.execs[execID]
+	if !ok {
+		return nil, nil, fmt.Errorf("container %q: exec %q: %w", id, execID, sandbox.ErrNotFound)
+	}
+	return c, p, nil
 }
-func (s *Service) Delete(ctx context.Context, r *taskapi.DeleteRequest) (*taskapi.DeleteResponse, error) {
-	return nil, toStatus(errNoTasks)
+
+// Create joins the container in req's bundle to the sandbox and creates it
+// (runc create): its process exists, stopped before the user's program, until
+// Start.
+func (s *Service) Create(ctx context.Context, req *taskapi.CreateTaskRequest) (*taskapi.CreateTaskResponse, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sb, err := s.current("")
+	if err != nil {
+		return nil, toStatus(fmt.Errorf("container %q: %w: no sandbox in this shim", req.ID, errState))
+	}
+	if _, dup := s.containers[req.ID]; dup {
+		return nil, toStatus(fmt.Errorf("container %q: %w", req.ID, os.ErrExist))
+	}
+	specPath := filepath.Join(req.Bundle, "config.json")
+	var spec specs.Spec
+	if err := readJSON(specPath, &spec); err != nil {
+		return nil, toStatus(fmt.Errorf("container %q: %w: read spec: %v", req.ID, errInvalid, err))
+	}
+	if err := s.node.Join(&spec, sb, req.ID); err != nil {
+		return nil, toStatus(fmt.Errorf("container %q: %w: %v", req.ID, errState, err))
+	}
+	if err := writeJSON(specPath, &spec); err != nil {
+		return nil, toStatus(fmt.Errorf("container %q: write joined spec: %w", req.ID, err))
+	}
+	rec, err := s.containerRecord(sb, req, &spec)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	p := newProcess("", req.Terminal, stdio.Config{LogPath: rec.LogPath, Stdin: req.Stdin, Stdout: req.Stdout, Stderr: req.Stderr})
+	if err := s.spawn(ctx, req.ID, p, func(o runc.Stdio, console string) (runc.Process, error) {
+		return s.runc.Create(ctx, req.ID, runc.CreateOpts{Bundle: req.Bundle, ConsoleSocket: console, Stdio: o})
+	}); err != nil {
+		s.node.Store.RemoveContainerRecord(rec)
+		return nil, toStatus(err)
+	}
+	c := &container{rec: rec, init: p, execs: map[string]*process{}}
+	s.containers[req.ID] = c
+	rec.State, rec.PID = sandbox.ContainerCreated, p.pid
+	s.saveContainer(rec)
+	sb.Containers = append(sb.Containers, req.ID)
+	if err := s.node.Store.SaveSandbox(sb); err != nil {
+		s.log.Error("save sandbox", "error", err)
+	}
+	s.log.Info("container created", "id", req.ID, "pid", p.pid)
+	return &taskapi.CreateTaskResponse{Pid: uint32(p.pid)}, nil
 }
-func (s *Service) Pids(ctx context.Context, r *taskapi.PidsRequest) (*taskapi.PidsResponse, error) {
-	return nil, toStatus(errNoTasks)
+
+// containerRecord returns the record the CLI made for the container, or makes
+// one for a container created by containerd.
+func (s *Service) containerRecord(sb *sandbox.Sandbox, req *taskapi.CreateTaskRequest, spec *specs.Spec) (*sandbox.Container, error) {
+	if rec, err := s.node.Store.LoadContainer(sb.ID, req.ID); err == nil {
+		if rec.LogPath == "" {
+			rec.LogPath = filepath.Join(s.node.Store.ContainerDir(sb.ID, req.ID), "log")
+		}
+		return rec, nil
+	}
+	name := spec.Annotations["io.podbox.name"]
+	if name == "" || sandbox.ValidName("container", name) != nil {
+		name = req.ID
+	}
+	if sandbox.ValidName("container", name) != nil {
+		sum := sha256.Sum256([]byte(req.ID))
+		name = "c" + hex.EncodeToString(sum[:6])
+	}
+	var args []string
+	if spec.Process != nil {
+		args = spec.Process.Args
+	}
+	rec := &sandbox.Container{
+		ID: req.ID, Name: name, SandboxID: sb.ID, Command: args, State: sandbox.ContainerCreated,
+		Bundle: req.Bundle, LogPath: filepath.Join(s.node.Store.ContainerDir(sb.ID, req.ID), "log"),
+		CreatedAt: time.Now().UTC(),
+	}
+	if spec.Root != nil {
+		rec.Rootfs = spec.Root.Path
+	}
+	if err := s.node.Store.CreateContainerRecord(rec); err != nil {
+		return nil, err
+	}
+	return rec, nil
 }
-func (s *Service) Pause(ctx context.Context, r *taskapi.PauseRequest) (*emptypb.Empty, error) {
-	return nil, toStatus(errNoTasks)
+
+// spawn sets up p's stdio, runs the runtime command that creates its process,
+// and starts watching for its exit. s.mu is held.
+func (s *Service) spawn(ctx context.Context, id string, p *process, run func(runc.Stdio, string) (runc.Process, error)) error {
+	var rp runc.Process
+	if p.terminal {
+		cs, err := stdio.NewConsoleSocket()
+		if err != nil {
+			return fmt.Errorf("container %q: %w", id, err)
+		}
+		defer cs.Close()
+		if rp, err = run(runc.Stdio{}, cs.Path()); err != nil {
+			return err
+		}
+		master, err := cs.ReceiveMaster(ctx)
+		if err == nil {
+			p.io, err = stdio.NewTerminal(ctx, p.stdio, master)
+		}
+		if err != nil {
+			syscall.Kill(rp.Pid, syscall.SIGKILL)
+			return fmt.Errorf("container %q: terminal: %w", id, err)
+		}
+	} else {
+		io, err := stdio.NewPipes(ctx, p.stdio)
+		if err != nil {
+			return fmt.Errorf("container %q: stdio: %w", id, err)
+		}
+		in, out, errw := io.Child()
+		rp, err = run(runc.Stdio{Stdin: in, Stdout: out, Stderr: errw}, "")
+		io.CloseChild()
+		if err != nil {
+			io.Close()
+			return err
+		}
+		p.io = io
+	}
+	p.pid = rp.Pid
+	go s.watchProcess(id, p, rp.Exited)
+	return nil
 }
-func (s *Service) Resume(ctx context.Context, r *taskapi.ResumeRequest) (*emptypb.Empty, error) {
-	return nil, toStatus(errNoTasks)
+
+// watchProcess records p's exit once its output is all in the log.
+func (s *Service) watchProcess(id string, p *process, exited <-chan reaper.Exit) {
+	e := <-exited
+	// Output ends when every holder of the pipes is gone; bound the wait in
+	// case a daemonized grandchild keeps them open.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	p.io.Wait(ctx)
+	cancel()
+	s.mu.Lock()
+	p.exit, p.status = &e, task.Status_STOPPED
+	if c, ok := s.containers[id]; ok && p.execID == "" {
+		c.rec.State, c.rec.Exit = sandbox.ContainerStopped, &sandbox.Exit{Status: e.Status, At: e.Time.UTC()}
+		s.saveContainer(c.rec)
+	}
+	s.mu.Unlock()
+	close(p.done)
+	s.log.Info("process exited", "container", id, "exec", p.execID, "pid", e.Pid, "status", e.Status)
 }
-func (s *Service) Checkpoint(ctx context.Context, r *taskapi.CheckpointTaskRequest) (*emptypb.Empty, error) {
-	return nil, toStatus(fmt.Errorf("checkpoint: %w: not implemented", errState))
+
+func (s *Service) saveContainer(rec *sandbox.Container) {
+	if err := s.node.Store.SaveContainer(rec); err != nil {
+		s.log.Error("save container", "error", err)
+	}
 }
-func (s *Service) Kill(ctx context.Context, r *taskapi.KillRequest) (*emptypb.Empty, error) {
-	return nil, toStatus(errNoTasks)
+
+// Start starts a created container (runc start) or an exec'd process.
+func (s *Service) Start(ctx context.Context, req *taskapi.StartRequest) (*taskapi.StartResponse, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, p, err := s.lookup(req.ID, req.ExecID)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	if p.status != task.Status_CREATED {
+		return nil, toStatus(fmt.Errorf("container %q: %w: already started", req.ID, errState))
+	}
+	if req.ExecID == "" {
+		if err := s.runc.Start(ctx, req.ID); err != nil {
+			return nil, toStatus(err)
+		}
+		p.status = task.Status_RUNNING
+		c.rec.State = sandbox.ContainerRunning
+		s.saveContainer(c.rec)
+		return &taskapi.StartResponse{Pid: uint32(p.pid)}, nil
+	}
+	if c.init.status != task.Status_RUNNING {
+		return nil, toStatus(fmt.Errorf("container %q: %w: not running, cannot exec", req.ID, errState))
+	}
+	pidFile := filepath.Join(s.node.Store.ContainerDir(c.rec.SandboxID, req.ID), "exec-"+req.ExecID+".pid")
+	defer os.Remove(pidFile)
+	err = s.spawn(ctx, req.ID, p, func(o runc.Stdio, console string) (runc.Process, error) {
+		return s.runc.Exec(ctx, req.ID, *p.spec, runc.ExecOpts{PidFile: pidFile, ConsoleSocket: console, Stdio: o})
+	})
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	p.status = task.Status_RUNNING
+	return &taskapi.StartResponse{Pid: uint32(p.pid)}, nil
 }
-func (s *Service) Exec(ctx context.Context, r *taskapi.ExecProcessRequest) (*emptypb.Empty, error) {
-	return nil, toStatus(errNoTasks)
+
+// Exec registers a process to run in a container; Start runs it.
+func (s *Service) Exec(ctx context.Context, req *taskapi.ExecProcessRequest) (*emptypb.Empty, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, _, err := s.lookup(req.ID, "")
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	if req.ExecID == "" || filepath.Base(req.ExecID) != req.ExecID {
+		return nil, toStatus(fmt.Errorf("container %q: %w: exec ID %q", req.ID, errInvalid, req.ExecID))
+	}
+	if _, dup := c.execs[req.ExecID]; dup {
+		return nil, toStatus(fmt.Errorf("container %q: exec %q: %w", req.ID, req.ExecID, os.ErrExist))
+	}
+	if req.Spec == nil {
+		return nil, toStatus(fmt.Errorf("container %q: %w: exec without a process spec", req.ID, errInvalid))
+	}
+	var ps specs.Process
+	if err := json.Unmarshal(req.Spec.Value, &ps); err != nil {
+		return nil, toStatus(fmt.Errorf("container %q: %w: exec process spec: %v", req.ID, errInvalid, err))
+	}
+	p := newProcess(req.ExecID, req.Terminal, stdio.Config{LogPath: c.rec.LogPath, Stdin: req.Stdin, Stdout: req.Stdout, Stderr: req.Stderr})
+	ps.Terminal = req.Terminal
+	p.spec = &ps
+	c.execs[req.ExecID] = p
+	return &emptypb.Empty{}, nil
 }
-func (s *Service) ResizePty(ctx context.Context, r *taskapi.ResizePtyRequest) (*emptypb.Empty, error) {
-	return nil, toStatus(errNoTasks)
+
+// Wait returns when the process has exited and its output is all logged.
+func (s *Service) Wait(ctx context.Context, req *taskapi.WaitRequest) (*taskapi.WaitResponse, error) {
+	s.mu.Lock()
+	_, p, err := s.lookup(req.ID, req.ExecID)
+	s.mu.Unlock()
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	select {
+	case <-p.done:
+	case <-ctx.Done():
+		return nil, toStatus(ctx.Err())
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return &taskapi.WaitResponse{ExitStatus: uint32(p.exit.Status), ExitedAt: timestamppb.New(p.exit.Time)}, nil
 }
-func (s *Service) CloseIO(ctx context.Context, r *taskapi.CloseIORequest) (*emptypb.Empty, error) {
-	return nil, toStatus(errNoTasks)
+
+// Kill signals the container's init (all of its processes with All) or an
+// exec'd process.
+func (s *Service) Kill(ctx context.Context, req *taskapi.KillRequest) (*emptypb.Empty, error) {
+	s.mu.Lock()
+	_, p, err := s.lookup(req.ID, req.ExecID)
+	var status task.Status
+	var pid int
+	if err == nil {
+		status, pid = p.status, p.pid
+	}
+	s.mu.Unlock()
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	if status == task.Status_STOPPED {
+		return nil, toStatus(fmt.Errorf("container %q: process already finished: %w", req.ID, sandbox.ErrNotFound))
+	}
+	sig := syscall.Signal(req.Signal)
+	if req.ExecID != "" {
+		if err := syscall.Kill(pid, sig); err != nil {
+			return nil, toStatus(fmt.Errorf("container %q: exec %q: kill %d: %w", req.ID, req.ExecID, pid, err))
+		}
+		return &emptypb.Empty{}, nil
+	}
+	if err := s.runc.Kill(ctx, req.ID, sig, req.All); err != nil {
+		return nil, toStatus(err)
+	}
+	return &emptypb.Empty{}, nil
 }
-func (s *Service) Update(ctx context.Context, r *taskapi.UpdateTaskRequest) (*emptypb.Empty, error) {
-	return nil, toStatus(errNoTasks)
+
+// Delete removes an exited process, or the whole container once its init has
+// exited (or never started): runc's state, its stdio, and its record.
+func (s *Service) Delete(ctx context.Context, req *taskapi.DeleteRequest) (*taskapi.DeleteResponse, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, p, err := s.lookup(req.ID, req.ExecID)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	if p.status == task.Status_RUNNING || p.status == task.Status_PAUSED {
+		return nil, toStatus(fmt.Errorf("container %q: %w: process %d is running; stop it first", req.ID, errState, p.pid))
+	}
+	resp := &taskapi.DeleteResponse{Pid: uint32(p.pid)}
+	if p.exit != nil {
+		resp.ExitStatus, resp.ExitedAt = uint32(p.exit.Status), timestamppb.New(p.exit.Time)
+	}
+	if req.ExecID != "" {
+		if p.io != nil {
+			p.io.Close()
+		}
+		delete(c.execs, req.ExecID)
+		return resp, nil
+	}
+	if err := s.removeContainer(ctx, c); err != nil {
+		return nil, toStatus(err)
+	}
+	return resp, nil
 }
-func (s *Service) Wait(ctx context.Context, r *taskapi.WaitRequest) (*taskapi.WaitResponse, error) {
-	return nil, toStatus(errNoTasks)
+
+// removeContainer deletes c from runc, closes its stdio and drops its record;
+// s.mu is held.
+func (s *Service) removeContainer(ctx context.Context, c *container) error {
+	if err := s.runc.Delete(ctx, c.rec.ID, true); err != nil {
+		return err
+	}
+	for _, p := range append([]*process{c.init}, mapsValues(c.execs)...) {
+		if p.io != nil {
+			p.io.Close()
+		}
+	}
+	delete(s.containers, c.rec.ID)
+	if err := s.node.Store.RemoveContainerRecord(c.rec); err != nil {
+		return err
+	}
+	if s.sb != nil {
+		s.sb.Containers = slices.DeleteFunc(s.sb.Containers, func(id string) bool { return id == c.rec.ID })
+		if err := s.node.Store.SaveSandbox(s.sb); err != nil {
+			s.log.Error("save sandbox", "error", err)
+		}
+	}
+	return nil
 }
-func (s *Service) Stats(ctx context.Context, r *taskapi.StatsRequest) (*taskapi.StatsResponse, error) {
-	return nil, toStatus(errNoTasks)
+
+func mapsValues(m map[string]*process) []*process {
+	out := make([]*process, 0, len(m))
+	for _, p := range m {
+		out = append(out, p)
+	}
+	return out
+}
+
+// State reports a container's or exec'd process's status.
+func (s *Service) State(ctx context.Context, req *taskapi.StateRequest) (*taskapi.StateResponse, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, p, err := s.lookup(req.ID, req.ExecID)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	resp := &taskapi.StateResponse{
+		ID: req.ID, ExecID: req.ExecID, Bundle: c.rec.Bundle, Pid: uint32(p.pid), Status: p.status,
+		Stdin: p.stdio.Stdin, Stdout: p.stdio.Stdout, Stderr: p.stdio.Stderr, Terminal: p.terminal,
+	}
+	if p.exit != nil {
+		resp.ExitStatus, resp.ExitedAt = uint32(p.exit.Status), timestamppb.New(p.exit.Time)
+	}
+	return resp, nil
+}
+
+// Pids lists the container's processes.
+func (s *Service) Pids(ctx context.Context, req *taskapi.PidsRequest) (*taskapi.PidsResponse, error) {
+	pids, err := s.runc.Ps(ctx, req.ID)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	resp := &taskapi.PidsResponse{}
+	for _, pid := range pids {
+		resp.Processes = append(resp.Processes, &task.ProcessInfo{Pid: uint32(pid)})
+	}
+	return resp, nil
+}
+
+// Pause freezes the container's processes.
+func (s *Service) Pause(ctx context.Context, req *taskapi.PauseRequest) (*emptypb.Empty, error) {
+	return s.setFrozen(ctx, req.ID, true)
+}
+
+// Resume thaws them.
+func (s *Service) Resume(ctx context.Context, req *taskapi.ResumeRequest) (*emptypb.Empty, error) {
+	return s.setFrozen(ctx, req.ID, false)
+}
+
+func (s *Service) setFrozen(ctx context.Context, id string, frozen bool) (*emptypb.Empty, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, p, err := s.lookup(id, "")
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	if frozen {
+		err = s.runc.Pause(ctx, id)
+		if err == nil {
+			p.status = task.Status_PAUSED
+		}
+	} else {
+		err = s.runc.Resume(ctx, id)
+		if err == nil {
+			p.status = task.Status_RUNNING
+		}
+	}
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &emptypb.Empty{}, nil
+}
+
+// Checkpoint is not supported: podbox keeps no CRIU integration.
+func (s *Service) Checkpoint(ctx context.Context, req *taskapi.CheckpointTaskRequest) (*emptypb.Empty, error) {
+	return nil, toStatus(fmt.Errorf("container %q: checkpoint: %w: not implemented by podbox", req.ID, errState))
+}
+
+// ResizePty resizes a process's terminal.
+func (s *Service) ResizePty(ctx context.Context, req *taskapi.ResizePtyRequest) (*emptypb.Empty, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, p, err := s.lookup(req.ID, req.ExecID)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	if !p.terminal || p.io == nil {
+		return nil, toStatus(fmt.Errorf("container %q: %w: no terminal", req.ID, errState))
+	}
+	if err := p.io.Resize(uint16(req.Width), uint16(req.Height)); err != nil {
+		return nil, toStatus(err)
+	}
+	return &emptypb.Empty{}, nil
+}
+
+// CloseIO closes a process's stdin.
+func (s *Service) CloseIO(ctx context.Context, req *taskapi.CloseIORequest) (*emptypb.Empty, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, p, err := s.lookup(req.ID, req.ExecID)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	if p.io != nil && req.Stdin {
+		if err := p.io.CloseIO(); err != nil {
+			return nil, toStatus(err)
+		}
+	}
+	return &emptypb.Empty{}, nil
+}
+
+// Update changes a container's resources (JSON of an OCI LinuxResources).
+func (s *Service) Update(ctx context.Context, req *taskapi.UpdateTaskRequest) (*emptypb.Empty, error) {
+	if req.Resources == nil {
+		return nil, toStatus(fmt.Errorf("container %q: %w: no resources", req.ID, errInvalid))
+	}
+	var res specs.LinuxResources
+	if err := json.Unmarshal(req.Resources.Value, &res); err != nil {
+		return nil, toStatus(fmt.Errorf("container %q: %w: resources: %v", req.ID, errInvalid, err))
+	}
+	if err := s.runc.Update(ctx, req.ID, &res); err != nil {
+		return nil, toStatus(err)
+	}
+	return &emptypb.Empty{}, nil
+}
+
+// Stats is not served yet: containerd's metrics types come with the
+// containerd issue.
+func (s *Service) Stats(ctx context.Context, req *taskapi.StatsRequest) (*taskapi.StatsResponse, error) {
+	return nil, toStatus(fmt.Errorf("container %q: stats: %w: not implemented yet", req.ID, errState))
 }
 
 // Connect reports the shim's PID and, once a sandbox exists, the pause's.
-func (s *Service) Connect(ctx context.Context, r *taskapi.ConnectRequest) (*taskapi.ConnectResponse, error) {
+func (s *Service) Connect(ctx context.Context, req *taskapi.ConnectRequest) (*taskapi.ConnectResponse, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	resp := &taskapi.ConnectResponse{ShimPid: uint32(os.Getpid()), Version: "2"}
-	if s.sb != nil {
+	if c, ok := s.containers[req.ID]; ok {
+		resp.TaskPid = uint32(c.init.pid)
+	} else if s.sb != nil {
 		resp.TaskPid = uint32(s.sb.PausePID)
 	}
 	return resp, nil
@@ -75,20 +527,71 @@ func (s *Service) Connect(ctx context.Context, r *taskapi.ConnectRequest) (*task
 
 // Shutdown ends the shim if it serves nothing any more: containerd sends it
 // after every task delete, also while other tasks of the group still run.
-func (s *Service) Shutdown(ctx context.Context, r *taskapi.ShutdownRequest) (*emptypb.Empty, error) {
+func (s *Service) Shutdown(ctx context.Context, req *taskapi.ShutdownRequest) (*emptypb.Empty, error) {
 	s.mu.Lock()
-	idle := s.sb == nil
+	idle := s.sb == nil && len(s.containers) == 0
 	s.mu.Unlock()
-	if idle || r.Now {
+	if idle || req.Now {
 		s.requestExit()
 	}
 	return &emptypb.Empty{}, nil
 }
 
-// stopContainers stops every container of the sandbox within timeout.
+// stopContainers stops every running container of the sandbox: SIGTERM to
+// all its processes, then SIGKILL once timeout has passed.
 func (s *Service) stopContainers(ctx context.Context, timeout time.Duration) error {
-	return nil
+	s.mu.Lock()
+	var running []*container
+	for _, c := range s.containers {
+		if st := c.init.status; st == task.Status_RUNNING || st == task.Status_PAUSED || st == task.Status_CREATED {
+			running = append(running, c)
+		}
+	}
+	s.mu.Unlock()
+	var errs []error
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGKILL} {
+		if sig == syscall.SIGTERM && timeout == 0 {
+			continue
+		}
+		for _, c := range running {
+			if c.init.status == task.Status_PAUSED {
+				s.runc.Resume(ctx, c.rec.ID) // a frozen process cannot act on a signal
+			}
+			if err := s.runc.Kill(ctx, c.rec.ID, sig, true); err != nil && !errors.Is(err, runc.ErrNotExist) {
+				s.log.Debug("kill", "container", c.rec.ID, "signal", sig, "error", err)
+			}
+		}
+		deadline := time.After(max(timeout, 5*time.Second))
+		if sig == syscall.SIGTERM {
+			deadline = time.After(timeout)
+		}
+		stillRunning := running[:0:0]
+		for _, c := range running {
+			select {
+			case <-c.init.done:
+			case <-deadline:
+				stillRunning = append(stillRunning, c)
+			}
+		}
+		running = stillRunning
+	}
+	for _, c := range running {
+		errs = append(errs, fmt.Errorf("container %q: still running after SIGKILL", c.rec.ID))
+	}
+	return errors.Join(errs...)
 }
 
 // deleter deletes containers for sandbox removal.
-func (s *Service) deleter() sandbox.ContainerDeleter { return nil }
+func (s *Service) deleter() sandbox.ContainerDeleter { return taskDeleter{s} }
+
+type taskDeleter struct{ s *Service }
+
+func (d taskDeleter) DeleteContainer(ctx context.Context, id string) error {
+	s := d.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c, ok := s.containers[id]; ok {
+		return s.removeContainer(ctx, c)
+	}
+	return s.runc.Delete(ctx, id, true)
+}

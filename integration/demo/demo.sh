@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# make demo: one sandbox, two containers talking over localhost.
+#
+# Everything happens in a "demo node": a network namespace this script makes
+# and removes, standing in for a cluster node, so the demo never rewires the
+# machine it runs on. On a real node you would run the same podbox commands
+# directly.
+set -euo pipefail
+
+BIN=${BIN:-$(cd "$(dirname "$0")/../../bin" && pwd)}
+WORK=$(mktemp -d /tmp/podbox-demo.XXXXXX)
+ROOT=$WORK/root
+NODE=podbox-demo-$$
+export PODBOX_ROOT=$ROOT
+export PODBOX_CGROUP_PARENT=podbox-demo-$$
+
+say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+node() { nsenter --net=/run/netns/$NODE -- "$@"; }
+podbox() { echo "\$ podbox $*" >&2; node "$BIN/podbox" "$@"; }
+
+cleanup() {
+	set +e
+	for sb in $(node "$BIN/podbox" sandbox ls -q 2>/dev/null); do node "$BIN/podbox" sandbox rm -f "$sb" >/dev/null; done
+	ip netns del "$NODE" 2>/dev/null
+	for d in /sys/fs/cgroup/*/"$PODBOX_CGROUP_PARENT"; do rmdir "$d" 2>/dev/null; done
+	rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+say "a node namespace for the demo, and a busybox root filesystem"
+ip netns add "$NODE"
+node ip link set lo up
+mkdir -p "$WORK/rootfs/bin" "$WORK/rootfs/www" "$WORK/rootfs/etc" "$WORK/rootfs/proc" "$WORK/rootfs/dev" "$WORK/rootfs/sys" "$WORK/rootfs/tmp"
+cp /bin/busybox "$WORK/rootfs/bin/busybox"
+for a in $(/bin/busybox --list); do [ "$a" = busybox ] || ln -sf busybox "$WORK/rootfs/bin/$a"; done
+echo "hello from container A, served on localhost:80" > "$WORK/rootfs/www/index.html"
+echo "root:x:0:0:root:/:/bin/sh" > "$WORK/rootfs/etc/passwd"
+echo "root:x:0:" > "$WORK/rootfs/etc/group"
+echo "rootfs: $WORK/rootfs ($(du -sh "$WORK/rootfs" | cut -f1))"
+
+say "create a sandbox: a pause process owning a network namespace on the podbox0 bridge"
+SB=$(podbox sandbox create --name demo --hostname demo-pod)
+echo "$SB"
+
+say "container A: a web server on port 80"
+podbox run -d --sandbox demo --name web --rootfs "$WORK/rootfs" -- httpd -f -p 80 -h /www
+
+say "container B, same sandbox: fetch http://localhost:80/"
+echo "\$ podbox run --rm --sandbox demo --name fetch --rootfs $WORK/rootfs -- wget -q -O - http://localhost:80/" >&2
+# httpd in A may still be starting: retry for up to five seconds.
+for i in $(seq 1 50); do
+	if out=$(node "$BIN/podbox" run --rm --sandbox demo --name fetch --rootfs "$WORK/rootfs" -- wget -q -O - http://localhost:80/ 2>&1); then
+		break
+	fi
+	sleep 0.1
+done
+echo "B got: $out"
+
+say "the sandbox"
+podbox sandbox inspect demo
+podbox ps --sandbox demo
+
+say "remove everything"
+podbox sandbox rm -f demo
+echo "left in $ROOT/sandboxes: $(ls "$ROOT/sandboxes" | wc -l)"
