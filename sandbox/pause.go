@@ -181,7 +181,9 @@ func forkPause(spec PauseSpec, netnsFD int, null *os.File) (*os.Process, error) 
 	cmd := &exec.Cmd{
 		Path:        "/pause",
 		Args:        []string{"pause"},
-		Env:         []string{},
+		// One P is all the pause needs; set here, it spares the pause the
+		// re-exec it would otherwise do to get it (see package pause).
+		Env:         []string{"GOMAXPROCS=1"},
 		Stdin:       null,
 		Stdout:      null,
 		Stderr:      null,
