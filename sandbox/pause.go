@@ -179,8 +179,8 @@ func forkPause(spec PauseSpec, netnsFD int, null *os.File) (*os.Process, error) 
 		attr.CgroupFD = spec.CgroupFD
 	}
 	cmd := &exec.Cmd{
-		Path:        "/pause",
-		Args:        []string{"pause"},
+		Path: "/pause",
+		Args: []string{"pause"},
 		// One P is all the pause needs; set here, it spares the pause the
 		// re-exec it would otherwise do to get it (see package pause).
 		Env:         []string{"GOMAXPROCS=1"},
