@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -182,20 +181,6 @@ func (e *env) spec(id string, terminal bool, args ...string) *specs.Spec {
 			ReadonlyPaths: []string{"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"},
 		},
 	}
-}
-
-// run runs a command through the test reaper (never exec.Cmd.Run: the
-// reaper owns every child).
-func run(t testing.TB, name string, args ...string) string {
-	t.Helper()
-	cmd := exec.Command(name, args...)
-	var out strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &out
-	e, err := testReaper.Run(cmd)
-	if err != nil || e.Status != 0 {
-		t.Fatalf("%s %v: %v status %d: %s", name, args, err, e.Status, out.String())
-	}
-	return out.String()
 }
 
 func waitExit(t testing.TB, p Process) reaper.Exit {
