@@ -470,7 +470,7 @@ func TestConcurrentGoroutines(t *testing.T) {
 }
 
 // TestConcurrentProcesses leases from 64 processes at once: the test binary
-// re-executed as TestHelperProcess. Each child blocks on stdin until the
+// re-executed as a helper process (see TestMain). Each child blocks on stdin until the
 // parent has started all of them, so that their leases really overlap.
 func TestConcurrentProcesses(t *testing.T) {
 	if testing.Short() {
@@ -488,7 +488,7 @@ func TestConcurrentProcesses(t *testing.T) {
 	owners := make([]string, concurrency)
 	for i := range children {
 		owners[i] = fmt.Sprint("proc-", i)
-		c := &child{cmd: exec.Command(os.Args[0], "-test.run=^TestHelperProcess$", "-test.count=1")}
+		c := &child{cmd: exec.Command(os.Args[0], "-test.run=^$", "-test.count=1")}
 		c.cmd.Env = append(os.Environ(), "PODBOX_IPAM_HELPER=1", "PODBOX_IPAM_DIR="+dir, "PODBOX_IPAM_OWNER="+owners[i])
 		c.cmd.Stdout = &c.out
 		c.cmd.Stderr = &c.out
@@ -522,12 +522,18 @@ func TestConcurrentProcesses(t *testing.T) {
 	checkDistinct(t, mustOpen(t, dir, subnet, gw), owners, ips)
 }
 
-// TestHelperProcess is not a test: TestConcurrentProcesses runs the test
-// binary with PODBOX_IPAM_HELPER=1 to make it one leasing process.
-func TestHelperProcess(t *testing.T) {
-	if os.Getenv("PODBOX_IPAM_HELPER") != "1" {
-		t.Skip("helper process for TestConcurrentProcesses")
+// TestMain turns the test binary into one leasing process of
+// TestConcurrentProcesses when run with PODBOX_IPAM_HELPER=1.
+func TestMain(m *testing.M) {
+	if os.Getenv("PODBOX_IPAM_HELPER") == "1" {
+		helperProcess()
 	}
+	os.Exit(m.Run())
+}
+
+// helperProcess is one of TestConcurrentProcesses's children: the test binary
+// run again with PODBOX_IPAM_HELPER=1 leases one address and exits.
+func helperProcess() {
 	p, err := Open(os.Getenv("PODBOX_IPAM_DIR"), netip.MustParsePrefix("10.89.0.0/24"), netip.MustParseAddr("10.89.0.1"))
 	if err != nil {
 		fmt.Println(err)
