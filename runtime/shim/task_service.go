@@ -542,21 +542,27 @@ func (s *Service) Shutdown(ctx context.Context, req *taskapi.ShutdownRequest) (*
 func (s *Service) stopContainers(ctx context.Context, timeout time.Duration) error {
 	s.mu.Lock()
 	var running []*container
+	var paused []string
 	for _, c := range s.containers {
-		if st := c.init.status; st == task.Status_RUNNING || st == task.Status_PAUSED || st == task.Status_CREATED {
+		switch c.init.status {
+		case task.Status_PAUSED:
+			paused = append(paused, c.rec.ID)
+			fallthrough
+		case task.Status_RUNNING, task.Status_CREATED:
 			running = append(running, c)
 		}
 	}
 	s.mu.Unlock()
+	// A frozen process cannot act on a signal, not even SIGKILL.
+	for _, id := range paused {
+		s.runc.Resume(ctx, id)
+	}
 	var errs []error
 	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGKILL} {
 		if sig == syscall.SIGTERM && timeout == 0 {
 			continue
 		}
 		for _, c := range running {
-			if c.init.status == task.Status_PAUSED {
-				s.runc.Resume(ctx, c.rec.ID) // a frozen process cannot act on a signal
-			}
 			if err := s.runc.Kill(ctx, c.rec.ID, sig, true); err != nil && !errors.Is(err, runc.ErrNotExist) {
 				s.log.Debug("kill", "container", c.rec.ID, "signal", sig, "error", err)
 			}
