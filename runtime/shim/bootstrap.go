@@ -17,6 +17,8 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/podbox/podbox/runtime/reaper"
+	"github.com/podbox/podbox/runtime/runc"
 	"github.com/podbox/podbox/runtime/shimclient"
 	"github.com/podbox/podbox/sandbox"
 )
@@ -139,14 +141,90 @@ func listen(path string) (*net.UnixListener, error) {
 	return nil, fmt.Errorf("socket %s stays in use", path)
 }
 
-// Delete is the `delete` step: containerd runs it after a task is gone, also
-// when its shim crashed, to clean up what the task left. It prints the
-// protobuf DeleteResponse containerd expects.
+// Delete is the `delete` step: containerd runs it after a task is gone, and
+// also when the task's shim died, to clean up what the task left: the runc
+// container (killed), the rootfs mount, and, when the shim is dead and this
+// was its sandbox's last container (or CRI's sandbox container itself), the
+// whole sandbox. While the shim lives it owns the sandbox, and Delete touches
+// only the one container. It prints the protobuf DeleteResponse containerd
+// expects.
 func Delete(ctx context.Context, cfg Config, out io.Writer) error {
+	if cfg.ID == "" {
+		return fmt.Errorf("shim delete: %w: no -id", errInvalid)
+	}
+	bundle := cfg.Bundle
+	if bundle == "" {
+		bundle, _ = os.Getwd()
+	}
+	r, err := reaper.New()
+	if err != nil {
+		return fmt.Errorf("shim delete %s: %w", cfg.ID, err)
+	}
+	defer r.Close()
+	rt := runc.New(r, cfg.Runtime, filepath.Join(cfg.Root, "runc"))
+	var errs []error
+	if err := rt.Delete(ctx, cfg.ID, true); err != nil {
+		errs = append(errs, err)
+	}
+	errs = append(errs, unmountRootfs(rootfsDir(bundle)))
+
+	group := Group(bundle, cfg.ID)
+	if !shimAnswers(shimclient.SocketAddress(cfg.Root, cfg.Namespace, group)) {
+		errs = append(errs, cleanupAfterDeadShim(ctx, cfg, rt, cfg.ID))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("shim delete %s: %w", cfg.ID, err)
+	}
 	b, err := proto.Marshal(&taskapi.DeleteResponse{ExitedAt: timestamppb.Now(), ExitStatus: 128 + uint32(syscall.SIGKILL)})
 	if err != nil {
 		return err
 	}
 	_, err = out.Write(b)
 	return err
+}
+
+func shimAnswers(addr string) bool {
+	path, err := socketPath(addr)
+	if err != nil {
+		return false
+	}
+	c, err := net.DialTimeout("unix", path, time.Second)
+	if err != nil {
+		return false
+	}
+	c.Close()
+	return true
+}
+
+// cleanupAfterDeadShim removes what a crashed shim left of task id: its
+// container record, and its sandbox once no container of it remains.
+func cleanupAfterDeadShim(ctx context.Context, cfg Config, rt *runc.Runtime, id string) error {
+	node := sandbox.Node{Store: sandbox.Store{Root: cfg.Root}, CgroupParent: cfg.CgroupParent}
+	var sb *sandbox.Sandbox
+	if c, err := node.Store.ResolveContainer(id); err == nil && c.ID == id {
+		if sb, err = node.Store.LoadSandbox(c.SandboxID); err != nil {
+			sb = nil
+		}
+		if err := node.Store.RemoveContainerRecord(c); err != nil {
+			return err
+		}
+	} else if s, err := node.Store.LoadSandbox(id); err == nil {
+		sb = s // CRI's sandbox container: the task is the sandbox itself
+	}
+	if sb == nil {
+		return nil
+	}
+	cids, err := node.Store.ContainerIDs(sb.ID)
+	if err != nil || (len(cids) > 0 && sb.ID != id) {
+		return err
+	}
+	return node.Remove(ctx, sb, runtimeDeleter{rt})
+}
+
+// runtimeDeleter deletes containers straight through the OCI runtime, for
+// cleanups without a shim.
+type runtimeDeleter struct{ rt *runc.Runtime }
+
+func (d runtimeDeleter) DeleteContainer(ctx context.Context, id string) error {
+	return d.rt.Delete(ctx, id, true)
 }

@@ -64,21 +64,29 @@ func (s *Service) CreateSandbox(ctx context.Context, req *sbapi.CreateSandboxReq
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if err := s.createSandbox(ctx, o); err != nil {
+		return nil, toStatus(err)
+	}
+	return &sbapi.CreateSandboxResponse{}, nil
+}
+
+// createSandbox builds the shim's sandbox; s.mu is held.
+func (s *Service) createSandbox(ctx context.Context, o sandbox.Options) error {
 	if s.sb != nil {
-		return nil, toStatus(fmt.Errorf("sandbox %q: %w: this shim already serves sandbox %q", o.ID, errState, s.sb.ID))
+		return fmt.Errorf("sandbox %q: %w: this shim already serves sandbox %q", o.ID, errState, s.sb.ID)
 	}
 	// The window keeps the pause's exit even if it dies before we claim it.
 	w := s.reaper.Open()
 	defer w.Close()
 	sb, err := s.node.Create(ctx, o)
 	if err != nil {
-		return nil, toStatus(err)
+		return err
 	}
 	s.sb = sb
 	s.pauseDone = make(chan struct{})
-	go s.watchPause(w.Claim(sb.PausePID), s.pauseDone)
-	s.log.Info("sandbox created", "id", sb.ID, "name", sb.Name, "pause", sb.PausePID, "ip", sb.IP)
-	return &sbapi.CreateSandboxResponse{}, nil
+	go s.watchPause(sb, w.Claim(sb.PausePID), s.pauseDone)
+	s.log.Info("sandbox created", "id", sb.ID, "name", sb.Name, "pause", sb.PausePID, "ip", sb.IP, "network", sb.Network)
+	return nil
 }
 
 // current returns the served sandbox, checking that id names it.

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"sync"
 	"syscall"
@@ -34,7 +35,10 @@ type Service struct {
 	mu         sync.Mutex
 	sb         *sandbox.Sandbox
 	containers map[string]*container
-	pauseDone  chan struct{} // closed when the pause has exited and been recorded
+	// implicit: the sandbox was made for a `ctr run` group by its first
+	// container, and goes when its last container is deleted.
+	implicit  bool
+	pauseDone chan struct{} // closed when the pause has exited and been recorded
 
 	exitOnce sync.Once
 	exit     chan struct{} // closed when the shim should stop serving
@@ -58,17 +62,19 @@ func (s *Service) requestExit() { s.exitOnce.Do(func() { close(s.exit) }) }
 // watchPause records the pause's exit. An exit nobody asked for (the pause
 // crashed or was killed) makes the sandbox notready and stops its
 // containers: without the pause the sandbox's namespaces are orphaned.
-func (s *Service) watchPause(exits <-chan reaper.Exit, done chan struct{}) {
+func (s *Service) watchPause(sb *sandbox.Sandbox, exits <-chan reaper.Exit, done chan struct{}) {
 	e := <-exits
 	s.mu.Lock()
-	sb := s.sb
 	sb.PauseExit = &sandbox.Exit{Status: e.Status, At: e.Time.UTC()}
 	crashed := sb.State == sandbox.StateReady
 	if crashed {
 		sb.State = sandbox.StateNotReady
 	}
-	if err := s.node.Store.SaveSandbox(sb); err != nil {
-		s.log.Error("record pause exit", "error", err)
+	// Unless the sandbox is being removed (its record may be gone already).
+	if s.sb == sb {
+		if err := s.node.Store.SaveSandbox(sb); err != nil {
+			s.log.Error("record pause exit", "error", err)
+		}
 	}
 	s.mu.Unlock()
 	s.log.Info("pause exited", "pid", e.Pid, "status", e.Status, "crashed", crashed)
@@ -89,7 +95,12 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	addr := shimclient.SocketAddress(cfg.Root, cfg.Namespace, cfg.ID)
 	path, _ := socketPath(addr)
-	// containerd reads the shim's log from the FIFO in the bundle.
+	// containerd reads the shim's log from the FIFO in the bundle of the
+	// group's first task, and stops when that task is deleted. Without a
+	// handler, Go exits on a write to a broken pipe on fd 2; a handler (not
+	// SIG_IGN, which runc and the containers would inherit) makes the write
+	// fail with EPIPE instead.
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
 	if fifo, err := os.OpenFile("log", os.O_WRONLY|syscall.O_NONBLOCK, 0); err == nil {
 		if fi, err := fifo.Stat(); err == nil && fi.Mode()&os.ModeNamedPipe != 0 {
 			syscall.Dup3(int(fifo.Fd()), 2, 0)

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -47,6 +48,10 @@ type container struct {
 	rec   *sandbox.Container
 	init  *process
 	execs map[string]*process
+	// sandbox marks CRI's sandbox container, whose process is the pause.
+	sandbox bool
+	// mounted: the shim mounted the rootfs containerd prepared.
+	mounted bool
 }
 
 func newProcess(execID string, terminal bool, cfg stdio.Config) *process {
@@ -69,16 +74,30 @@ func (s *Service) lookup(id, execID string) (*container, *process, error) {
 	return c, p, nil
 }
 
-// Create joins the container in req's bundle to the sandbox and creates it
-// (runc create): its process exists, stopped before the user's program, until
-// Start.
+// CRI's annotations on the containers it creates.
+const (
+	annCRIContainerType = "io.kubernetes.cri.container-type"
+	annCRISandboxName   = "io.kubernetes.cri.sandbox-name"
+	annCRISandboxNS     = "io.kubernetes.cri.sandbox-namespace"
+	criSandbox          = "sandbox"
+)
+
+// Create creates the container in req's bundle (runc create): its process
+// exists, stopped before the user's program, until Start. Which sandbox it
+// joins depends on who asks:
+//   - the CLI (or containerd 2.x's shim sandboxer) made the sandbox first
+//     through the Sandbox API, and the container joins it;
+//   - `ctr run` with an io.podbox.sandbox annotation: the first container of
+//     the group makes the sandbox (network, pause), later ones join it, and
+//     the sandbox goes when its last container is deleted;
+//   - containerd's CRI sends the pod's sandbox container first (with the
+//     network namespace CNI made): podbox starts its own pause there instead
+//     of running the image, and answers for it as that container's task.
+//     The pod's app containers arrive with specs already pointing at the
+//     pause's namespaces.
 func (s *Service) Create(ctx context.Context, req *taskapi.CreateTaskRequest) (*taskapi.CreateTaskResponse, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	sb, err := s.current("")
-	if err != nil {
-		return nil, toStatus(fmt.Errorf("container %q: %w: no sandbox in this shim", req.ID, errState))
-	}
 	if _, dup := s.containers[req.ID]; dup {
 		return nil, toStatus(fmt.Errorf("container %q: %w", req.ID, os.ErrExist))
 	}
@@ -87,24 +106,51 @@ func (s *Service) Create(ctx context.Context, req *taskapi.CreateTaskRequest) (*
 	if err := readJSON(specPath, &spec); err != nil {
 		return nil, toStatus(fmt.Errorf("container %q: %w: read spec: %v", req.ID, errInvalid, err))
 	}
-	if err := s.node.Join(&spec, sb, req.ID); err != nil {
-		return nil, toStatus(fmt.Errorf("container %q: %w: %v", req.ID, errState, err))
+	cri := spec.Annotations[annCRIContainerType]
+	if cri == criSandbox {
+		pid, err := s.createSandboxTask(ctx, req, &spec)
+		if err != nil {
+			return nil, toStatus(err)
+		}
+		return &taskapi.CreateTaskResponse{Pid: uint32(pid)}, nil
 	}
-	if err := writeJSON(specPath, &spec); err != nil {
-		return nil, toStatus(fmt.Errorf("container %q: write joined spec: %w", req.ID, err))
+	if s.sb == nil {
+		if cri != "" {
+			return nil, toStatus(fmt.Errorf("container %q: %w: its pod's sandbox is not in this shim", req.ID, errState))
+		}
+		if err := s.createSandbox(ctx, s.implicitOptions()); err != nil {
+			return nil, toStatus(fmt.Errorf("container %q: sandbox for group %q: %w", req.ID, s.cfg.ID, err))
+		}
+		s.implicit = true
+	}
+	sb := s.sb
+	// CRI already points its containers at the pod's namespaces and mounts
+	// its own hosts files; everyone else's spec is joined here.
+	if cri == "" {
+		if err := s.node.Join(&spec, sb, req.ID); err != nil {
+			return nil, toStatus(fmt.Errorf("container %q: %w: %v", req.ID, errState, err))
+		}
+		if err := writeJSON(specPath, &spec); err != nil {
+			return nil, toStatus(fmt.Errorf("container %q: write joined spec: %w", req.ID, err))
+		}
 	}
 	rec, err := s.containerRecord(sb, req, &spec)
 	if err != nil {
 		return nil, toStatus(err)
 	}
+	if err := mountRootfs(rootfsDir(req.Bundle), req.Rootfs); err != nil {
+		s.node.Store.RemoveContainerRecord(rec)
+		return nil, toStatus(fmt.Errorf("container %q: %w", req.ID, err))
+	}
 	p := newProcess("", req.Terminal, stdio.Config{LogPath: rec.LogPath, Stdin: req.Stdin, Stdout: req.Stdout, Stderr: req.Stderr})
 	if err := s.spawn(ctx, req.ID, p, func(o runc.Stdio, console string) (runc.Process, error) {
 		return s.runc.Create(ctx, req.ID, runc.CreateOpts{Bundle: req.Bundle, ConsoleSocket: console, Stdio: o})
 	}); err != nil {
+		unmountRootfs(rootfsDir(req.Bundle))
 		s.node.Store.RemoveContainerRecord(rec)
 		return nil, toStatus(err)
 	}
-	c := &container{rec: rec, init: p, execs: map[string]*process{}}
+	c := &container{rec: rec, init: p, execs: map[string]*process{}, mounted: len(req.Rootfs) > 0}
 	s.containers[req.ID] = c
 	rec.State, rec.PID = sandbox.ContainerCreated, p.pid
 	s.saveContainer(rec)
@@ -114,6 +160,67 @@ func (s *Service) Create(ctx context.Context, req *taskapi.CreateTaskRequest) (*
 	}
 	s.log.Info("container created", "id", req.ID, "pid", p.pid)
 	return &taskapi.CreateTaskResponse{Pid: uint32(p.pid)}, nil
+}
+
+// implicitOptions describe the sandbox a `ctr run` group gets: named after
+// the group when that is a valid name, with an ID derived from namespace and
+// group so that it is the same whichever container of the group comes first.
+func (s *Service) implicitOptions() sandbox.Options {
+	sum := sha256.Sum256([]byte(s.cfg.Namespace + "/" + s.cfg.ID))
+	id := hex.EncodeToString(sum[:])
+	name := s.cfg.ID
+	if sandbox.ValidName("sandbox", name) != nil {
+		name = id[:12]
+	}
+	return sandbox.Options{ID: id, Name: name, Network: sandbox.NetworkBridge,
+		Labels: map[string]string{"io.podbox.created-by": "containerd", "io.podbox.containerd-namespace": s.cfg.Namespace}}
+}
+
+// createSandboxTask builds the sandbox for CRI's sandbox container and
+// registers the pause as that container's process. s.mu is held.
+func (s *Service) createSandboxTask(ctx context.Context, req *taskapi.CreateTaskRequest, spec *specs.Spec) (int, error) {
+	o := sandbox.Options{ID: req.ID, Name: req.ID[:min(12, len(req.ID))], Network: sandbox.NetworkExternal,
+		Labels: map[string]string{"io.podbox.created-by": "cri"}}
+	if spec.Hostname != "" {
+		o.Hostname = spec.Hostname
+	}
+	for k, v := range map[string]string{"pod": spec.Annotations[annCRISandboxName], "namespace": spec.Annotations[annCRISandboxNS]} {
+		if v != "" {
+			o.Labels["io.kubernetes.pod."+k] = v
+		}
+	}
+	// The network namespace CNI set up; a host-network pod has none, and
+	// its pause shares the node's (the shim's own).
+	o.NetNSPath = "/proc/" + strconv.Itoa(os.Getpid()) + "/ns/net"
+	if spec.Linux != nil {
+		for _, ns := range spec.Linux.Namespaces {
+			if ns.Type == specs.NetworkNamespace && ns.Path != "" {
+				o.NetNSPath = ns.Path
+			}
+		}
+	}
+	if err := s.createSandbox(ctx, o); err != nil {
+		return 0, fmt.Errorf("pod sandbox %q: %w", req.ID, err)
+	}
+	sb := s.sb
+	p := &process{status: task.Status_CREATED, pid: sb.PausePID, done: make(chan struct{}), stdio: stdio.Config{Stdin: req.Stdin, Stdout: req.Stdout, Stderr: req.Stderr}}
+	s.containers[req.ID] = &container{
+		rec:     &sandbox.Container{ID: req.ID, Name: "pause", SandboxID: sb.ID, Bundle: req.Bundle},
+		init:    p,
+		execs:   map[string]*process{},
+		sandbox: true,
+	}
+	pauseDone := s.pauseDone
+	go func() {
+		<-pauseDone
+		s.mu.Lock()
+		e := s.sb.PauseExit
+		p.exit = &reaper.Exit{Pid: sb.PausePID, Status: e.Status, Time: e.At}
+		p.status = task.Status_STOPPED
+		s.mu.Unlock()
+		close(p.done)
+	}()
+	return sb.PausePID, nil
 }
 
 // containerRecord returns the record the CLI made for the container, or makes
@@ -227,6 +334,10 @@ func (s *Service) Start(ctx context.Context, req *taskapi.StartRequest) (*taskap
 	if p.status != task.Status_CREATED {
 		return nil, toStatus(fmt.Errorf("container %q: %w: already started", req.ID, errState))
 	}
+	if req.ExecID == "" && c.sandbox {
+		p.status = task.Status_RUNNING // the pause runs since Create
+		return &taskapi.StartResponse{Pid: uint32(p.pid)}, nil
+	}
 	if req.ExecID == "" {
 		if err := s.runc.Start(ctx, req.ID); err != nil {
 			return nil, toStatus(err)
@@ -258,6 +369,9 @@ func (s *Service) Exec(ctx context.Context, req *taskapi.ExecProcessRequest) (*e
 	c, _, err := s.lookup(req.ID, "")
 	if err != nil {
 		return nil, toStatus(err)
+	}
+	if c.sandbox {
+		return nil, toStatus(fmt.Errorf("container %q: %w: the pod's sandbox runs only the pause", req.ID, errState))
 	}
 	if req.ExecID == "" || filepath.Base(req.ExecID) != req.ExecID {
 		return nil, toStatus(fmt.Errorf("container %q: %w: exec ID %q", req.ID, errInvalid, req.ExecID))
@@ -301,11 +415,12 @@ func (s *Service) Wait(ctx context.Context, req *taskapi.WaitRequest) (*taskapi.
 // exec'd process.
 func (s *Service) Kill(ctx context.Context, req *taskapi.KillRequest) (*emptypb.Empty, error) {
 	s.mu.Lock()
-	_, p, err := s.lookup(req.ID, req.ExecID)
+	c, p, err := s.lookup(req.ID, req.ExecID)
 	var status task.Status
 	var pid int
+	isSandbox := false
 	if err == nil {
-		status, pid = p.status, p.pid
+		status, pid, isSandbox = p.status, p.pid, c.sandbox
 	}
 	s.mu.Unlock()
 	if err != nil {
@@ -315,7 +430,7 @@ func (s *Service) Kill(ctx context.Context, req *taskapi.KillRequest) (*emptypb.
 		return nil, toStatus(fmt.Errorf("container %q: process already finished: %w", req.ID, sandbox.ErrNotFound))
 	}
 	sig := syscall.Signal(req.Signal)
-	if req.ExecID != "" {
+	if req.ExecID != "" || isSandbox {
 		if err := syscall.Kill(pid, sig); err != nil {
 			return nil, toStatus(fmt.Errorf("container %q: exec %q: kill %d: %w", req.ID, req.ExecID, pid, err))
 		}
@@ -350,10 +465,44 @@ func (s *Service) Delete(ctx context.Context, req *taskapi.DeleteRequest) (*task
 		delete(c.execs, req.ExecID)
 		return resp, nil
 	}
+	if c.sandbox {
+		// The pod is being removed: its sandbox goes with its pause.
+		delete(s.containers, req.ID)
+		if err := s.removeSandbox(ctx); err != nil {
+			return nil, toStatus(err)
+		}
+		return resp, nil
+	}
 	if err := s.removeContainer(ctx, c); err != nil {
 		return nil, toStatus(err)
 	}
+	if s.implicit && len(s.containers) == 0 {
+		// The last container of a ctr group: its sandbox goes too.
+		if err := s.removeSandbox(ctx); err != nil {
+			return nil, toStatus(err)
+		}
+	}
 	return resp, nil
+}
+
+// removeSandbox stops and removes the shim's sandbox; s.mu is held, and is
+// released while the pause is stopped.
+func (s *Service) removeSandbox(ctx context.Context) error {
+	sb := s.sb
+	if sb == nil {
+		return nil
+	}
+	if sb.State == sandbox.StateReady {
+		sb.State = sandbox.StateStopped
+	}
+	s.mu.Unlock()
+	err := s.node.Remove(ctx, sb, s.deleter())
+	s.mu.Lock()
+	if err != nil {
+		return err
+	}
+	s.sb, s.implicit = nil, false
+	return nil
 }
 
 // removeContainer deletes c from runc, closes its stdio and drops its record;
@@ -361,6 +510,11 @@ func (s *Service) Delete(ctx context.Context, req *taskapi.DeleteRequest) (*task
 func (s *Service) removeContainer(ctx context.Context, c *container) error {
 	if err := s.runc.Delete(ctx, c.rec.ID, true); err != nil {
 		return err
+	}
+	if c.mounted {
+		if err := unmountRootfs(rootfsDir(c.rec.Bundle)); err != nil {
+			return err
+		}
 	}
 	for _, p := range append([]*process{c.init}, mapsValues(c.execs)...) {
 		if p.io != nil {
@@ -408,6 +562,15 @@ func (s *Service) State(ctx context.Context, req *taskapi.StateRequest) (*taskap
 
 // Pids lists the container's processes.
 func (s *Service) Pids(ctx context.Context, req *taskapi.PidsRequest) (*taskapi.PidsResponse, error) {
+	s.mu.Lock()
+	c, p, err := s.lookup(req.ID, "")
+	s.mu.Unlock()
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	if c.sandbox {
+		return &taskapi.PidsResponse{Processes: []*task.ProcessInfo{{Pid: uint32(p.pid)}}}, nil
+	}
 	pids, err := s.runc.Ps(ctx, req.ID)
 	if err != nil {
 		return nil, toStatus(err)
@@ -432,9 +595,12 @@ func (s *Service) Resume(ctx context.Context, req *taskapi.ResumeRequest) (*empt
 func (s *Service) setFrozen(ctx context.Context, id string, frozen bool) (*emptypb.Empty, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	_, p, err := s.lookup(id, "")
+	c, p, err := s.lookup(id, "")
 	if err != nil {
 		return nil, toStatus(err)
+	}
+	if c.sandbox {
+		return nil, toStatus(fmt.Errorf("container %q: %w: the pod's pause cannot be paused", id, errState))
 	}
 	if frozen {
 		err = s.runc.Pause(ctx, id)
