@@ -8,6 +8,9 @@ PREFIX   ?= /usr/local
 BIN      := $(CURDIR)/bin
 GOBIN    ?= $(shell $(GO) env GOPATH)/bin
 STATICCHECK := v0.8.2
+# crictl drives containerd's CRI plugin in the integration tests; it is not a
+# Debian package, so `make deps` builds it with go install.
+CRICTL   := v1.34.0
 
 # Static, stripped, reproducible binaries: the pause runs in an empty root
 # filesystem, and the shim and CLI must not depend on the host's libc.
@@ -19,8 +22,11 @@ DEB_PACKAGES := runc containerd containernetworking-plugins busybox-static \
                 iproute2 iptables util-linux procps
 
 export PODBOX_BIN_DIR := $(BIN)
+# Go tools that `make deps` installs (crictl) land in GOBIN; tests look them up
+# on PATH.
+export PATH := $(GOBIN):$(PATH)
 
-.PHONY: all deps build test unit-test lint demo bench install clean
+.PHONY: all deps build test unit-test lint demo bench install clean pause-image containerd2
 
 all: build
 
@@ -33,6 +39,9 @@ deps:
 	  echo "deps: installing$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	else echo "deps: Debian packages present"; fi
+	@if command -v crictl >/dev/null 2>&1; then echo "deps: crictl present"; \
+	else echo "deps: installing crictl $(CRICTL) into $(GOBIN)"; \
+	  GOBIN=$(GOBIN) $(GO) install sigs.k8s.io/cri-tools/cmd/crictl@$(CRICTL); fi
 
 build: $(addprefix $(BIN)/,$(BINARIES))
 
@@ -41,6 +50,19 @@ $(BIN)/%: FORCE
 	$(GOBUILD) -o $@ ./cmd/$*
 
 FORCE:
+
+# The sandbox (pause) image for containerd's CRI, written in Go by podbox
+# itself: `ctr -n k8s.io images import bin/podbox-pause.tar`.
+pause-image: build
+	$(BIN)/podbox pause-image -o $(BIN)/podbox-pause.tar
+
+# containerd 2.x for the containerd integration tests (Debian has only 1.6).
+# It is a separate module under integration/containerd2 so that podbox's own
+# go.mod never carries containerd 2's dependencies; the tests build it
+# themselves when bin/containerd2 is missing.
+containerd2:
+	@mkdir -p $(BIN)
+	cd integration/containerd2 && $(GO) build -trimpath -o $(BIN)/containerd2 .
 
 # Unit and privileged tests together: privileged tests create their own node
 # network namespace, and under CI=true they fail instead of skipping.
