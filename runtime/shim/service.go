@@ -15,7 +15,9 @@ import (
 	sbapi "github.com/containerd/containerd/api/runtime/sandbox/v1"
 	taskapi "github.com/containerd/containerd/api/runtime/task/v2"
 	"github.com/containerd/ttrpc"
+	"google.golang.org/protobuf/proto"
 
+	"github.com/podbox/podbox/runtime/events"
 	"github.com/podbox/podbox/runtime/reaper"
 	"github.com/podbox/podbox/runtime/runc"
 	"github.com/podbox/podbox/runtime/shimclient"
@@ -30,7 +32,8 @@ type Service struct {
 	reaper *reaper.Reaper
 	log    *slog.Logger
 
-	runc *runc.Runtime
+	runc   *runc.Runtime
+	events *events.Publisher
 
 	mu         sync.Mutex
 	sb         *sandbox.Sandbox
@@ -45,8 +48,9 @@ type Service struct {
 }
 
 // NewService makes the service of one shim process.
-func NewService(cfg Config, r *reaper.Reaper, log *slog.Logger) *Service {
+func NewService(cfg Config, r *reaper.Reaper, ev *events.Publisher, log *slog.Logger) *Service {
 	return &Service{
+		events:     ev,
 		cfg:        cfg,
 		node:       sandbox.Node{Store: sandbox.Store{Root: cfg.Root}, PauseBinary: cfg.PauseBinary, CgroupParent: cfg.CgroupParent},
 		reaper:     r,
@@ -116,7 +120,10 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return fmt.Errorf("shim %s: %w", cfg.ID, err)
 	}
 	defer r.Close()
-	svc := NewService(cfg, r, log)
+	// Events go to containerd ($TTRPC_ADDRESS); the CLI has none to send to.
+	ev := events.New(ctx, cfg.TTRPCAddress, cfg.Namespace, log)
+	defer ev.Close()
+	svc := NewService(cfg, r, ev, log)
 	srv, err := ttrpc.NewServer()
 	if err != nil {
 		return fmt.Errorf("shim %s: %w", cfg.ID, err)
@@ -139,4 +146,12 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	os.Remove(path)
 	os.Remove(filepath.Join(filepath.Dir(path), filepath.Base(path)+".log"))
 	return nil
+}
+
+// publish sends a task event to containerd; a failure to queue it is logged,
+// never returned: an event is a notification, not part of the request.
+func (s *Service) publish(topic string, ev proto.Message) {
+	if err := s.events.Publish(context.Background(), topic, ev); err != nil {
+		s.log.Warn("publish event", "topic", topic, "error", err)
+	}
 }

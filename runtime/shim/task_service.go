@@ -14,12 +14,14 @@ import (
 	"syscall"
 	"time"
 
+	apievents "github.com/containerd/containerd/api/events"
 	taskapi "github.com/containerd/containerd/api/runtime/task/v2"
 	"github.com/containerd/containerd/api/types/task"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"google.golang.org/protobuf/types/known/emptypb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/podbox/podbox/runtime/events"
 	"github.com/podbox/podbox/runtime/reaper"
 	"github.com/podbox/podbox/runtime/runc"
 	"github.com/podbox/podbox/runtime/stdio"
@@ -112,6 +114,8 @@ func (s *Service) Create(ctx context.Context, req *taskapi.CreateTaskRequest) (*
 		if err != nil {
 			return nil, toStatus(err)
 		}
+		s.publish(events.TopicTaskCreate, &apievents.TaskCreate{ContainerID: req.ID, Bundle: req.Bundle, Pid: uint32(pid),
+			IO: &apievents.TaskIO{Stdin: req.Stdin, Stdout: req.Stdout, Stderr: req.Stderr, Terminal: req.Terminal}})
 		return &taskapi.CreateTaskResponse{Pid: uint32(pid)}, nil
 	}
 	if s.sb == nil {
@@ -159,6 +163,10 @@ func (s *Service) Create(ctx context.Context, req *taskapi.CreateTaskRequest) (*
 		s.log.Error("save sandbox", "error", err)
 	}
 	s.log.Info("container created", "id", req.ID, "pid", p.pid)
+	s.publish(events.TopicTaskCreate, &apievents.TaskCreate{
+		ContainerID: req.ID, Bundle: req.Bundle, Rootfs: req.Rootfs, Pid: uint32(p.pid),
+		IO: &apievents.TaskIO{Stdin: req.Stdin, Stdout: req.Stdout, Stderr: req.Stderr, Terminal: req.Terminal},
+	})
 	return &taskapi.CreateTaskResponse{Pid: uint32(p.pid)}, nil
 }
 
@@ -219,6 +227,8 @@ func (s *Service) createSandboxTask(ctx context.Context, req *taskapi.CreateTask
 		p.status = task.Status_STOPPED
 		s.mu.Unlock()
 		close(p.done)
+		s.publish(events.TopicTaskExit, &apievents.TaskExit{ContainerID: req.ID, ID: req.ID, Pid: uint32(sb.PausePID),
+			ExitStatus: uint32(e.Status), ExitedAt: timestamppb.New(e.At)})
 	}()
 	return sb.PausePID, nil
 }
@@ -315,6 +325,12 @@ func (s *Service) watchProcess(id string, p *process, exited <-chan reaper.Exit)
 	s.mu.Unlock()
 	close(p.done)
 	s.log.Info("process exited", "container", id, "exec", p.execID, "pid", e.Pid, "status", e.Status)
+	execID := p.execID
+	if execID == "" {
+		execID = id // containerd names the init process by the container's ID
+	}
+	s.publish(events.TopicTaskExit, &apievents.TaskExit{ContainerID: id, ID: execID, Pid: uint32(e.Pid),
+		ExitStatus: uint32(e.Status), ExitedAt: timestamppb.New(e.Time)})
 }
 
 func (s *Service) saveContainer(rec *sandbox.Container) {
@@ -336,6 +352,7 @@ func (s *Service) Start(ctx context.Context, req *taskapi.StartRequest) (*taskap
 	}
 	if req.ExecID == "" && c.sandbox {
 		p.status = task.Status_RUNNING // the pause runs since Create
+		s.publish(events.TopicTaskStart, &apievents.TaskStart{ContainerID: req.ID, Pid: uint32(p.pid)})
 		return &taskapi.StartResponse{Pid: uint32(p.pid)}, nil
 	}
 	if req.ExecID == "" {
@@ -345,6 +362,7 @@ func (s *Service) Start(ctx context.Context, req *taskapi.StartRequest) (*taskap
 		p.status = task.Status_RUNNING
 		c.rec.State = sandbox.ContainerRunning
 		s.saveContainer(c.rec)
+		s.publish(events.TopicTaskStart, &apievents.TaskStart{ContainerID: req.ID, Pid: uint32(p.pid)})
 		return &taskapi.StartResponse{Pid: uint32(p.pid)}, nil
 	}
 	if c.init.status != task.Status_RUNNING {
@@ -359,6 +377,7 @@ func (s *Service) Start(ctx context.Context, req *taskapi.StartRequest) (*taskap
 		return nil, toStatus(err)
 	}
 	p.status = task.Status_RUNNING
+	s.publish(events.TopicTaskExecStarted, &apievents.TaskExecStarted{ContainerID: req.ID, ExecID: req.ExecID, Pid: uint32(p.pid)})
 	return &taskapi.StartResponse{Pid: uint32(p.pid)}, nil
 }
 
@@ -390,6 +409,7 @@ func (s *Service) Exec(ctx context.Context, req *taskapi.ExecProcessRequest) (*e
 	ps.Terminal = req.Terminal
 	p.spec = &ps
 	c.execs[req.ExecID] = p
+	s.publish(events.TopicTaskExecAdded, &apievents.TaskExecAdded{ContainerID: req.ID, ExecID: req.ExecID})
 	return &emptypb.Empty{}, nil
 }
 
@@ -465,17 +485,20 @@ func (s *Service) Delete(ctx context.Context, req *taskapi.DeleteRequest) (*task
 		delete(c.execs, req.ExecID)
 		return resp, nil
 	}
+	deleted := &apievents.TaskDelete{ContainerID: req.ID, ID: req.ID, Pid: resp.Pid, ExitStatus: resp.ExitStatus, ExitedAt: resp.ExitedAt}
 	if c.sandbox {
 		// The pod is being removed: its sandbox goes with its pause.
 		delete(s.containers, req.ID)
 		if err := s.removeSandbox(ctx); err != nil {
 			return nil, toStatus(err)
 		}
+		s.publish(events.TopicTaskDelete, deleted)
 		return resp, nil
 	}
 	if err := s.removeContainer(ctx, c); err != nil {
 		return nil, toStatus(err)
 	}
+	s.publish(events.TopicTaskDelete, deleted)
 	if s.implicit && len(s.containers) == 0 {
 		// The last container of a ctr group: its sandbox goes too.
 		if err := s.removeSandbox(ctx); err != nil {
@@ -606,11 +629,13 @@ func (s *Service) setFrozen(ctx context.Context, id string, frozen bool) (*empty
 		err = s.runc.Pause(ctx, id)
 		if err == nil {
 			p.status = task.Status_PAUSED
+			s.publish(events.TopicTaskPaused, &apievents.TaskPaused{ContainerID: id})
 		}
 	} else {
 		err = s.runc.Resume(ctx, id)
 		if err == nil {
 			p.status = task.Status_RUNNING
+			s.publish(events.TopicTaskResumed, &apievents.TaskResumed{ContainerID: id})
 		}
 	}
 	if err != nil {
