@@ -67,8 +67,7 @@ func Start(ctx context.Context, cfg Config, out io.Writer) error {
 	}
 	l, err := listen(path)
 	if errors.Is(err, errServing) {
-		_, err = fmt.Fprint(out, addr)
-		return err
+		return announce(cwd, addr, out)
 	}
 	if err != nil {
 		return fmt.Errorf("shim %s: listen on %s: %w", group, path, err)
@@ -112,7 +111,19 @@ func Start(ctx context.Context, cfg Config, out io.Writer) error {
 		return fmt.Errorf("shim %s: start serving process: %w", group, err)
 	}
 	cmd.Process.Release()
-	_, err = fmt.Fprint(out, addr)
+	return announce(cwd, addr, out)
+}
+
+// announce prints addr for the caller and, in a containerd bundle, leaves it
+// in the bundle's `address` file, from which a restarted containerd finds the
+// shims of the tasks it had.
+func announce(bundle, addr string, out io.Writer) error {
+	if _, err := os.Stat(filepath.Join(bundle, "config.json")); err == nil {
+		if err := os.WriteFile(filepath.Join(bundle, "address"), []byte(addr), 0o600); err != nil {
+			return fmt.Errorf("shim start: write address file: %w", err)
+		}
+	}
+	_, err := fmt.Fprint(out, addr)
 	return err
 }
 
