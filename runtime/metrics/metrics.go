@@ -1,0 +1,161 @@
+// Package metrics reads the cgroup statistics of a container or of a whole
+// sandbox and returns them in the protobuf types containerd decodes for
+// `ctr task metrics` and CRI stats: cgroups' v1 Metrics
+// ("io.containerd.cgroups.v1.Metrics") on hosts with v1 controllers (hybrid
+// hosts included), v2 Metrics ("io.containerd.cgroups.v2.Metrics") on pure
+// cgroup v2 hosts.
+//
+// It owns reading and parsing the cgroup files. It never creates, changes or
+// removes a cgroup (package sandbox and the OCI runtime do), and it imports
+// only the cgroups stats types, not the cgroups managers with their eBPF and
+// systemd dependencies.
+package metrics
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/containerd/containerd/api/types"
+	"github.com/containerd/typeurl/v2"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+// Read returns the statistics of the cgroup at cgroupPath, the path below
+// each hierarchy's root ("podbox/SANDBOX/CONTAINER", as in a spec's
+// cgroupsPath and sandbox.Cgroup's Path). The result is a
+// *cgroup1/stats.Metrics when v1 controllers are mounted (v1 and hybrid
+// hosts) and a *cgroup2/stats.Metrics on a pure v2 host. A cgroup that does
+// not exist is an error wrapping os.ErrNotExist.
+func Read(cgroupPath string) (proto.Message, error) {
+	h, err := mountedHierarchies("/proc/self/mountinfo")
+	if err != nil {
+		return nil, fmt.Errorf("cgroup %s: metrics: %w", cgroupPath, err)
+	}
+	return h.read(cgroupPath)
+}
+
+// ToMetric wraps m (a result of Read) as containerd's types.Metric for the
+// task or sandbox id, the form Task.Stats (its Any) and
+// Sandbox.SandboxMetrics answer with. The Any's type URL is typeurl's, by
+// which containerd decodes it.
+func ToMetric(id string, m proto.Message) (*types.Metric, error) {
+	if m == nil {
+		return nil, fmt.Errorf("metrics of %q: no metrics", id)
+	}
+	a, err := typeurl.MarshalAnyToProto(m)
+	if err != nil {
+		return nil, fmt.Errorf("metrics of %q: %w", id, err)
+	}
+	return &types.Metric{Timestamp: timestamppb.Now(), ID: id, Data: a}, nil
+}
+
+// hierarchies says where the cgroup trees this package reads are mounted.
+type hierarchies struct {
+	// v1 maps a v1 controller (memory, cpu, cpuacct, pids, blkio) to its
+	// mount point; empty on a pure v2 host.
+	v1 map[string]string
+	// v2 is the unified tree's mount point, if any.
+	v2 string
+	// partitions is /proc/partitions, for naming block devices as
+	// containerd's cgroups library does.
+	partitions string
+}
+
+// mountedHierarchies parses a mountinfo file. As soon as any v1 controller
+// is mounted the host is read as v1: on hybrid hosts the controllers live
+// there, and the unified mount holds none of them.
+func mountedHierarchies(mountinfo string) (hierarchies, error) {
+	f, err := os.Open(mountinfo)
+	if err != nil {
+		return hierarchies{}, err
+	}
+	defer f.Close()
+	h := hierarchies{v1: map[string]string{}, partitions: "/proc/partitions"}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		// "36 25 0:32 / /sys/fs/cgroup/memory rw,… - cgroup cgroup rw,memory"
+		pre, post, ok := strings.Cut(sc.Text(), " - ")
+		if !ok {
+			continue
+		}
+		pf, sf := strings.Fields(pre), strings.Fields(post)
+		if len(pf) < 5 || len(sf) < 3 {
+			continue
+		}
+		mount := unescapeMount(pf[4])
+		switch sf[0] {
+		case "cgroup2":
+			// Prefer the conventional mount if a tree is mounted twice.
+			if h.v2 == "" || mount == "/sys/fs/cgroup" {
+				h.v2 = mount
+			}
+		case "cgroup":
+			// The super options name the controllers: "rw,cpu,cpuacct".
+			for _, opt := range strings.Split(sf[2], ",") {
+				if slices.Contains(v1Controllers(), opt) && h.v1[opt] == "" {
+					h.v1[opt] = mount
+				}
+			}
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return hierarchies{}, fmt.Errorf("%s: %w", mountinfo, err)
+	}
+	if !h.isV1() && h.v2 == "" {
+		return hierarchies{}, errors.New("no cgroup hierarchy mounted")
+	}
+	return h, nil
+}
+
+// unescapeMount undoes mountinfo's octal escapes (\040 for a space).
+func unescapeMount(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			var v byte
+			ok := true
+			for _, c := range []byte(s[i+1 : i+4]) {
+				if c < '0' || c > '7' {
+					ok = false
+					break
+				}
+				v = v*8 + c - '0'
+			}
+			if ok {
+				b.WriteByte(v)
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+func (h hierarchies) isV1() bool {
+	for _, c := range v1Controllers() {
+		if h.v1[c] != "" {
+			return true
+		}
+	}
+	return false
+}
+
+func (h hierarchies) read(cgroupPath string) (proto.Message, error) {
+	// The path is relative to every hierarchy's root; a leading slash (as
+	// in /proc/PID/cgroup) means the same.
+	rel := filepath.Clean("/" + cgroupPath)
+	if h.isV1() {
+		return h.readV1(rel, cgroupPath)
+	}
+	return h.readV2(rel, cgroupPath)
+}
