@@ -226,6 +226,18 @@ func (s *Service) ShutdownSandbox(ctx context.Context, req *sbapi.ShutdownSandbo
 	return &sbapi.ShutdownSandboxResponse{}, nil
 }
 
+// SandboxMetrics reports the cgroup metrics of the whole sandbox: the pause
+// and every container podbox placed below the sandbox's cgroup.
 func (s *Service) SandboxMetrics(ctx context.Context, req *sbapi.SandboxMetricsRequest) (*sbapi.SandboxMetricsResponse, error) {
-	return nil, toStatus(fmt.Errorf("sandbox metrics: %w: not implemented yet", errState))
+	s.mu.Lock()
+	sb, err := s.current(req.SandboxID)
+	s.mu.Unlock()
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	m, err := readMetric(sb.ID, s.node.SandboxCgroup(sb.ID).Path)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &sbapi.SandboxMetricsResponse{Metrics: m}, nil
 }

@@ -10,7 +10,10 @@ import (
 	"testing"
 	"time"
 
+	v1stats "github.com/containerd/cgroups/v3/cgroup1/stats"
+	v2stats "github.com/containerd/cgroups/v3/cgroup2/stats"
 	sbapi "github.com/containerd/containerd/api/runtime/sandbox/v1"
+	"github.com/containerd/typeurl/v2"
 	"github.com/containerd/ttrpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -99,6 +102,28 @@ func TestSandboxLifecycleThroughShim(t *testing.T) {
 	if err != nil || !strings.Contains(string(out), "eth0") || !strings.Contains(string(out), "10.89.0.2/16") {
 		t.Fatalf("addresses in the pause's namespace: %v\n%s", err, out)
 	}
+	// Metrics of the whole sandbox: at least the pause is counted.
+	mr, err := c.Sandbox.SandboxMetrics(ctx, &sbapi.SandboxMetricsRequest{SandboxID: id})
+	if err != nil {
+		t.Fatalf("SandboxMetrics: %v", err)
+	}
+	m, err := typeurl.UnmarshalAny(mr.Metrics.Data)
+	if err != nil {
+		t.Fatalf("decode sandbox metrics: %v", err)
+	}
+	switch m := m.(type) {
+	case *v1stats.Metrics:
+		if m.GetPids().GetCurrent() < 1 || m.GetMemory().GetUsage().GetUsage() == 0 {
+			t.Errorf("sandbox metrics count no process or memory: %v", m)
+		}
+	case *v2stats.Metrics:
+		if m.GetPids().GetCurrent() < 1 {
+			t.Errorf("sandbox metrics count no process: %v", m)
+		}
+	default:
+		t.Errorf("sandbox metrics of type %T", m)
+	}
+
 	// A second sandbox cannot be created in the same shim.
 	if _, err := c.Sandbox.CreateSandbox(ctx, &sbapi.CreateSandboxRequest{SandboxID: sandbox.NewID()}); status.Code(err) != codes.FailedPrecondition {
 		t.Fatalf("second CreateSandbox in one shim: %v", err)

@@ -11,17 +11,20 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
 	apievents "github.com/containerd/containerd/api/events"
 	taskapi "github.com/containerd/containerd/api/runtime/task/v2"
+	"github.com/containerd/containerd/api/types"
 	"github.com/containerd/containerd/api/types/task"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"google.golang.org/protobuf/types/known/emptypb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/podbox/podbox/runtime/events"
+	"github.com/podbox/podbox/runtime/metrics"
 	"github.com/podbox/podbox/runtime/reaper"
 	"github.com/podbox/podbox/runtime/runc"
 	"github.com/podbox/podbox/runtime/stdio"
@@ -54,6 +57,8 @@ type container struct {
 	sandbox bool
 	// mounted: the shim mounted the rootfs containerd prepared.
 	mounted bool
+	// cgroup is the container's cgroup path, as its spec gives it.
+	cgroup string
 }
 
 func newProcess(execID string, terminal bool, cfg stdio.Config) *process {
@@ -155,6 +160,9 @@ func (s *Service) Create(ctx context.Context, req *taskapi.CreateTaskRequest) (*
 		return nil, toStatus(err)
 	}
 	c := &container{rec: rec, init: p, execs: map[string]*process{}, mounted: len(req.Rootfs) > 0}
+	if spec.Linux != nil {
+		c.cgroup = spec.Linux.CgroupsPath
+	}
 	s.containers[req.ID] = c
 	rec.State, rec.PID = sandbox.ContainerCreated, p.pid
 	s.saveContainer(rec)
@@ -697,10 +705,38 @@ func (s *Service) Update(ctx context.Context, req *taskapi.UpdateTaskRequest) (*
 	return &emptypb.Empty{}, nil
 }
 
-// Stats is not served yet: containerd's metrics types come with the
-// containerd issue.
+// Stats reports the container's cgroup metrics, in the cgroups v1 or v2
+// types that ctr and CRI decode.
 func (s *Service) Stats(ctx context.Context, req *taskapi.StatsRequest) (*taskapi.StatsResponse, error) {
-	return nil, toStatus(fmt.Errorf("container %q: stats: %w: not implemented yet", req.ID, errState))
+	s.mu.Lock()
+	c, _, err := s.lookup(req.ID, "")
+	var path string
+	if err == nil {
+		path = c.cgroup
+		if c.sandbox {
+			path = s.node.SandboxCgroup(c.rec.SandboxID).Path + "/pause"
+		}
+	}
+	s.mu.Unlock()
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	m, err := readMetric(req.ID, path)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &taskapi.StatsResponse{Stats: m.Data}, nil
+}
+
+func readMetric(id, cgroupPath string) (*types.Metric, error) {
+	if cgroupPath == "" {
+		return nil, fmt.Errorf("container %q: stats: %w: no cgroup path in its spec", id, errState)
+	}
+	m, err := metrics.Read(strings.TrimPrefix(cgroupPath, "/"))
+	if err != nil {
+		return nil, fmt.Errorf("container %q: stats: %w", id, err)
+	}
+	return metrics.ToMetric(id, m)
 }
 
 // Connect reports the shim's PID and, once a sandbox exists, the pause's.
