@@ -53,22 +53,48 @@ func (n Node) Join(spec *specs.Spec, sb *Sandbox, containerID string) error {
 	spec.Linux.CgroupsPath = n.ContainerCgroupsPath(sb.ID, containerID)
 
 	var mounts []specs.Mount
-	etc := map[string]bool{"/etc/hosts": true, "/etc/hostname": true, "/etc/resolv.conf": true}
 	for _, m := range spec.Mounts {
-		if !etc[m.Destination] {
+		if !isEtcFile(m.Destination) {
 			mounts = append(mounts, m)
 		}
 	}
-	for _, name := range []string{"hosts", "hostname", "resolv.conf"} {
-		mounts = append(mounts, specs.Mount{
-			Destination: "/etc/" + name, Type: "bind", Source: n.EtcFile(sb, name),
-			Options: []string{"rbind", "rprivate", "ro", "nosuid", "nodev", "noexec"},
-		})
-	}
 	spec.Mounts = mounts
+	n.EnsureEtcMounts(spec, sb)
 	if spec.Annotations == nil {
 		spec.Annotations = map[string]string{}
 	}
 	spec.Annotations[AnnotationSandbox] = sb.ID
 	return nil
+}
+
+var etcFiles = []string{"hosts", "hostname", "resolv.conf"}
+
+func isEtcFile(dest string) bool {
+	for _, f := range etcFiles {
+		if dest == "/etc/"+f {
+			return true
+		}
+	}
+	return false
+}
+
+// EnsureEtcMounts gives the container the sandbox's hosts, hostname and
+// resolv.conf where its spec brings none of its own. CRI brings its own when
+// it runs the sandbox as a container, but not when it drives the shim's
+// Sandbox API (containerd 2.x, sandboxer "shim"), and a container without
+// /etc/hosts cannot even resolve localhost.
+func (n Node) EnsureEtcMounts(spec *specs.Spec, sb *Sandbox) {
+	for _, name := range etcFiles {
+		dest := "/etc/" + name
+		have := false
+		for _, m := range spec.Mounts {
+			have = have || m.Destination == dest
+		}
+		if !have {
+			spec.Mounts = append(spec.Mounts, specs.Mount{
+				Destination: dest, Type: "bind", Source: n.EtcFile(sb, name),
+				Options: []string{"rbind", "rprivate", "ro", "nosuid", "nodev", "noexec"},
+			})
+		}
+	}
 }

@@ -133,15 +133,18 @@ func (s *Service) Create(ctx context.Context, req *taskapi.CreateTaskRequest) (*
 		s.implicit = true
 	}
 	sb := s.sb
-	// CRI already points its containers at the pod's namespaces and mounts
-	// its own hosts files; everyone else's spec is joined here.
+	// CRI already points its containers at the pod's namespaces (and,
+	// running the sandbox as a container, mounts its own hosts files);
+	// everyone else's spec is joined here.
 	if cri == "" {
 		if err := s.node.Join(&spec, sb, req.ID); err != nil {
 			return nil, toStatus(fmt.Errorf("container %q: %w: %v", req.ID, errState, err))
 		}
-		if err := writeJSON(specPath, &spec); err != nil {
-			return nil, toStatus(fmt.Errorf("container %q: write joined spec: %w", req.ID, err))
-		}
+	} else {
+		s.node.EnsureEtcMounts(&spec, sb)
+	}
+	if err := writeJSON(specPath, &spec); err != nil {
+		return nil, toStatus(fmt.Errorf("container %q: write joined spec: %w", req.ID, err))
 	}
 	rec, err := s.containerRecord(sb, req, &spec)
 	if err != nil {
