@@ -180,8 +180,14 @@ func Delete(ctx context.Context, cfg Config, out io.Writer) error {
 	errs = append(errs, unmountRootfs(rootfsDir(bundle)))
 
 	group := Group(bundle, cfg.ID)
-	if !shimAnswers(shimclient.SocketAddress(cfg.Root, cfg.Namespace, group)) {
+	addr := shimclient.SocketAddress(cfg.Root, cfg.Namespace, group)
+	if !shimAnswers(addr) {
 		errs = append(errs, cleanupAfterDeadShim(ctx, cfg, rt, cfg.ID))
+		// The dead shim's socket and log are of no use to anyone now.
+		if path, err := socketPath(addr); err == nil {
+			os.Remove(path)
+			os.Remove(path + ".log")
+		}
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("shim delete %s: %w", cfg.ID, err)

@@ -93,7 +93,13 @@ func (s *Service) watchPause(sb *sandbox.Sandbox, exits <-chan reaper.Exit, done
 // Serve is the serving shim: it answers on the listener that `start` made
 // (inherited as fd 3) until the sandbox is shut down.
 func Serve(ctx context.Context, cfg Config, log *slog.Logger) error {
-	l, err := net.FileListener(os.NewFile(3, "shim-listener"))
+	inherited := os.NewFile(3, "shim-listener")
+	l, err := net.FileListener(inherited)
+	// FileListener works on a duplicate. The inherited descriptor has no
+	// close-on-exec flag: left open, every process the shim starts (the
+	// pause, runc, containers) would hold the listening socket, and after a
+	// crash of the shim its socket would still accept connections.
+	inherited.Close()
 	if err != nil {
 		return fmt.Errorf("shim %s: listener from start: %w", cfg.ID, err)
 	}
