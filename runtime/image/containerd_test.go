@@ -17,14 +17,14 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/podbox/podbox/integration/leakcheck"
+	ctrd "github.com/podbox/podbox/integration/containerd"
 	"github.com/podbox/podbox/integration/testnode"
 )
 
 func TestMain(m *testing.M) { testnode.Main(m) }
 
 // TestContainerdImportsPauseImage imports the pause image into a throwaway
-// containerd (Debian's 1.6, and containerd 2.x when `make containerd2` built
-// it) under the k8s.io namespace CRI uses, checks the image is complete, and
+// containerd (Debian's 1.6, and containerd 2.x) under the k8s.io namespace CRI uses, checks the image is complete, and
 // runs it: /pause must start as uid 65535 from the image's own entrypoint and
 // exit 0 on SIGTERM. containerd runs inside a test node namespace, and the
 // container gets its own network namespace from runc.
@@ -55,11 +55,8 @@ func TestContainerdImportsPauseImage(t *testing.T) {
 		testImport(t, "containerd", archive, ref, d)
 	})
 	t.Run("containerd-2", func(t *testing.T) {
-		bin := filepath.Join(os.Getenv("PODBOX_BIN_DIR"), "containerd2")
-		if _, err := os.Stat(bin); os.Getenv("PODBOX_BIN_DIR") == "" || err != nil {
-			t.Skip("no containerd 2.x binary ($PODBOX_BIN_DIR/containerd2; `make containerd2` builds it)")
-		}
-		testImport(t, bin, archive, ref, d)
+		// Built on demand when `make containerd2` has not: never skipped.
+		testImport(t, ctrd.V2Binary(t), archive, ref, d)
 	})
 }
 
