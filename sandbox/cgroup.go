@@ -26,7 +26,9 @@ type hierarchy struct {
 // hierarchies lists the cgroup trees mounted on this host, so the same code
 // serves v1, hybrid (v1 plus a unified mount) and pure v2 hosts.
 func hierarchies() ([]hierarchy, error) {
-	f, err := os.Open("/proc/self/mountinfo")
+	// thread-self, not self: the calling thread's mount namespace is the
+	// one whose cgroups matter, whatever the main thread's may be.
+	f, err := os.Open("/proc/thread-self/mountinfo")
 	if err != nil {
 		return nil, fmt.Errorf("cgroups: %w", err)
 	}

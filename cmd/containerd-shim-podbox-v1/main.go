@@ -9,11 +9,21 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime"
 
 	"github.com/podbox/podbox/runtime/shim"
 )
 
 var version = "dev"
+
+func init() {
+	// Keep the main thread for main alone. The shim switches namespaces on
+	// locked threads that it then lets die (see sandbox.StartPause); Go can
+	// end any thread but the main one, which it only parks, still in the
+	// foreign namespace. /proc/self shows the main thread's view, so a
+	// parked main thread would make it lie about mounts and namespaces.
+	runtime.LockOSThread()
+}
 
 func main() {
 	var cfg shim.Config

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -161,6 +162,11 @@ func Binary(t testing.TB, name string) string {
 // (a netlink handle used after Close, for one, silently falls back to the
 // caller's namespace).
 func Main(m *testing.M) {
+	// Tests switch namespaces on locked threads that die afterwards; the
+	// main thread cannot die, only park in the foreign namespace, where
+	// /proc/self (the main thread's view) would then mislead every check.
+	// Holding it here keeps every test off it.
+	runtime.LockOSThread()
 	before, berr := hostNetwork()
 	code := m.Run()
 	after, aerr := hostNetwork()

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -30,6 +31,8 @@ var (
 )
 
 func TestMain(m *testing.M) {
+	// Keep tests off the main thread: see testnode.Main.
+	runtime.LockOSThread()
 	code := func() int {
 		if os.Geteuid() == 0 {
 			if _, err := os.Stat(rootfs.Busybox); err == nil {
