@@ -42,6 +42,9 @@ type Service struct {
 	// container, and goes when its last container is deleted.
 	implicit  bool
 	pauseDone chan struct{} // closed when the pause has exited and been recorded
+	// removing: removeSandbox runs (with mu released); exitWhenIdle: a
+	// Shutdown came meanwhile, to be honoured once the removal is done.
+	removing, exitWhenIdle bool
 
 	exitOnce sync.Once
 	exit     chan struct{} // closed when the shim should stop serving
@@ -145,12 +148,16 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 		log.Error("ttrpc server stopped", "error", err)
 	case <-ctx.Done():
 	}
+	// Nobody is to connect any more: the socket goes first, not after
+	// Shutdown, which polls its connections every 200 ms for idleness, so
+	// that a client that saw its last request answered does not find the
+	// socket of a shim that is as good as gone.
+	os.Remove(path)
+	os.Remove(filepath.Join(filepath.Dir(path), filepath.Base(path)+".log"))
 	// Shutdown lets the request that asked for the exit send its answer.
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	srv.Shutdown(sctx)
-	os.Remove(path)
-	os.Remove(filepath.Join(filepath.Dir(path), filepath.Base(path)+".log"))
 	return nil
 }
 

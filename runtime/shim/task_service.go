@@ -43,6 +43,14 @@ type process struct {
 	pid      int
 	status   task.Status
 	exit     *reaper.Exit
+	// reaped is set as soon as the reaper reports the exit, before the
+	// output is drained and exit is set: from then on the pid may be
+	// reused, and signalling it must say "already finished".
+	reaped bool
+	// killAllOnExit: the init of a container without a PID namespace of its
+	// own (it shares the pod's, or the host's). Its exit does not end the
+	// container's other processes, see watchProcess.
+	killAllOnExit bool
 	// done is closed once the process has exited and all its output is in
 	// the log: a waiter never sees the exit before the last bytes.
 	done chan struct{}
@@ -155,6 +163,7 @@ func (s *Service) Create(ctx context.Context, req *taskapi.CreateTaskRequest) (*
 		return nil, toStatus(fmt.Errorf("container %q: %w", req.ID, err))
 	}
 	p := newProcess("", req.Terminal, stdio.Config{LogPath: rec.LogPath, Stdin: req.Stdin, Stdout: req.Stdout, Stderr: req.Stderr})
+	p.killAllOnExit = !ownPIDNamespace(&spec)
 	if err := s.spawn(ctx, req.ID, p, func(o runc.Stdio, console string) (runc.Process, error) {
 		return s.runc.Create(ctx, req.ID, runc.CreateOpts{Bundle: req.Bundle, ConsoleSocket: console, Stdio: o})
 	}); err != nil {
@@ -319,9 +328,43 @@ func (s *Service) spawn(ctx context.Context, id string, p *process, run func(run
 	return nil
 }
 
+// ownPIDNamespace reports whether spec gives the container a new PID
+// namespace, in which its init is PID 1.
+func ownPIDNamespace(spec *specs.Spec) bool {
+	if spec.Linux == nil {
+		return false
+	}
+	for _, ns := range spec.Linux.Namespaces {
+		if ns.Type == specs.PIDNamespace {
+			return ns.Path == ""
+		}
+	}
+	return false
+}
+
 // watchProcess records p's exit once its output is all in the log.
 func (s *Service) watchProcess(id string, p *process, exited <-chan reaper.Exit) {
 	e := <-exited
+	s.mu.Lock()
+	p.reaped = true
+	s.mu.Unlock()
+	if p.killAllOnExit {
+		// The init's exit ends the container, but the kernel kills the
+		// rest of its processes only when the init was PID 1 of its own
+		// namespace. In a shared one (CRI's pod PID namespace, which is
+		// what it asks for when a container's config names no namespace
+		// mode) a background child, like the `sleep` of busybox's default
+		// shell loop, is reparented to the pause and lives on, holding
+		// the container's stdout/stderr: the output never ends, the
+		// client FIFOs stay open, and containerd 2.x's CRI, which waits
+		// for its side of the FIFOs in task.Delete, never marks the
+		// container stopped. Kill what is left, as containerd's runc shim
+		// does (ShouldKillAllOnExit): `runc kill --all` signals the
+		// container's cgroup.
+		if err := s.runc.Kill(context.Background(), id, syscall.SIGKILL, true); err != nil && !errors.Is(err, runc.ErrNotExist) {
+			s.log.Debug("kill the rest of the container after its init exited", "container", id, "error", err)
+		}
+	}
 	// Output ends when every holder of the pipes is gone; bound the wait in
 	// case a daemonized grandchild keeps them open.
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -444,30 +487,64 @@ func (s *Service) Wait(ctx context.Context, req *taskapi.WaitRequest) (*taskapi.
 
 // Kill signals the container's init (all of its processes with All) or an
 // exec'd process.
+//
+// A process that has already exited answers NotFound "process already
+// finished", as containerd's runc shim does: containerd's clients
+// (WithProcessKill in task.Delete, `ctr task rm -f`, CRI's stop) take
+// NotFound to mean "it is gone, wait for its exit", and fail on anything
+// else. The exit counts from the moment it is reaped, not from when its
+// output has been drained (status STOPPED): in between, the pid may be
+// reused, and a plain kill(2) of it fails with ESRCH ("no such process:
+// unknown"), or `runc kill` with "container not running".
 func (s *Service) Kill(ctx context.Context, req *taskapi.KillRequest) (*emptypb.Empty, error) {
+	finished := fmt.Errorf("container %q: exec %q: process already finished: %w", req.ID, req.ExecID, sandbox.ErrNotFound)
 	s.mu.Lock()
 	c, p, err := s.lookup(req.ID, req.ExecID)
-	var status task.Status
 	var pid int
-	isSandbox := false
+	isSandbox, exited := false, false
 	if err == nil {
-		status, pid, isSandbox = p.status, p.pid, c.sandbox
+		pid, isSandbox = p.pid, c.sandbox
+		exited = p.status == task.Status_STOPPED || p.reaped
+		if isSandbox && req.ExecID == "" {
+			// The pause's exit is recorded on the sandbox first; the
+			// task's process is marked only once its containers are
+			// stopped (watchPause).
+			exited = exited || (s.sb != nil && s.sb.PausePID == pid && s.sb.PauseExit != nil)
+		}
 	}
 	s.mu.Unlock()
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	if status == task.Status_STOPPED {
-		return nil, toStatus(fmt.Errorf("container %q: process already finished: %w", req.ID, sandbox.ErrNotFound))
+	if exited {
+		return nil, toStatus(finished)
 	}
 	sig := syscall.Signal(req.Signal)
+	if isSandbox && req.ExecID == "" && (sig == syscall.SIGKILL || sig == syscall.SIGTERM) {
+		// CRI stops the pod by killing its sandbox task, i.e. the pause.
+		// That is a requested stop, not a crash: marked so, watchPause does
+		// not go on to stop the (already stopped) containers with its
+		// timeouts, which delayed the task's exit by 20 s.
+		s.mu.Lock()
+		if s.sb != nil && s.sb.PausePID == pid && s.sb.State == sandbox.StateReady {
+			s.sb.State = sandbox.StateStopped
+		}
+		s.mu.Unlock()
+	}
 	if req.ExecID != "" || isSandbox {
 		if err := syscall.Kill(pid, sig); err != nil {
+			if errors.Is(err, syscall.ESRCH) {
+				return nil, toStatus(finished)
+			}
 			return nil, toStatus(fmt.Errorf("container %q: exec %q: kill %d: %w", req.ID, req.ExecID, pid, err))
 		}
 		return &emptypb.Empty{}, nil
 	}
 	if err := s.runc.Kill(ctx, req.ID, sig, req.All); err != nil {
+		if msg := err.Error(); strings.Contains(msg, "not running") || strings.Contains(msg, "process already finished") ||
+			strings.Contains(msg, "no such process") {
+			return nil, toStatus(finished)
+		}
 		return nil, toStatus(err)
 	}
 	return &emptypb.Empty{}, nil
@@ -529,13 +606,18 @@ func (s *Service) removeSandbox(ctx context.Context) error {
 	if sb.State == sandbox.StateReady {
 		sb.State = sandbox.StateStopped
 	}
+	s.removing = true
 	s.mu.Unlock()
 	err := s.node.Remove(ctx, sb, s.deleter())
 	s.mu.Lock()
+	s.removing = false
 	if err != nil {
 		return err
 	}
 	s.sb, s.implicit = nil, false
+	if s.exitWhenIdle && len(s.containers) == 0 {
+		s.requestExit()
+	}
 	return nil
 }
 
@@ -760,6 +842,14 @@ func (s *Service) Connect(ctx context.Context, req *taskapi.ConnectRequest) (*ta
 func (s *Service) Shutdown(ctx context.Context, req *taskapi.ShutdownRequest) (*emptypb.Empty, error) {
 	s.mu.Lock()
 	idle := s.sb == nil && len(s.containers) == 0
+	if !idle && s.removing {
+		// The sandbox's removal is under way (s.mu is released while the
+		// pause stops). containerd may not ask again: when it sees the
+		// Delete of CRI's sandbox task twice, it drops its connection
+		// after the second, NotFound, answer and the first Delete's
+		// Shutdown never comes. Exit once the removal leaves us idle.
+		s.exitWhenIdle = true
+	}
 	s.mu.Unlock()
 	if idle || req.Now {
 		s.requestExit()
@@ -774,6 +864,11 @@ func (s *Service) stopContainers(ctx context.Context, timeout time.Duration) err
 	var running []*container
 	var paused []string
 	for _, c := range s.containers {
+		if c.sandbox {
+			// CRI's sandbox container is the pause: not runc's, and its
+			// task ends only after the pause is handled (pauseDone).
+			continue
+		}
 		switch c.init.status {
 		case task.Status_PAUSED:
 			paused = append(paused, c.rec.ID)

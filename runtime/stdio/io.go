@@ -212,13 +212,23 @@ func (p *IO) CloseIO() error {
 // (after Config.FIFODrain). Call it after the process exited and before
 // reporting the exit, so the report never races ahead of the last bytes.
 // Output ends when every holder of the process's stdout/stderr has exited; a
-// background child that keeps them open holds Wait up until ctx ends.
+// background child that keeps them open holds Wait up until ctx ends, and
+// then the FIFO clients are given up on (their copy ends there).
 func (p *IO) Wait(ctx context.Context) error {
 	copied := make(chan struct{})
 	go func() { p.copiers.Wait(); close(copied) }()
 	select {
 	case <-copied:
 	case <-ctx.Done():
+		// Someone else (a daemonized grandchild) still holds the output
+		// open. The log keeps copying until Close, but the FIFO clients
+		// are released now: they see end-of-file with the exit. A client
+		// may wait for that before anything else (containerd's
+		// task.Delete waits for its side of the FIFOs before it asks the
+		// shim to delete the task, which is what would close them).
+		for _, s := range p.sinks {
+			s.abandon()
+		}
 		return fmt.Errorf("stdio: wait for output of %s: %w", p.cfg.LogPath, ctx.Err())
 	}
 	drain, cancel := context.WithTimeout(ctx, p.cfg.FIFODrain)
