@@ -174,14 +174,31 @@ func Delete(ctx context.Context, cfg Config, out io.Writer) error {
 	defer r.Close()
 	rt := runc.New(r, cfg.Runtime, filepath.Join(cfg.Root, "runc"))
 	var errs []error
+	group := Group(bundle, cfg.ID)
+	addr := shimclient.SocketAddress(cfg.Root, cfg.Namespace, group)
+	dead := !shimAnswers(addr)
+	if dead {
+		// containerd runs one delete per task of the dead shim, all at
+		// once. Unserialized, they raced: the sandbox task's delete removed
+		// the sandbox while the containers' deletes ran `runc delete
+		// --force` on the same containers and each decided from a listing
+		// taken mid-way, so the sandbox's removal was left to whichever
+		// delete ran slowest, often the sandbox task's, which CRI does not
+		// wait for before `rmp` returns. Under one lock, each delete sees
+		// the state the previous one left, and the last container's delete
+		// (or the sandbox task's, whichever comes first) removes the
+		// sandbox.
+		unlock, err := lockRoot(cfg.Root)
+		if err != nil {
+			return fmt.Errorf("shim delete %s: %w", cfg.ID, err)
+		}
+		defer unlock()
+	}
 	if err := rt.Delete(ctx, cfg.ID, true); err != nil {
 		errs = append(errs, err)
 	}
 	errs = append(errs, unmountRootfs(rootfsDir(bundle)))
-
-	group := Group(bundle, cfg.ID)
-	addr := shimclient.SocketAddress(cfg.Root, cfg.Namespace, group)
-	if !shimAnswers(addr) {
+	if dead {
 		errs = append(errs, cleanupAfterDeadShim(ctx, cfg, rt, cfg.ID))
 		// The dead shim's socket and log are of no use to anyone now.
 		if path, err := socketPath(addr); err == nil {
@@ -198,6 +215,29 @@ func Delete(ctx context.Context, cfg Config, out io.Writer) error {
 	}
 	_, err = out.Write(b)
 	return err
+}
+
+// lockRoot takes an exclusive flock on podbox's state root, which serializes
+// the cleanups after a dead shim; the lock goes with the process.
+func lockRoot(root string) (func(), error) {
+	if err := os.MkdirAll(root, 0o700); err != nil {
+		return nil, err
+	}
+	f, err := os.Open(root)
+	if err != nil {
+		return nil, err
+	}
+	for {
+		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX)
+		if err != syscall.EINTR {
+			break
+		}
+	}
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lock %s: %w", root, err)
+	}
+	return func() { f.Close() }, nil
 }
 
 func shimAnswers(addr string) bool {
