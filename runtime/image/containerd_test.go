@@ -16,8 +16,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/podbox/podbox/integration/leakcheck"
 	ctrd "github.com/podbox/podbox/integration/containerd"
+	"github.com/podbox/podbox/integration/leakcheck"
 	"github.com/podbox/podbox/integration/testnode"
 )
 
