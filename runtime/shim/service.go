@@ -12,12 +12,14 @@ import (
 	"syscall"
 	"time"
 
+	apievents "github.com/containerd/containerd/api/events"
 	sbapi "github.com/containerd/containerd/api/runtime/sandbox/v1"
 	taskapi "github.com/containerd/containerd/api/runtime/task/v2"
 	"github.com/containerd/ttrpc"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/podbox/podbox/runtime/events"
+	"github.com/podbox/podbox/runtime/oom"
 	"github.com/podbox/podbox/runtime/reaper"
 	"github.com/podbox/podbox/runtime/runc"
 	"github.com/podbox/podbox/runtime/shimclient"
@@ -34,6 +36,7 @@ type Service struct {
 
 	runc   *runc.Runtime
 	events *events.Publisher
+	oom    *oom.Watcher // nil when OOM kills cannot be watched here
 
 	mu         sync.Mutex
 	sb         *sandbox.Sandbox
@@ -133,6 +136,16 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	ev := events.New(ctx, cfg.TTRPCAddress, cfg.Namespace, log)
 	defer ev.Close()
 	svc := NewService(cfg, r, ev, log)
+	// OOM kills in the containers' cgroups become /tasks/oom events, as
+	// containerd's runc shim publishes them (CRI reports OOMKilled from it).
+	// A host whose memory controller cannot be watched loses only those.
+	if w, err := oom.New(log); err != nil {
+		log.Warn("no OOM events", "error", err)
+	} else {
+		svc.oom = w
+		defer w.Close()
+		go svc.forwardOOM(w.Events())
+	}
 	srv, err := ttrpc.NewServer()
 	if err != nil {
 		return fmt.Errorf("shim %s: %w", cfg.ID, err)
@@ -166,5 +179,13 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 func (s *Service) publish(topic string, ev proto.Message) {
 	if err := s.events.Publish(context.Background(), topic, ev); err != nil {
 		s.log.Warn("publish event", "topic", topic, "error", err)
+	}
+}
+
+// forwardOOM publishes each OOM kill the watcher notices.
+func (s *Service) forwardOOM(ids <-chan string) {
+	for id := range ids {
+		s.log.Info("container OOM-killed", "id", id)
+		s.publish(events.TopicTaskOOM, &apievents.TaskOOM{ContainerID: id})
 	}
 }
