@@ -12,6 +12,7 @@ import (
 
 	"github.com/podbox/podbox/integration/leakcheck"
 	"github.com/podbox/podbox/integration/testnode"
+	"github.com/podbox/podbox/runtime/image"
 	"github.com/podbox/podbox/sandbox"
 )
 
@@ -20,7 +21,30 @@ import (
 // and with the shim sandboxer), each in its own test node and leak-checked
 // for both containerd's and podbox's traces.
 
-const appRef = "docker.io/podbox/busybox:test"
+const (
+	appRef   = "docker.io/podbox/busybox:test"
+	pauseRef = "localhost/podbox/pause:test"
+)
+
+// pauseImage writes podbox's own pause image, the sandbox image CRI is
+// configured with (podbox runs its pause itself, but CRI insists on having
+// the image).
+func pauseImage(t *testing.T, pause string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "pause.tar")
+	f, err := os.Create(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = image.WritePauseImage(f, pause, pauseRef)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
 
 type podboxEnv struct {
 	d    *Daemon
@@ -32,7 +56,7 @@ type podboxEnv struct {
 func newPodboxEnv(t *testing.T, v2, shimSandboxer bool) *podboxEnv {
 	t.Helper()
 	node := testnode.New(t)
-	image := BusyboxImage(t, appRef)
+	app := BusyboxImage(t, appRef)
 	shim := testnode.Binary(t, "containerd-shim-podbox-v1")
 	pause := testnode.Binary(t, "podbox-pause")
 	e := &podboxEnv{root: t.TempDir(), cg: "podbox-ctrd-" + sandbox.NewID()[:12], dir: t.TempDir()}
@@ -42,14 +66,15 @@ func newPodboxEnv(t *testing.T, v2, shimSandboxer bool) *podboxEnv {
 		AllowLinks: []string{CNIBridge, "podbox0"},
 		AllowFiles: []string{"pause-root/pause", "ipam/*/*"},
 	})
-	opts := Options{V2: v2, ShimSandboxer: shimSandboxer, SandboxImage: appRef, ShimDir: filepath.Dir(shim),
+	opts := Options{V2: v2, ShimSandboxer: shimSandboxer, SandboxImage: pauseRef, ShimDir: filepath.Dir(shim),
 		ExtraEnv: []string{"PODBOX_ROOT=" + e.root, "PODBOX_CGROUP_PARENT=" + e.cg, "PODBOX_PAUSE=" + pause}}
 	if v2 {
 		opts.Binary = V2Binary(t)
 	}
 	e.d = Start(t, node, opts)
-	e.d.ImportImage(t, CRINamespace, image)
-	e.d.ImportImage(t, "default", image)
+	e.d.ImportImage(t, CRINamespace, app)
+	e.d.ImportImage(t, CRINamespace, pauseImage(t, pause))
+	e.d.ImportImage(t, "default", app)
 	return e
 }
 
