@@ -272,9 +272,7 @@ func TestCRIExecTerminal(t *testing.T) {
 		v2   bool
 	}{
 		{"containerd-1.6", false},
-		// containerd-2 is left out for now: there the pod's shim
-		// intermittently outlives rmp (TestCRIPod/containerd-2 shows the
-		// same), whatever the terminal.
+		{"containerd-2", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newPodboxEnv(t, tc.v2, false)
