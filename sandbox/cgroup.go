@@ -1,7 +1,6 @@
 package sandbox
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"os"
@@ -26,30 +25,13 @@ type hierarchy struct {
 // hierarchies lists the cgroup trees mounted on this host, so the same code
 // serves v1, hybrid (v1 plus a unified mount) and pure v2 hosts.
 func hierarchies() ([]hierarchy, error) {
-	// thread-self, not self: the calling thread's mount namespace is the
-	// one whose cgroups matter, whatever the main thread's may be.
-	f, err := os.Open("/proc/thread-self/mountinfo")
+	ms, err := CgroupMounts(MountInfo)
 	if err != nil {
-		return nil, fmt.Errorf("cgroups: %w", err)
+		return nil, err
 	}
-	defer f.Close()
-	var hs []hierarchy
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		pre, post, ok := strings.Cut(sc.Text(), " - ")
-		if !ok {
-			continue
-		}
-		pf, sf := strings.Fields(pre), strings.Fields(post)
-		if len(pf) < 5 || len(sf) < 3 {
-			continue
-		}
-		switch sf[0] {
-		case "cgroup2":
-			hs = append(hs, hierarchy{mount: pf[4], v2: true})
-		case "cgroup":
-			hs = append(hs, hierarchy{mount: pf[4], cpuset: slices.Contains(strings.Split(sf[2], ","), "cpuset")})
-		}
+	hs := make([]hierarchy, 0, len(ms))
+	for _, m := range ms {
+		hs = append(hs, hierarchy{mount: m.Path, v2: m.V2, cpuset: slices.Contains(m.Controllers, "cpuset")})
 	}
 	if len(hs) == 0 {
 		return nil, errors.New("cgroups: no cgroup hierarchy mounted")

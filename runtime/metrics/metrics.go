@@ -12,18 +12,17 @@
 package metrics
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 
 	"github.com/containerd/containerd/api/types"
 	"github.com/containerd/typeurl/v2"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/podbox/podbox/sandbox"
 )
 
 // Read returns the statistics of the cgroup at cgroupPath, the path below
@@ -33,7 +32,7 @@ import (
 // hosts) and a *cgroup2/stats.Metrics on a pure v2 host. A cgroup that does
 // not exist is an error wrapping os.ErrNotExist.
 func Read(cgroupPath string) (proto.Message, error) {
-	h, err := mountedHierarchies("/proc/self/mountinfo")
+	h, err := mountedHierarchies(sandbox.MountInfo)
 	if err != nil {
 		return nil, fmt.Errorf("cgroup %s: metrics: %w", cgroupPath, err)
 	}
@@ -67,78 +66,33 @@ type hierarchies struct {
 	partitions string
 }
 
-// mountedHierarchies parses a mountinfo file. As soon as any v1 controller
-// is mounted the host is read as v1: on hybrid hosts the controllers live
-// there, and the unified mount holds none of them.
+// mountedHierarchies reads the cgroup mounts of a mountinfo file. As soon as
+// any v1 controller is mounted the host is read as v1: on hybrid hosts the
+// controllers live there, and the unified mount holds none of them.
 func mountedHierarchies(mountinfo string) (hierarchies, error) {
-	f, err := os.Open(mountinfo)
+	ms, err := sandbox.CgroupMounts(mountinfo)
 	if err != nil {
 		return hierarchies{}, err
 	}
-	defer f.Close()
 	h := hierarchies{v1: map[string]string{}, partitions: "/proc/partitions"}
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		// "36 25 0:32 / /sys/fs/cgroup/memory rw,… - cgroup cgroup rw,memory"
-		pre, post, ok := strings.Cut(sc.Text(), " - ")
-		if !ok {
-			continue
-		}
-		pf, sf := strings.Fields(pre), strings.Fields(post)
-		if len(pf) < 5 || len(sf) < 3 {
-			continue
-		}
-		mount := unescapeMount(pf[4])
-		switch sf[0] {
-		case "cgroup2":
+	for _, m := range ms {
+		if m.V2 {
 			// Prefer the conventional mount if a tree is mounted twice.
-			if h.v2 == "" || mount == "/sys/fs/cgroup" {
-				h.v2 = mount
+			if h.v2 == "" || m.Path == "/sys/fs/cgroup" {
+				h.v2 = m.Path
 			}
-		case "cgroup":
-			// The super options name the controllers: "rw,cpu,cpuacct".
-			for _, opt := range strings.Split(sf[2], ",") {
-				if slices.Contains(v1Controllers(), opt) && h.v1[opt] == "" {
-					h.v1[opt] = mount
-				}
+			continue
+		}
+		for _, c := range m.Controllers {
+			if slices.Contains(v1Controllers(), c) && h.v1[c] == "" {
+				h.v1[c] = m.Path
 			}
 		}
-	}
-	if err := sc.Err(); err != nil {
-		return hierarchies{}, fmt.Errorf("%s: %w", mountinfo, err)
 	}
 	if !h.isV1() && h.v2 == "" {
 		return hierarchies{}, errors.New("no cgroup hierarchy mounted")
 	}
 	return h, nil
-}
-
-// unescapeMount undoes mountinfo's octal escapes (\040 for a space).
-func unescapeMount(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			var v byte
-			ok := true
-			for _, c := range []byte(s[i+1 : i+4]) {
-				if c < '0' || c > '7' {
-					ok = false
-					break
-				}
-				v = v*8 + c - '0'
-			}
-			if ok {
-				b.WriteByte(v)
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
 
 func (h hierarchies) isV1() bool {

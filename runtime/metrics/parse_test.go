@@ -13,6 +13,8 @@ import (
 	"github.com/containerd/typeurl/v2"
 	"google.golang.org/protobuf/encoding/prototext"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/podbox/podbox/sandbox"
 )
 
 const v1MemoryStat = `cache 13033472
@@ -289,7 +291,7 @@ func TestMountedHierarchies(t *testing.T) {
 	if h.isV1() || h.v2 != "/sys/fs/cgroup" {
 		t.Errorf("pure v2 host read as %+v", h)
 	}
-	if got := unescapeMount(`/mnt/other\040cg`); got != "/mnt/other cg" {
+	if got := sandbox.UnescapeMount(`/mnt/other\040cg`); got != "/mnt/other cg" {
 		t.Errorf("unescape: %q", got)
 	}
 

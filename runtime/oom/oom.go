@@ -23,6 +23,8 @@ import (
 	"sync"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/podbox/podbox/sandbox"
 )
 
 // eventBuffer is how many noticed OOM kills may wait for the consumer before
@@ -82,7 +84,7 @@ type watch struct {
 // New finds the host's memory cgroup hierarchy and starts the watcher's
 // goroutine. log may be nil.
 func New(log *slog.Logger) (*Watcher, error) {
-	mem, err := findMemoryHierarchy("/proc/self/mountinfo")
+	mem, err := findMemoryHierarchy(sandbox.MountInfo)
 	if err != nil {
 		return nil, fmt.Errorf("oom watcher: %w", err)
 	}
