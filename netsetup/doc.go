@@ -15,7 +15,8 @@
 //
 // Network.Setup attaches a sandbox (namespace pin, bridge, lease, veth,
 // address, default route) and on error undoes what it did; Network.Teardown
-// detaches it (veth, lease, pin); SetupLoopbackOnly serves sandboxes without a
+// detaches it (pin, veth, lease), normally leaving the veth pair to the
+// kernel, which deletes it with the namespace; SetupLoopbackOnly serves sandboxes without a
 // network. The bridge is node infrastructure: ensured by every Setup, never
 // deleted here.
 //

@@ -6,7 +6,10 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"time"
 
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
@@ -118,4 +121,58 @@ func InNetNS(path string, fn func() error) error {
 		errc <- fn()
 	}()
 	return <-errc
+}
+
+// netNSReleased reports whether the namespace known as nsid in the node
+// namespace pinned at nodePath ("" = the caller's) has lost its last
+// reference, waiting up to grace for that to happen.
+//
+// The kernel resolves an ID (RTM_GETNSID with NETNSA_NSID) only for a
+// namespace it can still take a reference on; for one whose last reference is
+// gone, and that is being or has been destroyed, it answers ENOENT.
+//
+// The wait is for references that are already on their way out: a closed
+// netlink socket lets go of its namespace only after an RCU grace period, so
+// a sandbox removed within milliseconds of its Setup still shows the
+// socket Setup used in it.
+func netNSReleased(nodePath string, nsid int, grace time.Duration) (bool, error) {
+	node := netns.None()
+	if nodePath != "" {
+		h, err := OpenNetNS(nodePath)
+		if err != nil {
+			return false, err
+		}
+		defer h.Close()
+		node = h
+	}
+	// A plain socket of the node namespace: netlink.Handle offers no
+	// lookup by ID, and its sockets are its own.
+	s, err := nl.GetNetlinkSocketAt(node, netns.None(), unix.NETLINK_ROUTE)
+	if err != nil {
+		return false, fmt.Errorf("netns id %d: netlink socket: %w", nsid, err)
+	}
+	defer s.Close()
+	sh := &nl.SocketHandle{Socket: s}
+	b := make([]byte, 4)
+	nl.NativeEndian().PutUint32(b, uint32(int32(nsid)))
+	deadline := time.Now().Add(grace)
+	for wait := 250 * time.Microsecond; ; wait = min(2*wait, 4*time.Millisecond) {
+		req := &nl.NetlinkRequest{
+			NlMsghdr: unix.NlMsghdr{Len: unix.SizeofNlMsghdr, Type: unix.RTM_GETNSID, Flags: unix.NLM_F_REQUEST},
+			Sockets:  map[int]*nl.SocketHandle{unix.NETLINK_ROUTE: sh},
+		}
+		req.AddData(nl.NewRtGenMsg())
+		req.AddData(nl.NewRtAttr(netlink.NETNSA_NSID, b))
+		_, err = req.Execute(unix.NETLINK_ROUTE, unix.RTM_NEWNSID)
+		if errors.Is(err, unix.ENOENT) {
+			return true, nil
+		}
+		if err != nil {
+			return false, fmt.Errorf("netns id %d: look up: %w", nsid, err)
+		}
+		if time.Now().Add(wait).After(deadline) {
+			return false, nil
+		}
+		time.Sleep(wait)
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"path/filepath"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -149,12 +150,26 @@ func (n Network) Setup(ctx context.Context, sandboxID, netnsPath string) (_ *Att
 	}, nil
 }
 
-// Teardown detaches the sandbox: it deletes the veth pair (both ends go
-// together), releases the lease and unpins the namespace. Each step accepts
-// that its object is already gone, so Teardown is idempotent and finishes a
-// half-built or half-removed sandbox. A step that fails stops the teardown
-// before the next: the lease is never released while the veth holding its
-// address may still exist; running Teardown again resumes.
+// Teardown detaches the sandbox: it unpins the namespace, makes sure the
+// veth pair is gone or going, and releases the lease. Each step accepts that
+// its object is already gone, so Teardown is idempotent and finishes a
+// half-built or half-removed sandbox; a step that fails stops the teardown
+// before the next, and running Teardown again resumes.
+//
+// The veth pair is normally not deleted here: deleting a link waits for RCU
+// under the rtnl lock, 20–30 ms a veth. Once the sandbox's processes are gone
+// and the pin is removed, nothing references its namespace any more, and the
+// kernel destroys it, with both ends of the pair, in its cleanup workqueue a
+// few milliseconds later. Teardown checks that this is so (see
+// Network.detachVeth); if the namespace is still referenced (a process still
+// inside, a copy of the pin in another mount namespace) or the check cannot
+// tell, the veth is deleted here, synchronously.
+//
+// The lease is released once the pair is gone or doomed. Its address may live
+// on for those milliseconds on the dying namespace's eth0, where nothing can
+// use it any more; no other sandbox gets it meanwhile, because the pool
+// rotates: an address just released is the last one Lease hands out again
+// (see ipam.Pool.Lease).
 func (n Network) Teardown(ctx context.Context, sandboxID, netnsPath string) error {
 	n, err := n.Resolve()
 	if err != nil {
@@ -173,9 +188,7 @@ func (n Network) Teardown(ctx context.Context, sandboxID, netnsPath string) erro
 		return wrap(err)
 	}
 	defer node.Close()
-	// Another sandbox's veth under the same name (see HostVethName) is
-	// not ours to delete; deleteVeth checks.
-	if err := deleteVeth(node, HostVethName(sandboxID), sandboxID); err != nil {
+	if err := n.detachVeth(node, HostVethName(sandboxID), sandboxID, netnsPath); err != nil {
 		return wrap(err)
 	}
 
@@ -191,10 +204,56 @@ func (n Network) Teardown(ctx context.Context, sandboxID, netnsPath string) erro
 			return wrap(err)
 		}
 	}
-	if err := RemoveNetNS(netnsPath); err != nil {
-		return wrap(err)
-	}
 	return nil
+}
+
+// releaseGrace bounds how long detachVeth waits for the last references to
+// a namespace to go after its pin did: a netlink socket used in it lets go
+// one RCU grace period after it was closed, a few milliseconds. A namespace
+// still held after that is held for real, and its veth is deleted.
+const releaseGrace = 30 * time.Millisecond
+
+// detachVeth removes the namespace pin at netnsPath and makes sure that
+// sandboxID's host veth called name is then gone or being destroyed by the
+// kernel together with its peer's namespace, deleting it itself otherwise. A
+// veth already gone, or another sandbox's, is left alone.
+//
+// The host end names its peer's namespace by an ID of the node namespace
+// (IFLA_LINK_NETNSID), which the kernel assigns while that namespace lives;
+// it is read before the pin goes. Afterwards the node resolves the ID only if
+// the namespace still holds a reference: once the last one is dropped, the
+// namespace can never be entered again and the kernel's cleanup deletes its
+// links (and unhashes the ID), so a lookup failing with ENOENT proves the
+// pair doomed. Every other outcome (the namespace lives on, no ID, the check
+// failed) deletes the veth now, which is always correct, only slower.
+func (n Network) detachVeth(node *netlink.Handle, name, sandboxID, netnsPath string) error {
+	l, err := node.LinkByName(name)
+	if err != nil && !isNotFound(err) {
+		return fmt.Errorf("veth %q: look up: %w", name, err)
+	}
+	peerNS := int32(-1)
+	if l != nil {
+		if _, ok := l.(*netlink.Veth); !ok || !ownedBy(l, sandboxID) {
+			l = nil
+		} else {
+			// The netlink package reads the signed attribute as unsigned:
+			// an unassigned ID (-1) comes back as 2³²-1.
+			peerNS = int32(uint32(l.Attrs().NetNsID))
+		}
+	}
+	if err := RemoveNetNS(netnsPath); err != nil {
+		return err
+	}
+	if l == nil {
+		return nil
+	}
+	if peerNS >= 0 {
+		released, err := netNSReleased(n.NodeNetNS, int(peerNS), releaseGrace)
+		if err == nil && released {
+			return nil
+		}
+	}
+	return deleteVeth(node, name, sandboxID)
 }
 
 // SetupLoopbackOnly prepares the namespace of a sandbox without a network

@@ -131,9 +131,22 @@ func (e *env) leases(t *testing.T) map[string]netip.Addr {
 func (e *env) assertGone(t *testing.T, id string) {
 	t.Helper()
 	host := netsetup.HostVethName(id)
-	// A link of that name with another sandbox's alias is a test's staged
-	// collision, not a leftover.
-	if l, err := e.node.Handle.LinkByName(host); err == nil && (l.Attrs().Alias == "" || l.Attrs().Alias == "podbox:"+id) {
+	// Teardown leaves the veth pair to the kernel, which deletes it with
+	// the sandbox's namespace in its cleanup work, normally within
+	// milliseconds; 5 s, as the leak checker allows, is ample. A link of
+	// that name with another sandbox's alias is a test's staged collision,
+	// not a leftover.
+	ours := func() netlink.Link {
+		l, err := e.node.Handle.LinkByName(host)
+		if err == nil && (l.Attrs().Alias == "" || l.Attrs().Alias == "podbox:"+id) {
+			return l
+		}
+		return nil
+	}
+	for deadline := time.Now().Add(5 * time.Second); ours() != nil && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if l := ours(); l != nil {
 		t.Errorf("sandbox %q: veth %q still in the node (alias %q)", id, host, l.Attrs().Alias)
 	}
 	if netsetup.IsNetNSPin(e.pin(id)) {
@@ -638,6 +651,52 @@ func TestTeardownAfterConfigChange(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.assertGone(t, "old-config")
+}
+
+// holdNetNS keeps the namespace pinned at pin alive with a second pin
+// elsewhere (as a copy of the pin in another mount namespace would), until
+// the test ends.
+func holdNetNS(t *testing.T, pin string) string {
+	t.Helper()
+	hold := filepath.Join(t.TempDir(), "hold")
+	if err := os.WriteFile(hold, nil, 0o400); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount(pin, hold, "", unix.MS_BIND, ""); err != nil {
+		t.Fatalf("bind %s to %s: %v", pin, hold, err)
+	}
+	t.Cleanup(func() { unix.Unmount(hold, unix.MNT_DETACH) })
+	return hold
+}
+
+// Teardown leaves the veth pair to the kernel only when the namespace dies
+// with the pin. A namespace that something else still holds keeps living, and
+// so would the pair and the address on eth0: Teardown must delete the veth
+// itself, before it returns and before the lease is freed. Once with the
+// pin, once after a crash that left the pin removed but the rest undone.
+func TestTeardownDeletesTheVethOfAHeldNamespace(t *testing.T) {
+	for _, crashedAfterUnpin := range []bool{false, true} {
+		t.Run(fmt.Sprintf("crashed-after-unpin=%v", crashedAfterUnpin), func(t *testing.T) {
+			e := newEnv(t, netsetup.Network{})
+			const id = "held"
+			att := e.setup(t, id)
+			hold := holdNetNS(t, att.NetNSPath)
+			if crashedAfterUnpin {
+				if err := netsetup.RemoveNetNS(att.NetNSPath); err != nil {
+					t.Fatal(err)
+				}
+			}
+			e.teardown(t, id)
+			// At once, not eventually: nothing else will ever delete it.
+			if _, err := e.node.Handle.LinkByName(att.HostVeth); err == nil {
+				t.Errorf("veth %q of a namespace still held survives Teardown", att.HostVeth)
+			}
+			if got := linkNames(t, handleAt(t, hold)); !slices.Equal(got, []string{"lo"}) {
+				t.Errorf("held namespace links after Teardown = %v, want only lo", got)
+			}
+			e.assertGone(t, id)
+		})
+	}
 }
 
 // Teardown deletes only its own veth: a colliding name with another owner's

@@ -178,7 +178,8 @@ func (p *Pool) Gateway() netip.Addr { return p.gateway }
 // address is therefore reused only after all the others were handed out,
 // which gives peers' ARP caches, conntrack entries and anyone still talking
 // to the old sandbox time to forget it before its traffic reaches a new
-// sandbox.
+// sandbox, and lets netsetup free a lease while the kernel is still
+// destroying the namespace that held the address.
 func (p *Pool) Lease(owner string) (netip.Addr, error) {
 	if err := checkOwner(owner); err != nil {
 		return netip.Addr{}, fmt.Errorf("ipam %s: lease: %w", p.subnet, err)

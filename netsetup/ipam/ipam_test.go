@@ -266,6 +266,29 @@ func TestRotation(t *testing.T) {
 	}
 }
 
+// TestReleasedAddressIsReusedLast pins down the guarantee netsetup's
+// Teardown relies on when it frees a lease while the kernel is still
+// destroying the namespace whose eth0 carries the address: a released
+// address is handed out again only after every other free address of the
+// subnet has been: here only the 244th allocation after it, in a /24.
+func TestReleasedAddressIsReusedLast(t *testing.T) {
+	p := mustOpen(t, t.TempDir(), netip.MustParsePrefix("10.89.0.0/24"), netip.MustParseAddr("10.89.0.1"))
+	for i := range 10 { // .2 … .11
+		mustLease(t, p, fmt.Sprint("old-", i))
+	}
+	released := netip.MustParseAddr("10.89.0.5")
+	if err := p.Release("old-3"); err != nil {
+		t.Fatal(err)
+	}
+	// Free now: .5 and the 243 of .12 … .254; .5 must come last.
+	for i := range 244 {
+		got := mustLease(t, p, fmt.Sprint("new-", i))
+		if (got == released) != (i == 243) {
+			t.Fatalf("lease %d after the release got %s; %s was to come back only as the last free address", i+1, got, released)
+		}
+	}
+}
+
 func TestLeasesPersistAcrossOpen(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "ipam", "podbox0") // nested: Open creates it
 	subnet := netip.MustParsePrefix("10.89.0.0/16")
