@@ -25,6 +25,7 @@ ms() { echo $(( ($(date +%s%N) - $1) / 1000 )); }
 creates=() rms=()
 for i in $(seq "$runs"); do
 	t=$(date +%s%N); pb sandbox create --name "s$i" >/dev/null; creates+=("$(ms "$t")")
+	sleep "${GAP:-0}"
 	t=$(date +%s%N); pb sandbox rm -f "s$i" >/dev/null; rms+=("$(ms "$t")")
 done
 pct() { sort -n | awk -v p="$1" '{a[NR]=$1} END {i=int((NR-1)*p+0.5)+1; printf "%.1f", a[i]/1000}'; }

@@ -139,6 +139,12 @@ func (c Cgroup) Remove() error {
 }
 
 func removeTree(dir string) error {
+	// Most cgroups removed here are empty leaves: try that first and list
+	// children only if the kernel refuses.
+	err := syscall.Rmdir(dir)
+	if err == nil || errors.Is(err, syscall.ENOENT) {
+		return nil
+	}
 	entries, err := os.ReadDir(dir)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
@@ -153,10 +159,12 @@ func removeTree(dir string) error {
 			}
 		}
 	}
-	// rmdir fails with EBUSY while tasks remain; those are leftovers of a
-	// dead shim, so kill them and wait for the kernel to let go.
+	// rmdir fails with EBUSY while tasks remain. A task that has just
+	// exited still counts until its parent reaps it, which takes well
+	// under a millisecond, so retry soon first; anything else is a
+	// leftover of a dead shim: kill it and wait for the kernel to let go.
 	deadline := time.Now().Add(5 * time.Second)
-	for {
+	for wait := 100 * time.Microsecond; ; wait = min(2*wait, 10*time.Millisecond) {
 		err := syscall.Rmdir(dir)
 		if err == nil || errors.Is(err, syscall.ENOENT) {
 			return nil
@@ -165,7 +173,7 @@ func removeTree(dir string) error {
 			return fmt.Errorf("rmdir %s: %w", dir, err)
 		}
 		killAll(dir)
-		time.Sleep(10 * time.Millisecond)
+		time.Sleep(wait)
 	}
 }
 

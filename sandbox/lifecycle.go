@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -250,11 +251,13 @@ func StopPause(sb *Sandbox, timeout time.Duration) error {
 
 func waitGone(sb *Sandbox, d time.Duration) bool {
 	deadline := time.Now().Add(d)
-	for Alive(sb.PausePID, sb.PauseStart) {
+	// The pause exits within a fraction of a millisecond of its signal:
+	// look again soon, then less often.
+	for wait := 50 * time.Microsecond; Alive(sb.PausePID, sb.PauseStart); wait = min(2*wait, 2*time.Millisecond) {
 		if time.Now().After(deadline) {
 			return false
 		}
-		time.Sleep(2 * time.Millisecond)
+		time.Sleep(wait)
 	}
 	return true
 }
@@ -274,15 +277,24 @@ func (n Node) Remove(ctx context.Context, sb *Sandbox, dc ContainerDeleter) erro
 		}
 	}
 	errs = append(errs, StopPause(sb, 0))
-	// Cgroup removal kills whatever is left inside (a container runc no
-	// longer knows about, a process a dead shim exec'd).
+	// The cgroup and the network come apart independently, so in
+	// parallel: each is a millisecond or two of syscalls. Cgroup removal
+	// kills whatever is left inside (a container runc no longer knows
+	// about, a process a dead shim exec'd); such a straggler may still hold
+	// the namespace when the network goes, which Teardown handles.
+	var netErr error
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		switch sb.Network {
+		case NetworkBridge:
+			netErr = n.network().Teardown(ctx, sb.ID, n.pinPath(sb.ID))
+		case NetworkNone:
+			netErr = netsetup.RemoveNetNS(n.pinPath(sb.ID))
+		}
+	})
 	errs = append(errs, n.SandboxCgroup(sb.ID).Remove())
-	switch sb.Network {
-	case NetworkBridge:
-		errs = append(errs, n.network().Teardown(ctx, sb.ID, n.pinPath(sb.ID)))
-	case NetworkNone:
-		errs = append(errs, netsetup.RemoveNetNS(n.pinPath(sb.ID)))
-	}
+	wg.Wait()
+	errs = append(errs, netErr)
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("sandbox %q: remove: %w", sb.Name, err)
 	}
