@@ -213,12 +213,17 @@ func (s *Service) ShutdownSandbox(ctx context.Context, req *sbapi.ShutdownSandbo
 	if sb != nil && sb.State == sandbox.StateReady {
 		sb.State = sandbox.StateStopped
 	}
+	s.removing = sb != nil
 	s.mu.Unlock()
 	if sb != nil {
-		if err := s.stopContainers(ctx, 0); err != nil {
-			return nil, toStatus(err)
+		err := s.stopContainers(ctx, 0)
+		if err == nil {
+			err = s.node.Remove(ctx, sb, s.deleter())
 		}
-		if err := s.node.Remove(ctx, sb, s.deleter()); err != nil {
+		if err != nil {
+			s.mu.Lock()
+			s.removing = false
+			s.mu.Unlock()
 			return nil, toStatus(err)
 		}
 	}

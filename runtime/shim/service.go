@@ -45,8 +45,9 @@ type Service struct {
 	// container, and goes when its last container is deleted.
 	implicit  bool
 	pauseDone chan struct{} // closed when the pause has exited and been recorded
-	// removing: removeSandbox runs (with mu released); exitWhenIdle: a
-	// Shutdown came meanwhile, to be honoured once the removal is done.
+	// removing: removeSandbox or ShutdownSandbox removes the sandbox
+	// (with mu released); exitWhenIdle: a Shutdown came meanwhile, to be
+	// honoured once the removal is done.
 	removing, exitWhenIdle bool
 
 	exitOnce sync.Once
@@ -80,8 +81,10 @@ func (s *Service) watchPause(sb *sandbox.Sandbox, exits <-chan reaper.Exit, done
 	if crashed {
 		sb.State = sandbox.StateNotReady
 	}
-	// Unless the sandbox is being removed (its record may be gone already).
-	if s.sb == sb {
+	// Unless the sandbox is being removed: its record may be gone already,
+	// or be going, and a write racing the removal of its directory would
+	// make that fail.
+	if s.sb == sb && !s.removing {
 		if err := s.node.Store.SaveSandbox(sb); err != nil {
 			s.log.Error("record pause exit", "error", err)
 		}
