@@ -91,7 +91,7 @@ func Start(ctx context.Context, cfg Config, out io.Writer) error {
 	}
 	cmd := exec.Command(self, args...)
 	cmd.Dir = cwd
-	cmd.Env = append(os.Environ(), "PODBOX_ROOT="+cfg.Root)
+	cmd.Env = servingEnv(append(os.Environ(), "PODBOX_ROOT="+cfg.Root))
 	cmd.ExtraFiles = []*os.File{f}
 	// containerd hands a shim a log FIFO in the bundle, which Serve opens;
 	// without one (the CLI) the shim logs to a file beside its socket.

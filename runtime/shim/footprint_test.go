@@ -76,7 +76,8 @@ func reportPercentiles(b *testing.B, what string, ds []time.Duration) {
 	b.ReportMetric(ms(ds[len(ds)*9/10]), what+"-p90-ms")
 }
 
-// BenchmarkRemove times `podbox sandbox rm -f` of a ready sandbox, created
+// BenchmarkRemove times `podbox sandbox rm -f` of a ready sandbox (and, on
+// the side, the `podbox sandbox create` before it), created
 // just before (fresh) or 100 ms before (settled; the kernel releases a
 // namespace that a netlink socket used only an RCU grace period after the
 // socket was closed, see netsetup.Network.Teardown).
@@ -91,15 +92,17 @@ func BenchmarkRemove(b *testing.B) {
 		}
 		b.Run(name, func(b *testing.B) {
 			c := newCLINode(b)
-			var rm []time.Duration
+			var create, rm []time.Duration
 			for b.Loop() {
 				b.StopTimer()
-				id, _ := c.run("sandbox", "create")
+				id, d := c.run("sandbox", "create")
+				create = append(create, d)
 				time.Sleep(gap)
 				b.StartTimer()
-				_, d := c.run("sandbox", "rm", "-f", id)
+				_, d = c.run("sandbox", "rm", "-f", id)
 				rm = append(rm, d)
 			}
+			reportPercentiles(b, "create", create)
 			reportPercentiles(b, "rm", rm)
 		})
 	}
