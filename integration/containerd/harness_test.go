@@ -139,7 +139,7 @@ func testRuncPod(t *testing.T, v2 bool) {
 }
 
 // crictl runs crictl or fails the test; it returns trimmed stdout.
-func crictl(t *testing.T, d *Daemon, args ...string) string {
+func crictl(t testing.TB, d *Daemon, args ...string) string {
 	t.Helper()
 	out, err := d.Crictl(args...)
 	if err != nil {
@@ -148,7 +148,7 @@ func crictl(t *testing.T, d *Daemon, args ...string) string {
 	return strings.TrimSpace(out)
 }
 
-func writeJSON(t *testing.T, dir, name string, v any) string {
+func writeJSON(t testing.TB, dir, name string, v any) string {
 	t.Helper()
 	b, err := json.Marshal(v)
 	if err != nil {
@@ -207,7 +207,7 @@ func listDir(dir string) []string {
 
 // removeCgroupParent removes the pods' cgroup parent from every hierarchy
 // (runc made it; a v1 host has one per controller).
-func removeCgroupParent(t *testing.T, parent string) {
+func removeCgroupParent(t testing.TB, parent string) {
 	dirs, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", "*", parent))
 	if unified := filepath.Join("/sys/fs/cgroup", parent); fileExists(unified) {
 		dirs = append(dirs, unified)

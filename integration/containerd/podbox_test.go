@@ -29,7 +29,7 @@ const (
 // pauseImage writes podbox's own pause image, the sandbox image CRI is
 // configured with (podbox runs its pause itself, but CRI insists on having
 // the image).
-func pauseImage(t *testing.T, pause string) string {
+func pauseImage(t testing.TB, pause string) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), "pause.tar")
 	f, err := os.Create(p)
