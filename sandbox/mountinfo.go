@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
 	"os"
 	"strings"
@@ -32,12 +33,21 @@ func CgroupMounts(path string) ([]CgroupMount, error) {
 	defer f.Close()
 	var ms []CgroupMount
 	sc := bufio.NewScanner(f)
-	// Overlay mounts with many layers make long lines; 64 KiB, the
-	// default, is not always enough.
-	sc.Buffer(make([]byte, 0, 64*1024), 1<<20)
+	// Overlay mounts with many layers make long lines, so the buffer may
+	// grow to 1 MiB; it starts small because every sandbox create and
+	// remove reads this file, and a shim that never collects garbage keeps
+	// what it allocated.
+	sc.Buffer(make([]byte, 0, 4096), 1<<20)
 	for sc.Scan() {
 		// "36 25 0:32 / /sys/fs/cgroup/memory rw,… - cgroup cgroup rw,memory"
-		pre, post, ok := strings.Cut(sc.Text(), " - ")
+		// Only cgroup lines are parsed: a busy node has thousands of
+		// other mounts (a pin per sandbox), and splitting each would be
+		// most of the cost.
+		line := sc.Bytes()
+		if !bytes.Contains(line, []byte(" - cgroup")) {
+			continue
+		}
+		pre, post, ok := strings.Cut(string(line), " - ")
 		if !ok {
 			continue
 		}

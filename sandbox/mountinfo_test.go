@@ -4,12 +4,15 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 )
 
 func TestCgroupMounts(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "mountinfo")
-	os.WriteFile(p, []byte(`22 27 0:21 / /proc rw,relatime - proc proc rw
+	// An overlay line longer than the scanner's first buffer comes first.
+	overlay := "50 27 0:50 / /merged rw - overlay overlay rw,lowerdir=" + strings.Repeat("/l:", 5000) + "\n"
+	os.WriteFile(p, []byte(overlay+`22 27 0:21 / /proc rw,relatime - proc proc rw
 31 30 0:27 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw,nsdelegate
 33 30 0:29 / /sys/fs/cgroup/cpu\040acct rw - cgroup cgroup rw,cpu,cpuacct
 40 30 0:36 / /sys/fs/cgroup/systemd rw - cgroup cgroup rw,xattr,name=systemd

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strings"
 	"sync"
 	"testing"
 
@@ -19,6 +21,7 @@ func TestValidName(t *testing.T) {
 		{"web", true}, {"a", true}, {"web-1.prod_2", true}, {"9lives", true},
 		{"", false}, {"-x", false}, {".x", false}, {"_x", false}, {"a/b", false},
 		{"..", false}, {"../etc", false}, {"a b", false}, {"a\nb", false},
+		{"Web", true}, {"a-", true}, {"a.", true}, {"é", false}, {"aé", false}, {"a\x00", false},
 		{string(make([]byte, 64)), false},
 		{"a123456789012345678901234567890123456789012345678901234567890ab", true},   // 63
 		{"a1234567890123456789012345678901234567890123456789012345678901ab", false}, // 64
@@ -28,6 +31,20 @@ func TestValidName(t *testing.T) {
 			t.Errorf("ValidName(%q) = %v, want ok=%v", tc.name, err, tc.ok)
 		}
 	}
+}
+
+// FuzzIsName checks the hand-written name rule against the regexp it
+// replaces.
+func FuzzIsName(f *testing.F) {
+	re := regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$`)
+	for _, s := range []string{"web", "-x", "a.b_c-d", "", "a/b", "é", strings.Repeat("a", 63), strings.Repeat("a", 64)} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if got, want := isName(s), re.MatchString(s); got != want {
+			t.Fatalf("isName(%q) = %v, the rule's regexp says %v", s, got, want)
+		}
+	})
 }
 
 func TestSandboxRecordLifecycle(t *testing.T) {
