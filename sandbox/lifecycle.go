@@ -237,7 +237,8 @@ func StopPause(sb *Sandbox, timeout time.Duration) error {
 	if !Alive(sb.PausePID, sb.PauseStart) {
 		return nil
 	}
-	syscall.Kill(sb.PausePID, syscall.SIGTERM)
+	// An error means the pause is already gone, which waitGone sees.
+	_ = SignalPause(sb.PausePID, syscall.SIGTERM)
 	if waitGone(sb, timeout) {
 		return nil
 	}
