@@ -44,8 +44,11 @@ sandboxes created afterwards lease their addresses from the pod CIDR.`,
 	peer := &cobra.Command{
 		Use:   "peer",
 		Short: "Add, list and remove the other nodes this node routes pods to",
-		Args:  cobra.NoArgs,
-		RunE:  func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
+		Example: `  podbox node peer add --node-ip 10.100.0.3 --pod-cidr 10.244.2.0/24 --name node2
+  podbox node peer ls
+  podbox node peer rm node2`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
 	peer.AddCommand(a.nodePeerAddCommand(g), a.nodePeerLsCommand(g), a.nodePeerRmCommand(g))
 	cmd.AddCommand(a.nodeInitCommand(g), peer, a.nodeShowCommand(g), a.nodeRoutesCommand(g), a.nodeResetCommand(g))
