@@ -27,6 +27,8 @@ type Node struct {
 	// CgroupParent defaults to DefaultCgroupParent.
 	CgroupParent string
 	// Network is the built-in bridge network used by NetworkBridge sandboxes.
+	// Without a bridge or subnet set, the node's configuration under the
+	// root (ROOT/node.json, package nodenet) decides, else the defaults.
 	Network netsetup.Network
 }
 
