@@ -1,0 +1,306 @@
+package multinode
+
+import (
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/podbox/podbox/integration/leakcheck"
+	"github.com/podbox/podbox/sandbox"
+)
+
+var (
+	clusterCIDR = netip.MustParsePrefix("10.244.0.0/16")
+	podCIDRs    = []netip.Prefix{netip.MustParsePrefix("10.244.1.0/24"), netip.MustParsePrefix("10.244.2.0/24")}
+	localhost   = netip.MustParseAddr("127.0.0.1")
+)
+
+// vxlanOverhead is what VXLAN over IPv4 adds to each packet: outer IPv4 (20),
+// UDP (8), VXLAN (8) and inner Ethernet (14) headers.
+const vxlanOverhead = 50
+
+// TestPodsAcrossNodes is issue #5's test on the seed's topology, once per
+// mode: a pod on node 1 serves HTTP, a pod on node 2 fetches from it by pod
+// IP and the server sees the client's pod IP; pods on one node reach each
+// other over the bridge and containers of one pod share localhost; removing
+// a peer removes exactly its entries; `node reset` refuses while sandboxes
+// exist and afterwards leaves each node as before `node init`; and nothing —
+// namespace, link, route, FDB entry, process, cgroup, state file — remains.
+func TestPodsAcrossNodes(t *testing.T) {
+	bin := buildBinaries(t)
+	for _, mode := range []string{"host-gw", "gateway", "vxlan"} {
+		t.Run(mode, func(t *testing.T) { testMode(t, mode, bin) })
+	}
+}
+
+func testMode(t *testing.T, mode string, bin binaries) {
+	start := time.Now()
+	topo := newTopology(t, 2)
+	topo.checkLAN(t)
+	// The router forwards between nodes in gateway mode; without redirects
+	// it stays on the path instead of teaching the nodes a shortcut.
+	setSysctl(t, topo.router, "net/ipv4/conf/all/send_redirects", "0")
+	setSysctl(t, topo.router, "net/ipv4/conf/"+lanBridge+"/send_redirects", "0")
+	routerBefore := netState(t, topo.router)
+
+	nodes := make([]*podboxNode, len(topo.nodes))
+	preInit := make([][]string, len(topo.nodes))
+	for i, ln := range topo.nodes {
+		n := newPodboxNode(t, ln, bin)
+		nodes[i] = n
+		preInit[i] = n.track()
+	}
+
+	// Configure both nodes; node 1's peer is removed and re-added first,
+	// which must undo and redo exactly the peer's entries.
+	for i, n := range nodes {
+		n.mustRun("node", "init", "--pod-cidr", podCIDRs[i].String(), "--cluster-cidr", clusterCIDR.String(),
+			"--node-ip", n.ip.String(), "--mode", mode)
+	}
+	initOnly := netState(t, nodes[0].Node)
+	for i, n := range nodes {
+		p := nodes[1-i]
+		n.mustRun("node", "peer", "add", "--node-ip", p.ip.String(), "--pod-cidr", podCIDRs[1-i].String(), "--name", p.name)
+	}
+	withPeer := netState(t, nodes[0].Node)
+	nodes[0].mustRun("node", "peer", "rm", nodes[1].name)
+	sameState(t, "node1 after peer rm (want as before peer add)", initOnly, netState(t, nodes[0].Node))
+	nodes[0].mustRun("node", "peer", "add", "--node-ip", nodes[1].ip.String(), "--pod-cidr", podCIDRs[1].String(), "--name", nodes[1].name)
+	sameState(t, "node1 after peer re-add", withPeer, netState(t, nodes[0].Node))
+
+	for i, n := range nodes {
+		checkNodeRoutes(t, mode, n, nodes[1-i], podCIDRs[1-i])
+	}
+	routes := nodes[0].mustRun("node", "routes")
+	if want := "10.244.1.0/24 via 10.100.0.2\n10.244.2.0/24 via 10.100.0.3\n"; routes != want {
+		t.Errorf("node1: node routes = %q, want %q", routes, want)
+	}
+
+	// Pods: a server and a neighbour on node 1, a client on node 2.
+	server := nodes[0].newPod("server")
+	neighbour := nodes[0].newPod("neighbour")
+	client := nodes[1].newPod("client")
+	for _, p := range []*pod{server, neighbour, client} {
+		want := podCIDRs[0]
+		if p.node == nodes[1] {
+			want = podCIDRs[1]
+		}
+		if !want.Contains(p.ip) {
+			t.Errorf("pod %s on %s has %s, outside the node's pod CIDR %s", p.name, p.node.name, p.ip, want)
+		}
+		wantMTU := 1500
+		if mode == "vxlan" {
+			wantMTU -= vxlanOverhead
+		}
+		if mtu := p.eth0().Attrs().MTU; mtu != wantMTU {
+			t.Errorf("pod %s: eth0 MTU %d, want %d", p.name, mtu, wantMTU)
+		}
+	}
+	server.serve()
+	// Two containers of one pod share localhost; this also waits for httpd.
+	server.who(localhost, server.name, localhost)
+	// Two pods on one node reach each other over the bridge.
+	neighbour.who(server.ip, server.name, neighbour.ip)
+
+	if mode == "gateway" {
+		// Nodes route pod traffic to the gateway, which knows nothing yet.
+		if out, err := client.fetch(whoURL(server.ip), 2*time.Second); err == nil {
+			t.Fatalf("gateway mode without gateway routes: client reached the server: %q", out)
+		}
+		for _, line := range strings.Split(strings.TrimSpace(routes), "\n") {
+			ipCmd(t, topo.router, append([]string{"route", "add"}, strings.Fields(line)...)...)
+		}
+	}
+	fwd := forwarded(t, topo.router)
+	vx := vxlanCounters(t, mode, nodes)
+	// Across nodes, not NATed: the server sees the client's pod IP.
+	client.who(server.ip, server.name, client.ip)
+	routed := forwarded(t, topo.router) - fwd
+	switch mode {
+	case "gateway":
+		if routed == 0 {
+			t.Errorf("gateway mode: the router forwarded no packet")
+		}
+	default:
+		if routed != 0 {
+			t.Errorf("%s mode: the router forwarded %d packets; pod traffic must not pass it", mode, routed)
+		}
+	}
+	if mode == "vxlan" {
+		after := vxlanCounters(t, mode, nodes)
+		for i := range nodes {
+			if after[i].TxPackets == vx[i].TxPackets || after[i].RxPackets == vx[i].RxPackets {
+				t.Errorf("vxlan mode: %s's VXLAN device carried nothing (before %+v, after %+v)", nodes[i].name, vx[i], after[i])
+			}
+		}
+	}
+	if mode != "gateway" {
+		// Only the gateway mode needs pod routes on the router.
+		for _, r := range routerRoutes(t, topo) {
+			if r.Dst != nil && clusterCIDR.Contains(netip.AddrFrom4([4]byte(r.Dst.IP.To4()))) {
+				t.Errorf("%s mode: router carries pod route %s", mode, r)
+			}
+		}
+	}
+
+	// Reset refuses while sandboxes exist and changes nothing.
+	before := netState(t, nodes[0].Node)
+	if code, _, stderr := nodes[0].run("node", "reset"); code == 0 {
+		t.Errorf("node1: node reset with sandboxes succeeded")
+	} else if !strings.Contains(stderr, "sandbox") {
+		t.Errorf("node1: node reset with sandboxes: error does not name the sandboxes: %q", stderr)
+	}
+	sameState(t, "node1 after a refused reset", before, netState(t, nodes[0].Node))
+	for _, p := range []*pod{server, neighbour, client} {
+		p.node.mustRun("sandbox", "rm", "-f", p.name)
+	}
+	for i, n := range nodes {
+		n.reset()
+		sameState(t, n.name+" after node reset (want as before node init)", preInit[i], netState(t, n.Node))
+		if _, err := os.Stat(filepath.Join(n.root, "node.json")); !os.IsNotExist(err) {
+			t.Errorf("%s: node configuration remains after reset: %v", n.name, err)
+		}
+	}
+	if mode == "gateway" {
+		for _, line := range strings.Split(strings.TrimSpace(routes), "\n") {
+			ipCmd(t, topo.router, append([]string{"route", "del"}, strings.Fields(line)...)...)
+		}
+	}
+	sameState(t, "router", routerBefore, netState(t, topo.router))
+	t.Logf("%s: %v", mode, time.Since(start).Round(time.Millisecond))
+}
+
+// track registers everything that must hold when the test ends — sandboxes
+// removed, node reset, leak-free — and returns the node's network state
+// before podbox touched it.
+func (n *podboxNode) track() []string {
+	t := n.t
+	// Cleanups run last-registered first: cgroup parent after the leak check,
+	// leak check after the reset, the reset after the sandboxes' removal
+	// (registered by newPod, later).
+	t.Cleanup(func() { sandbox.Cgroup{Path: n.cgroup}.Remove() })
+	leakcheck.Check(t, leakcheck.Options{
+		Root: n.root, Node: n.Node, CgroupParent: n.cgroup,
+		AllowFiles: []string{"pause-root/pause", "ipam/*/*"},
+	})
+	state := netState(t, n.Node)
+	t.Cleanup(func() {
+		if !n.wasReset {
+			n.reset()
+		}
+		sameState(t, n.name+" at the end", state, netState(t, n.Node))
+	})
+	return state
+}
+
+func (n *podboxNode) reset() {
+	n.t.Helper()
+	if code, out, stderr := n.run("node", "reset"); code != 0 {
+		n.t.Errorf("%s: node reset: exit %d: %s%s", n.name, code, stderr, out)
+		return
+	}
+	n.wasReset = true
+}
+
+func whoURL(server netip.Addr) string {
+	return "http://" + netip.AddrPortFrom(server, 8080).String() + "/cgi-bin/who"
+}
+
+// checkNodeRoutes asserts how n reaches its peer's pods in each mode.
+func checkNodeRoutes(t *testing.T, mode string, n, peer *podboxNode, peerCIDR netip.Prefix) {
+	t.Helper()
+	rs, err := n.Handle.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Table: unix.RT_TABLE_MAIN}, netlink.RT_FILTER_TABLE)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var toPeer []netlink.Route
+	for _, r := range rs {
+		if r.Dst != nil && r.Dst.String() == peerCIDR.String() {
+			toPeer = append(toPeer, r)
+		}
+	}
+	if v := sysctl(t, n.Node, "net/ipv4/ip_forward"); v != "1" {
+		t.Errorf("%s: ip_forward = %s after node init", n.name, v)
+	}
+	switch mode {
+	case "host-gw":
+		if len(toPeer) != 1 || !toPeer[0].Gw.Equal(net.IP(peer.ip.AsSlice())) || toPeer[0].LinkIndex != linkIndex(t, n.Handle, "eth0") {
+			t.Errorf("%s: host-gw routes to %s = %v, want one via %s dev eth0", n.name, peerCIDR, toPeer, peer.ip)
+		}
+	case "gateway":
+		if len(toPeer) != 0 {
+			t.Errorf("%s: gateway mode has routes to %s: %v; want only the default route", n.name, peerCIDR, toPeer)
+		}
+	case "vxlan":
+		vx := vxlanLink(t, n)
+		if len(toPeer) != 1 || toPeer[0].LinkIndex != vx.Attrs().Index {
+			t.Errorf("%s: vxlan routes to %s = %v, want one through %s", n.name, peerCIDR, toPeer, vx.Attrs().Name)
+		}
+		// The peer's VTEP is known by a forwarding entry to its node IP.
+		fdb, err := n.Handle.NeighList(vx.Attrs().Index, unix.AF_BRIDGE)
+		if err != nil {
+			t.Fatal(err)
+		}
+		found := false
+		for _, e := range fdb {
+			found = found || e.IP.Equal(net.IP(peer.ip.AsSlice()))
+		}
+		if !found {
+			t.Errorf("%s: no FDB entry on %s towards %s: %v", n.name, vx.Attrs().Name, peer.ip, fdb)
+		}
+		if eth0, _ := n.Handle.LinkByName("eth0"); vx.Attrs().MTU != eth0.Attrs().MTU-vxlanOverhead {
+			t.Errorf("%s: %s MTU %d, want %d", n.name, vx.Attrs().Name, vx.Attrs().MTU, eth0.Attrs().MTU-vxlanOverhead)
+		}
+	}
+}
+
+// vxlanLink is n's one VXLAN device.
+func vxlanLink(t *testing.T, n *podboxNode) netlink.Link {
+	t.Helper()
+	links, err := n.Handle.LinkList()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var found []netlink.Link
+	for _, l := range links {
+		if l.Type() == "vxlan" {
+			found = append(found, l)
+		}
+	}
+	if len(found) != 1 {
+		t.Fatalf("%s: %d VXLAN devices, want 1", n.name, len(found))
+	}
+	return found[0]
+}
+
+func vxlanCounters(t *testing.T, mode string, nodes []*podboxNode) []netlink.LinkStatistics {
+	t.Helper()
+	if mode != "vxlan" {
+		return nil
+	}
+	var out []netlink.LinkStatistics
+	for _, n := range nodes {
+		l, err := n.Handle.LinkByIndex(vxlanLink(t, n).Attrs().Index)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, *l.Attrs().Statistics)
+	}
+	return out
+}
+
+func routerRoutes(t *testing.T, topo *topology) []netlink.Route {
+	t.Helper()
+	rs, err := topo.router.Handle.RouteList(nil, netlink.FAMILY_V4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rs
+}
