@@ -178,6 +178,8 @@ func (a *App) nodePeerLsCommand(g *globals) *cobra.Command {
 		Use:     "ls [flags]",
 		Aliases: []string{"list"},
 		Short:   "List the peers",
+		Long: `List the peers in the order they were added. With -o json: an array of
+{"name" (omitted if none), "nodeIP", "podCIDR"}, [] if there are none.`,
 		Example: `  podbox node peer ls
   podbox node peer ls -o json | jq -r '.[].nodeIP'`,
 		Args: cobra.NoArgs,
@@ -233,6 +235,16 @@ func (a *App) nodeShowCommand(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "show [flags]",
 		Short: "Show the node's configuration and what of it is applied",
+		Long: `Show the configuration (ROOT/node.json) and what the node's network
+namespace actually holds of it, read back from the kernel: the bridge, the
+VXLAN device, ip_forward, and the routes, FDB entries and neighbours podbox
+installed (its routes carry "proto 77").
+
+With -o json: {"config": {podCIDR, clusterCIDR, nodeIP, mode, bridge, mtu, vni,
+gateway, podMTU, underlay, peers: [{name, nodeIP, podCIDR}], origIPForward},
+"applied": {ipForward, bridge (null if missing): {name, up, mtu, mac,
+addresses}, vxlan (only if present): {…, vni, port, local}, routes, fdb,
+neighbours}}.`,
 		Example: `  podbox node show
   podbox node show -o json | jq .applied.routes`,
 		Args: cobra.NoArgs,
