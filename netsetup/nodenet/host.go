@@ -35,11 +35,18 @@ type Host struct {
 // of node.json, so two node commands cannot interleave. The root directory
 // itself is locked (as the shim's cleanup does), so no lock file is left
 // behind.
-func (h Host) lock() (func(), error) {
-	if err := os.MkdirAll(h.Root, 0o700); err != nil {
-		return nil, fmt.Errorf("node: state root %s: %w", h.Root, err)
+// Only Init creates a missing root; for the others a missing root means an
+// unconfigured node.
+func (h Host) lock(create bool) (func(), error) {
+	if create {
+		if err := os.MkdirAll(h.Root, 0o700); err != nil {
+			return nil, fmt.Errorf("node: state root %s: %w", h.Root, err)
+		}
 	}
 	f, err := os.Open(h.Root)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("node: %w", ErrNotConfigured)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("node: state root: %w", err)
 	}
@@ -116,11 +123,6 @@ func (h Host) Init(ctx context.Context, s Settings) (*Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	unlock, err := h.lock()
-	if err != nil {
-		return nil, err
-	}
-	defer unlock()
 	nh, err := h.handle()
 	if err != nil {
 		return nil, err
@@ -139,6 +141,11 @@ func (h Host) Init(ctx context.Context, s Settings) (*Config, error) {
 	if err != nil {
 		return nil, err
 	}
+	unlock, err := h.lock(true)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	old, err := Load(h.Root)
 	switch {
 	case err == nil:
@@ -201,7 +208,7 @@ func describe(s Settings) string {
 // to one already present re-applies it and succeeds. Every conflict is
 // reported before anything changes.
 func (h Host) AddPeer(ctx context.Context, p Peer) (*Config, error) {
-	unlock, err := h.lock()
+	unlock, err := h.lock(false)
 	if err != nil {
 		return nil, err
 	}
@@ -249,7 +256,7 @@ func (h Host) AddPeer(ctx context.Context, p Peer) (*Config, error) {
 // RemovePeer removes the peer ref names (its node IP or name): its route,
 // and in vxlan mode its FDB and neighbour entries; nothing else.
 func (h Host) RemovePeer(ctx context.Context, ref string) (Peer, error) {
-	unlock, err := h.lock()
+	unlock, err := h.lock(false)
 	if err != nil {
 		return Peer{}, err
 	}
@@ -283,7 +290,10 @@ func (h Host) RemovePeer(ctx context.Context, ref string) (Peer, error) {
 // ip_forward gets its value from before Init back. It refuses while sandboxes
 // exist. An unconfigured node is reset already.
 func (h Host) Reset(ctx context.Context) (configured bool, err error) {
-	unlock, err := h.lock()
+	unlock, err := h.lock(false)
+	if errors.Is(err, ErrNotConfigured) {
+		return false, nil
+	}
 	if err != nil {
 		return false, err
 	}

@@ -416,6 +416,21 @@ func TestErrorsChangeNothing(t *testing.T) {
 			t.Errorf("failed Init(%+v) changed the node:\n%s", tc.s, got)
 		}
 	}
+	// Not even a missing state root is created.
+	noRoot := a.host
+	noRoot.Root = filepath.Join(t.TempDir(), "root")
+	if _, err := noRoot.Init(ctx, nodenet.Settings{PodCIDR: pfx("10.244.1.0/24"), NodeIP: addr("10.100.0.77")}); err == nil {
+		t.Error("Init with a foreign node IP succeeded")
+	}
+	if _, err := noRoot.AddPeer(ctx, nodenet.Peer{NodeIP: addr("10.100.0.3"), PodCIDR: pfx("10.244.2.0/24")}); !errors.Is(err, nodenet.ErrNotConfigured) {
+		t.Errorf("AddPeer without a root = %v, want ErrNotConfigured", err)
+	}
+	if ok, err := noRoot.Reset(ctx); ok || err != nil {
+		t.Errorf("Reset without a root = %v, %v", ok, err)
+	}
+	if _, err := os.Stat(noRoot.Root); !os.IsNotExist(err) {
+		t.Errorf("refused requests created the state root: %v", err)
+	}
 	// Sandboxes hold the bridge's addresses: no first init under them.
 	inUse := a.host
 	inUse.InUse = func() ([]string, error) { return []string{"web", "db"}, nil }
