@@ -66,21 +66,9 @@ func (h Host) lock(create bool) (func(), error) {
 // handle opens a netlink handle in the node namespace. The caller closes it
 // after every use: a closed handle silently acts on the caller's namespace.
 func (h Host) handle() (*netlink.Handle, error) {
-	if h.NetNS == "" {
-		nh, err := netlink.NewHandle(unix.NETLINK_ROUTE)
-		if err != nil {
-			return nil, fmt.Errorf("node: netlink handle: %w", err)
-		}
-		return nh, nil
-	}
-	ns, err := netsetup.OpenNetNS(h.NetNS)
+	nh, err := netsetup.OpenHandle(h.NetNS)
 	if err != nil {
 		return nil, fmt.Errorf("node: %w", err)
-	}
-	defer ns.Close()
-	nh, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
-	if err != nil {
-		return nil, fmt.Errorf("node: netns %q: netlink handle: %w", h.NetNS, err)
 	}
 	return nh, nil
 }
