@@ -1,10 +1,13 @@
 package multinode
 
 import (
+	"encoding/json"
 	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -58,6 +61,14 @@ func testMode(t *testing.T, mode string, bin binaries) {
 		preInit[i] = n.track()
 	}
 
+	// Refused requests change nothing: a node IP the node does not hold,
+	// and (below) a peer whose pod CIDR is the node's own.
+	refused(t, nodes[0], preInit[0], "10.100.0.9", "node", "init", "--pod-cidr", podCIDRs[0].String(),
+		"--node-ip", "10.100.0.9", "--mode", mode)
+	if _, err := os.Stat(filepath.Join(nodes[0].root, "node.json")); !os.IsNotExist(err) {
+		t.Errorf("node1: a refused init left its configuration: %v", err)
+	}
+
 	// Configure both nodes; node 1's peer is removed and re-added first,
 	// which must undo and redo exactly the peer's entries.
 	for i, n := range nodes {
@@ -65,18 +76,25 @@ func testMode(t *testing.T, mode string, bin binaries) {
 			"--node-ip", n.ip.String(), "--mode", mode)
 	}
 	initOnly := netState(t, nodes[0].Node)
+	refused(t, nodes[0], initOnly, podCIDRs[0].String(), "node", "peer", "add", "--node-ip", nodes[1].ip.String(), "--pod-cidr", podCIDRs[0].String())
 	for i, n := range nodes {
 		p := nodes[1-i]
 		n.mustRun("node", "peer", "add", "--node-ip", p.ip.String(), "--pod-cidr", podCIDRs[1-i].String(), "--name", p.name)
 	}
 	withPeer := netState(t, nodes[0].Node)
-	nodes[0].mustRun("node", "peer", "rm", nodes[1].name)
+	// Peers are removed by name or by node IP.
+	ref := nodes[1].name
+	if mode == "vxlan" {
+		ref = nodes[1].ip.String()
+	}
+	nodes[0].mustRun("node", "peer", "rm", ref)
 	sameState(t, "node1 after peer rm (want as before peer add)", initOnly, netState(t, nodes[0].Node))
 	nodes[0].mustRun("node", "peer", "add", "--node-ip", nodes[1].ip.String(), "--pod-cidr", podCIDRs[1].String(), "--name", nodes[1].name)
 	sameState(t, "node1 after peer re-add", withPeer, netState(t, nodes[0].Node))
 
 	for i, n := range nodes {
 		checkNodeRoutes(t, mode, n, nodes[1-i], podCIDRs[1-i])
+		checkShow(t, mode, n, nodes[1-i], podCIDRs[i], podCIDRs[1-i])
 	}
 	routes := nodes[0].mustRun("node", "routes")
 	if want := "10.244.1.0/24 via 10.100.0.2\n10.244.2.0/24 via 10.100.0.3\n"; routes != want {
@@ -188,7 +206,9 @@ func (n *podboxNode) track() []string {
 	t.Cleanup(func() { sandbox.Cgroup{Path: n.cgroup}.Remove() })
 	leakcheck.Check(t, leakcheck.Options{
 		Root: n.root, Node: n.Node, CgroupParent: n.cgroup,
-		AllowFiles: []string{"pause-root/pause", "ipam/*/*"},
+		// The pause binary's copy is node-level and may stay; after
+		// reset nothing else may (no node.json, no IPAM pool).
+		AllowFiles: []string{"pause-root/pause"},
 	})
 	state := netState(t, n.Node)
 	t.Cleanup(func() {
@@ -303,4 +323,79 @@ func routerRoutes(t *testing.T, topo *topology) []netlink.Route {
 		t.Fatal(err)
 	}
 	return rs
+}
+
+// checkShow asserts what `node peer ls -o json` and `node show -o json` say
+// about n, whose one peer is peer.
+func checkShow(t *testing.T, mode string, n, peer *podboxNode, own, peerCIDR netip.Prefix) {
+	t.Helper()
+	var peers []map[string]string
+	if err := json.Unmarshal([]byte(n.mustRun("node", "peer", "ls", "-o", "json")), &peers); err != nil {
+		t.Fatalf("%s: peer ls -o json: %v", n.name, err)
+	}
+	want := []map[string]string{{"name": peer.name, "nodeIP": peer.ip.String(), "podCIDR": peerCIDR.String()}}
+	if !reflect.DeepEqual(peers, want) {
+		t.Errorf("%s: peer ls -o json = %v, want %v", n.name, peers, want)
+	}
+	var show struct {
+		Config struct {
+			Mode    string `json:"mode"`
+			PodCIDR string `json:"podCIDR"`
+			NodeIP  string `json:"nodeIP"`
+			PodMTU  int    `json:"podMTU"`
+		} `json:"config"`
+		Applied struct {
+			IPForward bool `json:"ipForward"`
+			Bridge    *struct {
+				Addresses []string `json:"addresses"`
+				MTU       int      `json:"mtu"`
+			} `json:"bridge"`
+			VXLAN *struct {
+				MTU int `json:"mtu"`
+			} `json:"vxlan"`
+			Routes []string `json:"routes"`
+			FDB    []string `json:"fdb"`
+		} `json:"applied"`
+	}
+	if err := json.Unmarshal([]byte(n.mustRun("node", "show", "-o", "json")), &show); err != nil {
+		t.Fatalf("%s: node show -o json: %v", n.name, err)
+	}
+	c, a := show.Config, show.Applied
+	mtu := 1500
+	if mode == "vxlan" {
+		mtu -= vxlanOverhead
+	}
+	if c.Mode != mode || c.PodCIDR != own.String() || c.NodeIP != n.ip.String() || c.PodMTU != mtu {
+		t.Errorf("%s: node show config = %+v", n.name, c)
+	}
+	gw := netip.PrefixFrom(own.Addr().Next(), own.Bits()).String()
+	if !a.IPForward || a.Bridge == nil || !slices.Contains(a.Bridge.Addresses, gw) || a.Bridge.MTU != mtu {
+		t.Errorf("%s: node show applied = %+v (bridge %+v), want ip_forward, bridge with %s and mtu %d", n.name, a, a.Bridge, gw, mtu)
+	}
+	switch mode {
+	case "vxlan":
+		if a.VXLAN == nil || a.VXLAN.MTU != mtu || len(a.FDB) != 1 || !strings.Contains(a.FDB[0], peer.ip.String()) || len(a.Routes) != 1 {
+			t.Errorf("%s: node show vxlan = %+v, fdb %v, routes %v", n.name, a.VXLAN, a.FDB, a.Routes)
+		}
+	case "host-gw":
+		if len(a.Routes) != 1 || !strings.HasPrefix(a.Routes[0], peerCIDR.String()+" via "+peer.ip.String()) {
+			t.Errorf("%s: node show routes = %v, want %s via %s", n.name, a.Routes, peerCIDR, peer.ip)
+		}
+	case "gateway":
+		if len(a.Routes) != 0 {
+			t.Errorf("%s: node show routes = %v, want none in gateway mode", n.name, a.Routes)
+		}
+	}
+}
+
+// refused runs a podbox command that must fail with an error naming what, and
+// leave n's network as it was (state).
+func refused(t *testing.T, n *podboxNode, state []string, what string, args ...string) {
+	t.Helper()
+	code, _, stderr := n.run(args...)
+	if code == 0 || !strings.Contains(stderr, what) {
+		t.Errorf("%s: podbox %s: exit %d, stderr %q; want an error naming %s", n.name, strings.Join(args, " "), code, stderr, what)
+	}
+	t.Logf("%s: podbox %s: refused: %s", n.name, strings.Join(args, " "), strings.TrimSpace(stderr))
+	sameState(t, n.name+" after a refused "+strings.Join(args[:2], " "), state, netState(t, n.Node))
 }
