@@ -54,16 +54,13 @@ func testMode(t *testing.T, mode string, bin binaries) {
 	routerBefore := netState(t, topo.router)
 
 	nodes := make([]*podboxNode, len(topo.nodes))
-	preInit := make([][]string, len(topo.nodes))
 	for i, ln := range topo.nodes {
-		n := newPodboxNode(t, ln, bin)
-		nodes[i] = n
-		preInit[i] = n.track()
+		nodes[i] = newPodboxNode(t, ln, bin)
 	}
 
 	// Refused requests change nothing: a node IP the node does not hold,
 	// and (below) a peer whose pod CIDR is the node's own.
-	refused(t, nodes[0], preInit[0], "10.100.0.9", "node", "init", "--pod-cidr", podCIDRs[0].String(),
+	refused(t, nodes[0], nodes[0].pristine, "10.100.0.9", "node", "init", "--pod-cidr", podCIDRs[0].String(),
 		"--node-ip", "10.100.0.9", "--mode", mode)
 	if _, err := os.Stat(filepath.Join(nodes[0].root, "node.json")); !os.IsNotExist(err) {
 		t.Errorf("node1: a refused init left its configuration: %v", err)
@@ -74,6 +71,11 @@ func testMode(t *testing.T, mode string, bin binaries) {
 	for i, n := range nodes {
 		n.mustRun("node", "init", "--pod-cidr", podCIDRs[i].String(), "--cluster-cidr", clusterCIDR.String(),
 			"--node-ip", n.ip.String(), "--mode", mode)
+	}
+	if mode == "vxlan" {
+		for _, n := range nodes {
+			settle(t, n.Node, vxlanLink(t, n).Attrs().Name)
+		}
 	}
 	initOnly := netState(t, nodes[0].Node)
 	refused(t, nodes[0], initOnly, podCIDRs[0].String(), "node", "peer", "add", "--node-ip", nodes[1].ip.String(), "--pod-cidr", podCIDRs[0].String())
@@ -179,9 +181,9 @@ func testMode(t *testing.T, mode string, bin binaries) {
 	for _, p := range []*pod{server, neighbour, client} {
 		p.node.mustRun("sandbox", "rm", "-f", p.name)
 	}
-	for i, n := range nodes {
+	for _, n := range nodes {
 		n.reset()
-		sameState(t, n.name+" after node reset (want as before node init)", preInit[i], netState(t, n.Node))
+		sameState(t, n.name+" after node reset (want as before node init)", n.pristine, netState(t, n.Node))
 		if _, err := os.Stat(filepath.Join(n.root, "node.json")); !os.IsNotExist(err) {
 			t.Errorf("%s: node configuration remains after reset: %v", n.name, err)
 		}
@@ -203,7 +205,11 @@ func (n *podboxNode) track() []string {
 	// Cleanups run last-registered first: cgroup parent after the leak check,
 	// leak check after the reset, the reset after the sandboxes' removal
 	// (registered by newPod, later).
-	t.Cleanup(func() { sandbox.Cgroup{Path: n.cgroup}.Remove() })
+	t.Cleanup(func() {
+		if err := (sandbox.Cgroup{Path: n.cgroup}).Remove(); err != nil {
+			t.Errorf("%s: %v", n.name, err)
+		}
+	})
 	leakcheck.Check(t, leakcheck.Options{
 		Root: n.root, Node: n.Node, CgroupParent: n.cgroup,
 		// The pause binary's copy is node-level and may stay; after

@@ -78,16 +78,22 @@ type podboxNode struct {
 	root   string
 	cgroup string
 	env    []string
+	// pristine is the node's network state before podbox touched it.
+	pristine []string
 	// wasReset is set once `node reset` succeeded.
 	wasReset bool
 }
 
+// newPodboxNode prepares podbox on n and registers the end-of-test checks
+// (see track).
 func newPodboxNode(t *testing.T, n *lanNode, bin binaries) *podboxNode {
 	t.Helper()
 	root := t.TempDir()
 	cg := "podbox-multinode-" + sandbox.NewID()[:12]
-	return &podboxNode{lanNode: n, t: t, bin: bin, root: root, cgroup: cg, env: append(os.Environ(),
+	pn := &podboxNode{lanNode: n, t: t, bin: bin, root: root, cgroup: cg, env: append(os.Environ(),
 		"PODBOX_ROOT="+root, "PODBOX_SHIM="+bin.shim, "PODBOX_PAUSE="+bin.pause, "PODBOX_CGROUP_PARENT="+cg)}
+	pn.pristine = pn.track()
+	return pn
 }
 
 // run runs podbox args inside the node and returns its exit code and output.

@@ -55,6 +55,7 @@ func newTopology(t *testing.T, n int) *topology {
 
 	router := testnode.New(t)
 	pins = append(pins, pinOf(t, "router", router.Path))
+	noDAD(t, router)
 	br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: lanBridge}}
 	if err := router.Handle.LinkAdd(br); err != nil {
 		t.Fatalf("router: add bridge %s: %v", lanBridge, err)
@@ -70,6 +71,7 @@ func newTopology(t *testing.T, n int) *topology {
 		node := testnode.New(t)
 		ln := &lanNode{Node: node, name: "node" + strconv.Itoa(i+1), ip: ip}
 		pins = append(pins, pinOf(t, ln.name, node.Path))
+		noDAD(t, node)
 		ns, err := netsetup.OpenNetNS(node.Path)
 		if err != nil {
 			t.Fatal(err)
@@ -94,7 +96,56 @@ func newTopology(t *testing.T, n int) *topology {
 		}
 		topo.nodes = append(topo.nodes, ln)
 	}
+	settle(t, router, lanBridge)
+	for _, n := range topo.nodes {
+		settle(t, router, "to-"+n.name)
+		settle(t, n.Node, "eth0")
+	}
 	return topo
+}
+
+// noDAD turns off IPv6 duplicate address detection for links created in n
+// from now on: the test's network state snapshots must not catch a link's
+// IPv6 link-local address half configured.
+func noDAD(t *testing.T, n *testnode.Node) {
+	t.Helper()
+	setSysctl(t, n, "net/ipv6/conf/all/accept_dad", "0")
+	setSysctl(t, n, "net/ipv6/conf/default/accept_dad", "0")
+}
+
+// settle waits until link is up with carrier and its IPv6 link-local
+// address is configured (no longer tentative, its multicast groups joined):
+// the kernel does that asynchronously, after link-up events, and the
+// network state snapshots taken next must not see it happen later.
+func settle(t *testing.T, n *testnode.Node, link string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		l, err := n.Handle.LinkByName(link)
+		if err != nil {
+			t.Fatalf("netns %s: %s: %v", n.Path, link, err)
+		}
+		if l.Attrs().OperState == netlink.OperUp && hasLinkLocal(n.Handle, l) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("netns %s: %s not up with an IPv6 link-local address after 5s (operstate %s)", n.Path, link, l.Attrs().OperState)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func hasLinkLocal(h *netlink.Handle, l netlink.Link) bool {
+	addrs, err := h.AddrList(l, netlink.FAMILY_V6)
+	if err != nil {
+		return false
+	}
+	for _, a := range addrs {
+		if a.IP.IsLinkLocalUnicast() && a.Flags&(unix.IFA_F_TENTATIVE|unix.IFA_F_DADFAILED) == 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // checkLAN proves the topology before podbox touches it: each node reaches
