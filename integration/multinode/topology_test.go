@@ -113,7 +113,7 @@ func noDAD(t *testing.T, n *testnode.Node) {
 	setSysctl(t, n, "net/ipv6/conf/default/accept_dad", "0")
 }
 
-// settle waits until link is up with carrier and its IPv6 link-local
+// settle waits until link is up (with carrier) and its IPv6 link-local
 // address is configured (no longer tentative, its multicast groups joined):
 // the kernel does that asynchronously, after link-up events, and the
 // network state snapshots taken next must not see it happen later.
@@ -125,7 +125,10 @@ func settle(t *testing.T, n *testnode.Node, link string) {
 		if err != nil {
 			t.Fatalf("netns %s: %s: %v", n.Path, link, err)
 		}
-		if l.Attrs().OperState == netlink.OperUp && hasLinkLocal(n.Handle, l) {
+		// Virtual links without a carrier of their own (vxlan) say
+		// "unknown" when up.
+		up := l.Attrs().OperState == netlink.OperUp || l.Attrs().OperState == netlink.OperUnknown && l.Attrs().Flags&net.FlagUp != 0
+		if up && hasLinkLocal(n.Handle, l) {
 			return
 		}
 		if time.Now().After(deadline) {
