@@ -98,9 +98,13 @@ func testMode(t *testing.T, mode string, bin binaries) {
 		checkNodeRoutes(t, mode, n, nodes[1-i], podCIDRs[1-i])
 		checkShow(t, mode, n, nodes[1-i], podCIDRs[i], podCIDRs[1-i])
 	}
+	// One route per node for the gateway, the node's own first.
 	routes := nodes[0].mustRun("node", "routes")
 	if want := "10.244.1.0/24 via 10.100.0.2\n10.244.2.0/24 via 10.100.0.3\n"; routes != want {
 		t.Errorf("node1: node routes = %q, want %q", routes, want)
+	}
+	if got, want := nodes[1].mustRun("node", "routes"), "10.244.2.0/24 via 10.100.0.3\n10.244.1.0/24 via 10.100.0.2\n"; got != want {
+		t.Errorf("node2: node routes = %q, want %q", got, want)
 	}
 
 	// Pods: a server and a neighbour on node 1, a client on node 2.
@@ -174,8 +178,8 @@ func testMode(t *testing.T, mode string, bin binaries) {
 	before := netState(t, nodes[0].Node)
 	if code, _, stderr := nodes[0].run("node", "reset"); code == 0 {
 		t.Errorf("node1: node reset with sandboxes succeeded")
-	} else if !strings.Contains(stderr, "sandbox") {
-		t.Errorf("node1: node reset with sandboxes: error does not name the sandboxes: %q", stderr)
+	} else if !strings.Contains(stderr, server.name) || !strings.Contains(stderr, neighbour.name) {
+		t.Errorf("node1: node reset with sandboxes: error does not name them: %q", stderr)
 	}
 	sameState(t, "node1 after a refused reset", before, netState(t, nodes[0].Node))
 	for _, p := range []*pod{server, neighbour, client} {
