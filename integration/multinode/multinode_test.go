@@ -57,17 +57,29 @@ func testMode(t *testing.T, mode string, bin binaries) {
 	for i, ln := range topo.nodes {
 		nodes[i] = newPodboxNode(t, ln, bin)
 	}
+	routes := configureNodes(t, mode, nodes)
+	pods := checkPods(t, mode, topo, nodes, routes)
+	checkReset(t, nodes, pods)
+	if mode == "gateway" {
+		for _, line := range routes {
+			ipCmd(t, topo.router, append([]string{"route", "del"}, strings.Fields(line)...)...)
+		}
+	}
+	sameState(t, "router", routerBefore, netState(t, topo.router))
+	t.Logf("%s: %v", mode, time.Since(start).Round(time.Millisecond))
+}
 
-	// Refused requests change nothing: a node IP the node does not hold,
-	// and (below) a peer whose pod CIDR is the node's own.
+// configureNodes runs node init and peer add on both nodes, checks what
+// they installed, and returns the gateway routes node 1 prints. On the way,
+// refused requests must change nothing, and node 1's peer is removed and
+// re-added, which must undo and redo exactly the peer's entries.
+func configureNodes(t *testing.T, mode string, nodes []*podboxNode) (routes []string) {
+	t.Helper()
 	refused(t, nodes[0], nodes[0].pristine, "10.100.0.9", "node", "init", "--pod-cidr", podCIDRs[0].String(),
 		"--node-ip", "10.100.0.9", "--mode", mode)
 	if _, err := os.Stat(filepath.Join(nodes[0].root, "node.json")); !os.IsNotExist(err) {
 		t.Errorf("node1: a refused init left its configuration: %v", err)
 	}
-
-	// Configure both nodes; node 1's peer is removed and re-added first,
-	// which must undo and redo exactly the peer's entries.
 	for i, n := range nodes {
 		n.mustRun("node", "init", "--pod-cidr", podCIDRs[i].String(), "--cluster-cidr", clusterCIDR.String(),
 			"--node-ip", n.ip.String(), "--mode", mode)
@@ -99,19 +111,26 @@ func testMode(t *testing.T, mode string, bin binaries) {
 		checkShow(t, mode, n, nodes[1-i], podCIDRs[i], podCIDRs[1-i])
 	}
 	// One route per node for the gateway, the node's own first.
-	routes := nodes[0].mustRun("node", "routes")
-	if want := "10.244.1.0/24 via 10.100.0.2\n10.244.2.0/24 via 10.100.0.3\n"; routes != want {
-		t.Errorf("node1: node routes = %q, want %q", routes, want)
+	out := nodes[0].mustRun("node", "routes")
+	if want := "10.244.1.0/24 via 10.100.0.2\n10.244.2.0/24 via 10.100.0.3\n"; out != want {
+		t.Errorf("node1: node routes = %q, want %q", out, want)
 	}
 	if got, want := nodes[1].mustRun("node", "routes"), "10.244.2.0/24 via 10.100.0.3\n10.244.1.0/24 via 10.100.0.2\n"; got != want {
 		t.Errorf("node2: node routes = %q, want %q", got, want)
 	}
+	return strings.Split(strings.TrimSpace(out), "\n")
+}
 
-	// Pods: a server and a neighbour on node 1, a client on node 2.
+// checkPods runs a server and a neighbour pod on node 1 and a client pod on
+// node 2 and checks who reaches whom, by which path, and with which source
+// address. It returns the pods.
+func checkPods(t *testing.T, mode string, topo *topology, nodes []*podboxNode, routes []string) []*pod {
+	t.Helper()
 	server := nodes[0].newPod("server")
 	neighbour := nodes[0].newPod("neighbour")
 	client := nodes[1].newPod("client")
-	for _, p := range []*pod{server, neighbour, client} {
+	pods := []*pod{server, neighbour, client}
+	for _, p := range pods {
 		want := podCIDRs[0]
 		if p.node == nodes[1] {
 			want = podCIDRs[1]
@@ -138,7 +157,7 @@ func testMode(t *testing.T, mode string, bin binaries) {
 		if out, err := client.fetch(whoURL(server.ip), 2*time.Second); err == nil {
 			t.Fatalf("gateway mode without gateway routes: client reached the server: %q", out)
 		}
-		for _, line := range strings.Split(strings.TrimSpace(routes), "\n") {
+		for _, line := range routes {
 			ipCmd(t, topo.router, append([]string{"route", "add"}, strings.Fields(line)...)...)
 		}
 	}
@@ -173,16 +192,26 @@ func testMode(t *testing.T, mode string, bin binaries) {
 			}
 		}
 	}
+	return pods
+}
 
-	// Reset refuses while sandboxes exist and changes nothing.
+// checkReset checks that node reset refuses while pods exist, changing
+// nothing, and that once they are removed it leaves each node as it was
+// before node init.
+func checkReset(t *testing.T, nodes []*podboxNode, pods []*pod) {
+	t.Helper()
 	before := netState(t, nodes[0].Node)
 	if code, _, stderr := nodes[0].run("node", "reset"); code == 0 {
 		t.Errorf("node1: node reset with sandboxes succeeded")
-	} else if !strings.Contains(stderr, server.name) || !strings.Contains(stderr, neighbour.name) {
-		t.Errorf("node1: node reset with sandboxes: error does not name them: %q", stderr)
+	} else {
+		for _, p := range pods {
+			if p.node == nodes[0] && !strings.Contains(stderr, p.name) {
+				t.Errorf("node1: node reset with sandboxes: error does not name %s: %q", p.name, stderr)
+			}
+		}
 	}
 	sameState(t, "node1 after a refused reset", before, netState(t, nodes[0].Node))
-	for _, p := range []*pod{server, neighbour, client} {
+	for _, p := range pods {
 		p.node.mustRun("sandbox", "rm", "-f", p.name)
 	}
 	for _, n := range nodes {
@@ -192,13 +221,6 @@ func testMode(t *testing.T, mode string, bin binaries) {
 			t.Errorf("%s: node configuration remains after reset: %v", n.name, err)
 		}
 	}
-	if mode == "gateway" {
-		for _, line := range strings.Split(strings.TrimSpace(routes), "\n") {
-			ipCmd(t, topo.router, append([]string{"route", "del"}, strings.Fields(line)...)...)
-		}
-	}
-	sameState(t, "router", routerBefore, netState(t, topo.router))
-	t.Logf("%s: %v", mode, time.Since(start).Round(time.Millisecond))
 }
 
 // track registers everything that must hold when the test ends — sandboxes
