@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"runtime"
 
+	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
@@ -119,3 +120,9 @@ func InNetNS(path string, fn func() error) error {
 	}()
 	return <-errc
 }
+
+// OpenHandle returns a netlink route handle bound to the namespace pinned at
+// path ("" = the caller's), for packages that manage other parts of the same
+// node (nodenet). The caller closes it, and never uses it afterwards: a
+// closed handle acts on the caller's own namespace.
+func OpenHandle(path string) (*netlink.Handle, error) { return openHandle(path) }
