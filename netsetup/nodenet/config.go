@@ -22,8 +22,9 @@ const (
 	ModeVXLAN   = "vxlan"
 )
 
-// Modes lists the valid modes, for help texts and errors.
-var Modes = []string{ModeHostGW, ModeGateway, ModeVXLAN}
+// Modes lists the valid modes, for help texts and errors (a fresh slice each
+// call, so no caller can change what another sees).
+func Modes() []string { return []string{ModeHostGW, ModeGateway, ModeVXLAN} }
 
 const (
 	// FileName is the node configuration's file under the state root.
@@ -109,8 +110,8 @@ func (s Settings) Resolve() (Settings, error) {
 	if s.PodCIDR.Bits() > 30 {
 		return s, fmt.Errorf("node: pod CIDR %s is too small: need at least a /30 (a gateway and one pod)", s.PodCIDR)
 	}
-	if !slices.Contains(Modes, s.Mode) {
-		return s, fmt.Errorf("node: unknown mode %q (want %s)", s.Mode, strings.Join(Modes, ", "))
+	if !slices.Contains(Modes(), s.Mode) {
+		return s, fmt.Errorf("node: unknown mode %q (want %s)", s.Mode, strings.Join(Modes(), ", "))
 	}
 	if s.NodeIP.IsValid() {
 		if err := checkNodeIP("node IP", s.NodeIP); err != nil {

@@ -134,7 +134,7 @@ settings need ` + "`podbox node reset`" + ` first. Init refuses while sandboxes 
 	f.StringVar(&podCIDR, "pod-cidr", "", "this node's pod subnet, e.g. 10.244.1.0/24 (required)")
 	f.StringVar(&clusterCIDR, "cluster-cidr", nodenet.DefaultClusterCIDR.String(), "the cluster's pod address space, holding every node's pod CIDR")
 	f.StringVar(&nodeIP, "node-ip", "", "this node's address between nodes (default: source address of the default route)")
-	f.StringVar(&mode, "mode", nodenet.ModeHostGW, "how pods reach other nodes: "+strings.Join(nodenet.Modes, ", "))
+	f.StringVar(&mode, "mode", nodenet.ModeHostGW, "how pods reach other nodes: "+strings.Join(nodenet.Modes(), ", "))
 	f.StringVar(&bridge, "bridge", "podbox0", "the node bridge's name")
 	f.IntVar(&mtu, "mtu", 1500, "MTU (vxlan: the pods get 50 less, and at most the underlay's MTU less 50)")
 	f.IntVar(&vni, "vni", 0, "VXLAN network identifier, vxlan mode only (default 1)")
