@@ -25,4 +25,8 @@
 // through netlink handles bound to a namespace, never the netlink package's
 // functions, which act on whatever namespace the calling thread is in; the
 // per-thread rest (/proc/sys/net) goes through InNetNS.
+//
+// Package nodenet (below this one) owns the node's place among other nodes:
+// its pod CIDR, which becomes the Network's bridge subnet, its peers, and the
+// host-gw routes or VXLAN overlay that reach their pods.
 package netsetup

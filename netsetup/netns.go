@@ -176,3 +176,9 @@ func netNSReleased(nodePath string, nsid int, grace time.Duration) (bool, error)
 		time.Sleep(wait)
 	}
 }
+
+// OpenHandle returns a netlink route handle bound to the namespace pinned at
+// path ("" = the caller's), for packages that manage other parts of the same
+// node (nodenet). The caller closes it, and never uses it afterwards: a
+// closed handle acts on the caller's own namespace.
+func OpenHandle(path string) (*netlink.Handle, error) { return openHandle(path) }

@@ -96,6 +96,11 @@ func waitForStop(stderr io.Writer) int {
 	// The runtime's default for SIGHUP is to die, but a sandbox must outlive
 	// the terminal or session that started it. A stderr that nobody reads
 	// must not kill it over the warning below either (SIGPIPE).
+	//
+	// This comes after the Notify calls on purpose: an ignored SIGPIPE
+	// (SigIgn in /proc/PID/status) is how the pause's parent learns that
+	// SIGTERM is now answered (sandbox.SignalPause waits for it), since the
+	// runtime catches every signal from its start, long before Notify.
 	signal.Ignore(syscall.SIGHUP, syscall.SIGPIPE)
 
 	// Warn only now that the signals are handled, so that a reader of stderr

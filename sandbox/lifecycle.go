@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/podbox/podbox/netsetup"
+	"github.com/podbox/podbox/netsetup/nodenet"
 )
 
 // DefaultCgroupParent is the cgroup (in every hierarchy) under which each
@@ -27,6 +28,8 @@ type Node struct {
 	// CgroupParent defaults to DefaultCgroupParent.
 	CgroupParent string
 	// Network is the built-in bridge network used by NetworkBridge sandboxes.
+	// Without a bridge or subnet set, the node's configuration under the
+	// root (ROOT/node.json, package nodenet) decides, else the defaults.
 	Network netsetup.Network
 }
 
@@ -60,12 +63,34 @@ func (n Node) ContainerCgroupsPath(sid, cid string) string {
 }
 
 // network is the bridge network with its leases kept under the node's root.
+// A node configuration that cannot be read leaves the defaults: Remove needs
+// only the bridge's name, and Create checks with nodeNetwork first.
 func (n Node) network() netsetup.Network {
+	net, _ := n.nodeNetwork()
+	return net
+}
+
+// nodeNetwork is the bridge network sandboxes of this node attach to: the
+// one Network sets, else the one `podbox node init` configured under the
+// root (the node's pod CIDR on its bridge), else the defaults.
+func (n Node) nodeNetwork() (netsetup.Network, error) {
 	net := n.Network
 	if net.StateRoot == "" {
 		net.StateRoot = n.Store.Root
 	}
-	return net
+	if net.Bridge != "" || net.Subnet.IsValid() {
+		return net, nil
+	}
+	c, err := nodenet.Load(n.Store.Root)
+	if errors.Is(err, nodenet.ErrNotConfigured) {
+		return net, nil
+	}
+	if err != nil {
+		return net, err
+	}
+	cn := c.Network(net.StateRoot)
+	cn.NodeNetNS = net.NodeNetNS
+	return cn, nil
 }
 
 func (n Node) pinPath(id string) string { return filepath.Join(n.Store.SandboxDir(id), "netns") }
@@ -125,7 +150,11 @@ func (n Node) Create(ctx context.Context, o Options) (_ *Sandbox, retErr error) 
 
 	switch o.Network {
 	case NetworkBridge:
-		att, err := n.network().Setup(ctx, sb.ID, sb.NetNSPath)
+		net, err := n.nodeNetwork()
+		if err != nil {
+			return nil, wrap(err)
+		}
+		att, err := net.Setup(ctx, sb.ID, sb.NetNSPath)
 		if err != nil {
 			return nil, wrap(err)
 		}
@@ -238,7 +267,8 @@ func StopPause(sb *Sandbox, timeout time.Duration) error {
 	if !Alive(sb.PausePID, sb.PauseStart) {
 		return nil
 	}
-	syscall.Kill(sb.PausePID, syscall.SIGTERM)
+	// An error means the pause is already gone, which waitGone sees.
+	_ = SignalPause(sb.PausePID, syscall.SIGTERM)
 	if waitGone(sb, timeout) {
 		return nil
 	}

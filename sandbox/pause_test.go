@@ -79,7 +79,7 @@ func TestStartPauseConfinement(t *testing.T) {
 		t.Errorf("Alive(%d, %d) = false, %v", p.Pid, st, err)
 	}
 
-	if err := p.Signal(syscall.SIGTERM); err != nil {
+	if err := SignalPause(p.Pid, syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan *os.ProcessState, 1)
@@ -114,3 +114,43 @@ func readFile(t *testing.T, path string) string {
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
+
+// A stop right after start must not be lost: SIGTERM sent to a PID-namespace
+// init before it handles the signal is discarded by the kernel (or, a moment
+// later, makes the Go runtime exit 2). SignalPause waits for the handler.
+func TestSignalPauseRightAfterStart(t *testing.T) {
+	testnode.New(t)
+	root := t.TempDir()
+	pin := filepath.Join(root, "netns")
+	if err := netsetup.CreateNetNS(pin); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { netsetup.RemoveNetNS(pin) })
+	rootDir := filepath.Join(root, "pause-root")
+	if err := PrepareRootDir(rootDir, testnode.Binary(t, "podbox-pause")); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		p, err := StartPause(PauseSpec{RootDir: rootDir, NetNSPath: pin, Hostname: "early", CgroupFD: -1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := SignalPause(p.Pid, syscall.SIGTERM); err != nil {
+			p.Kill()
+			p.Wait()
+			t.Fatal(err)
+		}
+		done := make(chan *os.ProcessState, 1)
+		go func() { st, _ := p.Wait(); done <- st }()
+		select {
+		case st := <-done:
+			if st == nil || st.ExitCode() != 0 {
+				t.Fatalf("run %d: pause after an immediate SIGTERM: %v, want exit 0", i, st)
+			}
+		case <-time.After(5 * time.Second):
+			p.Kill()
+			<-done
+			t.Fatalf("run %d: pause ignored a SIGTERM sent right after start", i)
+		}
+	}
+}

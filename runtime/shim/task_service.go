@@ -537,7 +537,16 @@ func (s *Service) Kill(ctx context.Context, req *taskapi.KillRequest) (*emptypb.
 		s.mu.Unlock()
 	}
 	if req.ExecID != "" || isSandbox {
-		if err := syscall.Kill(pid, sig); err != nil {
+		kill := syscall.Kill
+		if isSandbox && req.ExecID == "" {
+			kill = func(pid int, sig syscall.Signal) error {
+				if err := sandbox.SignalPause(pid, sig); err != nil {
+					return errors.Unwrap(err)
+				}
+				return nil
+			}
+		}
+		if err := kill(pid, sig); err != nil {
 			if errors.Is(err, syscall.ESRCH) {
 				return nil, toStatus(finished)
 			}

@@ -44,6 +44,10 @@ type App struct {
 	// Now is the clock for "created … ago" columns.
 	Now     func() time.Time
 	Version string
+	// NodeNetNS is the pin of the network namespace the node commands
+	// configure; "" means podbox's own (where a user runs it). Tests set a
+	// throwaway namespace.
+	NodeNetNS string
 }
 
 // globals are the flags every command shares.
@@ -112,7 +116,7 @@ share localhost and one port space. Each sandbox is served by its own shim
 	f.StringVar(&g.logLevel, "log-level", "warn", "log level: debug, info, warn or error")
 
 	root.AddCommand(a.sandboxCommand(g), a.runCommand(g), a.execCommand(g), a.psCommand(g),
-		a.logsCommand(g), a.stopCommand(g), a.rmCommand(g), a.versionCommand(), a.pauseImageCommand())
+		a.logsCommand(g), a.stopCommand(g), a.rmCommand(g), a.nodeCommand(g), a.versionCommand(), a.pauseImageCommand())
 	return root
 }
 
