@@ -37,7 +37,7 @@ func newCLINode(tb testing.TB) *cliNode {
 	tb.Helper()
 	node := testnode.New(tb)
 	root := tb.TempDir()
-	cg := "podbox-bench-" + sandbox.NewID()[:12]
+	cg := "podbox-footprint-" + sandbox.NewID()[:12]
 	tb.Cleanup(func() { sandbox.Cgroup{Path: cg}.Remove() })
 	leakcheck.Check(tb, leakcheck.Options{
 		Root: root, Node: node, CgroupParent: cg, AllowLinks: []string{"podbox0"},
