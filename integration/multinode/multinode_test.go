@@ -216,7 +216,7 @@ func checkReset(t *testing.T, nodes []*podboxNode, pods []*pod) {
 	}
 	for _, n := range nodes {
 		n.reset()
-		sameState(t, n.name+" after node reset (want as before node init)", n.pristine, netState(t, n.Node))
+		settledState(t, n.name+" after node reset (want as before node init)", n.pristine, n.Node)
 		if _, err := os.Stat(filepath.Join(n.root, "node.json")); !os.IsNotExist(err) {
 			t.Errorf("%s: node configuration remains after reset: %v", n.name, err)
 		}

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -118,6 +119,24 @@ func sameState(t *testing.T, what string, want, got []string) {
 	}
 	t.Errorf("%s: network state differs\n  missing:\n    %s\n  unexpected:\n    %s",
 		what, strings.Join(gone, "\n    "), strings.Join(added, "\n    "))
+}
+
+// settledState is sameState for a state that converges: sandbox removal
+// leaves a sandbox's veth pair to the kernel's asynchronous namespace cleanup,
+// so a removed sandbox's host veth may linger for a few milliseconds. It
+// polls n's state for up to 5 s (leakcheck's settle time) before judging.
+func settledState(t *testing.T, what string, want []string, n *testnode.Node) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		got := netState(t, n)
+		gone, added := diffState(want, got)
+		if len(gone)+len(added) == 0 || time.Now().After(deadline) {
+			sameState(t, what, want, got)
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // forwarded is how many IPv4 packets n's namespace has forwarded
