@@ -41,6 +41,7 @@ type bench struct {
 	cri    *peer.CRI
 	fl     *floor.Floor
 	rootfs string
+	work   string // the run's directory, removed at the end
 	res    *report.Result
 }
 
@@ -55,7 +56,7 @@ func logf(format string, args ...any) {
 func run(ctx context.Context, cfg config, pin, work string) (*report.Result, error) {
 	started := time.Now()
 	tag := filepath.Base(work) // unique per run: names cgroups
-	b := &bench{cfg: cfg, res: &report.Result{
+	b := &bench{cfg: cfg, work: work, res: &report.Result{
 		Started: started.UTC(),
 		Config:  report.Config{Runs: cfg.runs, Scale: cfg.scale, Burst: cfg.burst, MemoryN: cfg.memN, Micro: cfg.micro},
 	}}
@@ -75,6 +76,7 @@ func run(ctx context.Context, cfg config, pin, work string) (*report.Result, err
 		}
 	}()
 
+	logf("work directory %s, node namespace %s", work, pin)
 	if err := netsetup.InNetNS(pin, bringLoUp); err != nil {
 		return b.res, err
 	}
