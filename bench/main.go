@@ -176,6 +176,7 @@ func child(cfg config) int {
 	if res != nil {
 		// Cleanup included: run's deferred teardown has finished.
 		res.Seconds = time.Since(start).Seconds()
+		res.Machine.LoadEnd = loadavg()
 		if err == nil && len(res.Errors) > 0 {
 			err = fmt.Errorf("cleanup: %s", strings.Join(res.Errors, "; "))
 		}

@@ -397,10 +397,14 @@ func (b *bench) scale(ctx context.Context) error {
 	s.TeardownSeconds = time.Since(start).Seconds()
 	s.Teardown = stats.Summarize(stats.Millis(rm))
 	logf("scale: removed in %.1f s", s.TeardownSeconds)
-	if s.Failure != "" || len(s.TeardownFailures) > 0 {
-		return fmt.Errorf("reached %d of %d sandboxes (%s); %d removals failed", s.Reached, s.Target, s.Failure, len(s.TeardownFailures))
+	var errs []error
+	if s.Failure != "" {
+		errs = append(errs, fmt.Errorf("reached %d of %d sandboxes: %s", s.Reached, s.Target, s.Failure))
 	}
-	return nil
+	if n := len(s.TeardownFailures); n > 0 {
+		errs = append(errs, fmt.Errorf("%d of %d removals failed, first: %s", n, len(ids), s.TeardownFailures[0]))
+	}
+	return errors.Join(errs...)
 }
 
 // microBench runs the IPAM and netsetup micro-benchmarks with go test and

@@ -220,7 +220,7 @@ func writeResults(dir string, r *report.Result) error {
 
 // machine describes the node the run is on.
 func machine(ctx context.Context, b *bench) report.Machine {
-	m := report.Machine{Cores: runtime.NumCPU(), Go: runtime.Version(), Podbox: b.pb.Version(ctx)}
+	m := report.Machine{Cores: runtime.NumCPU(), Go: runtime.Version(), Podbox: b.pb.Version(ctx), LoadStart: loadavg()}
 	if cpu, err := os.ReadFile("/proc/cpuinfo"); err == nil {
 		for _, line := range strings.Split(string(cpu), "\n") {
 			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
@@ -257,6 +257,15 @@ func machine(ctx context.Context, b *bench) report.Machine {
 		m.CgroupMode = "v1"
 	}
 	return m
+}
+
+// loadavg is the first three fields of /proc/loadavg.
+func loadavg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if f := strings.Fields(string(b)); err == nil && len(f) >= 3 {
+		return strings.Join(f[:3], " ")
+	}
+	return ""
 }
 
 func exists(p string) bool { _, err := os.Stat(p); return err == nil }

@@ -67,6 +67,10 @@ type Machine struct {
 	Containerd string `json:"containerd"`
 	Crictl     string `json:"crictl"`
 	CgroupMode string `json:"cgroupMode"`
+	// LoadStart and LoadEnd are /proc/loadavg when the run started and
+	// ended: the machine may be shared, and a busy one slows every figure.
+	LoadStart string `json:"loadStart"`
+	LoadEnd   string `json:"loadEnd"`
 }
 
 // Config is what the run was asked to do.
@@ -235,6 +239,9 @@ func Markdown(r *Result) string {
 	fmt.Fprintf(&b, "Measured %s on %s, %d cores, %.1f GiB, kernel %s (%s, cgroup %s); podbox %s, runc %s, containerd %s, crictl %s, %s.\n",
 		r.Started.UTC().Format("2006-01-02 15:04 MST"), m.CPU, m.Cores, float64(m.MemoryKiB)/(1<<20), m.Kernel, m.OS, m.CgroupMode,
 		m.Podbox, m.Runc, m.Containerd, m.Crictl, m.Go)
+	if m.LoadStart != "" {
+		fmt.Fprintf(&b, "Load average (1, 5, 15 min) at the start %s, at the end %s.\n", m.LoadStart, m.LoadEnd)
+	}
 	fmt.Fprintf(&b, "Runs per latency figure: %d (interleaved); parallel creates: %d; scale: %d sandboxes; memory at N = %s.\n\n",
 		r.Config.Runs, r.Config.Burst, r.Config.Scale, joinInts(r.Config.MemoryN))
 	b.WriteString(Table(r.Table))
@@ -243,6 +250,9 @@ func Markdown(r *Result) string {
 	}
 	if r.Scale.Failure != "" {
 		fmt.Fprintf(&b, "Scale stopped at %d sandboxes: %s\n", r.Scale.Reached, r.Scale.Failure)
+	}
+	for _, f := range r.Scale.TeardownFailures {
+		fmt.Fprintf(&b, "Scale teardown failure: %s\n", f)
 	}
 	for _, e := range r.Errors {
 		fmt.Fprintf(&b, "Error: %s\n", e)

@@ -177,10 +177,14 @@ func scaleRows(s Scale) []Row {
 			Met:    Info,
 		})
 	}
-	if s.Teardown.N > 0 {
+	if s.Teardown.N > 0 || len(s.TeardownFailures) > 0 {
+		podbox := fmt.Sprintf("%.1f s (p50 %s, p99 %s)", s.TeardownSeconds, ms(s.Teardown.P50), ms(s.Teardown.P99))
+		if n := len(s.TeardownFailures); n > 0 {
+			podbox += fmt.Sprintf("; %d of %d failed", n, s.Reached)
+		}
 		rows = append(rows, Row{
-			Figure: fmt.Sprintf("%d sandboxes: teardown of all", s.Teardown.N),
-			Podbox: fmt.Sprintf("%.1f s (p50 %s, p99 %s)", s.TeardownSeconds, ms(s.Teardown.P50), ms(s.Teardown.P99)),
+			Figure: fmt.Sprintf("%d sandboxes: teardown of all", s.Reached),
+			Podbox: podbox,
 			Target: "≤ 30 s", Met: verdict(s.TeardownSeconds <= targetScaleTeardownS && len(s.TeardownFailures) == 0),
 		})
 	}
