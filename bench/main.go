@@ -44,6 +44,7 @@ const (
 // config is the run's flags.
 type config struct {
 	bin, out, repo     string
+	readme             string
 	runs, warmup       int
 	scale, burst       int
 	memN               []int
@@ -58,6 +59,7 @@ func parseFlags(args []string) (config, error) {
 	fs.StringVar(&c.bin, "bin", "bin", "directory holding podbox, containerd-shim-podbox-v1 and podbox-pause (make build)")
 	fs.StringVar(&c.out, "out", "bench/results", "directory for latest.json, latest.md and scale.png")
 	fs.StringVar(&c.repo, "repo", ".", "podbox checkout, for the micro-benchmarks (go test -bench)")
+	fs.StringVar(&c.readme, "readme", "", "README whose marked benchmark section gets the new table (empty: none)")
 	fs.IntVar(&c.runs, "runs", 60, "samples per latency figure (sandbox ready, join, teardown), interleaved")
 	fs.IntVar(&c.warmup, "warmup", 2, "unrecorded rounds before the latency samples")
 	fs.IntVar(&c.scale, "scale", 1000, "podbox sandboxes to create in the scale run")
@@ -86,7 +88,10 @@ func parseFlags(args []string) (config, error) {
 	}
 	c.scaleWindow = max(1, c.scale/20)
 	c.every = c.scaleWindow
-	for _, p := range []*string{&c.bin, &c.out, &c.repo} {
+	for _, p := range []*string{&c.bin, &c.out, &c.repo, &c.readme} {
+		if *p == "" {
+			continue
+		}
 		abs, err := filepath.Abs(*p)
 		if err != nil {
 			return c, err
@@ -180,7 +185,7 @@ func child(cfg config) int {
 		if err == nil && len(res.Errors) > 0 {
 			err = fmt.Errorf("cleanup: %s", strings.Join(res.Errors, "; "))
 		}
-		if werr := writeResults(cfg.out, res); werr != nil {
+		if werr := writeResults(cfg.out, cfg.readme, res); werr != nil {
 			fmt.Fprintln(os.Stderr, "bench:", werr)
 			return 1
 		}

@@ -375,8 +375,11 @@ func (b *bench) scale(ctx context.Context) error {
 			if avail, err := mem.AvailableKiB(); err == nil {
 				c.NodeUsedKiB = base - avail
 			}
+			if c.IdleCPUPercent, err = idleCPU(pids, idleWindow); err != nil {
+				return fmt.Errorf("scale at %d: %w", k, err)
+			}
 			s.Checkpoints = append(s.Checkpoints, c)
-			logf("scale: %d sandboxes, last create %.1f ms, PSS %d MiB, node %d MiB", k, s.CreateMs[k-1], c.PSSKiB/1024, c.NodeUsedKiB/1024)
+			logf("scale: %d sandboxes, last create %.1f ms, PSS %d MiB, node %d MiB, idle CPU %.1f%%", k, s.CreateMs[k-1], c.PSSKiB/1024, c.NodeUsedKiB/1024, c.IdleCPUPercent)
 		}
 	}
 	s.Reached = len(ids)
@@ -405,6 +408,36 @@ func (b *bench) scale(ctx context.Context) error {
 		errs = append(errs, fmt.Errorf("%d of %d removals failed, first: %s", n, len(ids), s.TeardownFailures[0]))
 	}
 	return errors.Join(errs...)
+}
+
+// idleWindow is how long the idle CPU of the scale run's sandboxes is
+// watched at each checkpoint.
+const idleWindow = time.Second
+
+// idleCPU returns the CPU pids used over window, in percent of one core.
+func idleCPU(pids []int, window time.Duration) (float64, error) {
+	total := func() (time.Duration, error) {
+		var sum time.Duration
+		for _, pid := range pids {
+			d, err := mem.CPUTime(pid)
+			if err != nil {
+				return 0, err
+			}
+			sum += d
+		}
+		return sum, nil
+	}
+	before, err := total()
+	if err != nil {
+		return 0, err
+	}
+	start := time.Now()
+	time.Sleep(window)
+	after, err := total()
+	if err != nil {
+		return 0, err
+	}
+	return 100 * float64(after-before) / float64(time.Since(start)), nil
 }
 
 // microBench runs the IPAM and netsetup micro-benchmarks with go test and

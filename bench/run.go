@@ -199,9 +199,9 @@ func bringLoUp() error {
 	return netlink.LinkSetUp(lo)
 }
 
-// writeResults writes the JSON, the Markdown table and the plot, and
-// prints the table.
-func writeResults(dir string, r *report.Result) error {
+// writeResults writes the JSON, the Markdown table and the plot, puts the
+// table into readme's marked section (if readme is set), and prints it.
+func writeResults(dir, readme string, r *report.Result) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
@@ -213,8 +213,12 @@ func writeResults(dir string, r *report.Result) error {
 		m := r.Machine
 		errs = append(errs, plot.Scale(filepath.Join(dir, "scale.png"), r.Scale, fmt.Sprintf("%d cores, %s", m.Cores, m.Kernel)))
 	}
+	md := report.Markdown(r)
+	if readme != "" {
+		errs = append(errs, report.UpdateReadme(readme, md))
+	}
 	fmt.Println()
-	fmt.Print(report.Markdown(r))
+	fmt.Print(md)
 	return errors.Join(errs...)
 }
 

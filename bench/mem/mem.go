@@ -1,7 +1,7 @@
-// Package mem reads what processes cost in memory, from /proc: the
-// proportional set size and anonymous memory of a process
-// (/proc/PID/smaps_rollup), its children, and the node's MemAvailable. It
-// only reads; it never starts, signals or waits for a process.
+// Package mem reads what processes cost, from /proc: the proportional set
+// size and anonymous memory of a process (/proc/PID/smaps_rollup), the CPU
+// time it has used, its children, and the node's MemAvailable. It only
+// reads; it never starts, signals or waits for a process.
 package mem
 
 import (
@@ -95,6 +95,28 @@ func Settled(pids []int, patience time.Duration) ([]Rollup, error) {
 	return prev, nil
 }
 
+// userHZ is the unit of the times in /proc/PID/stat: USER_HZ, 100 on every
+// Linux the project runs on.
+const userHZ = 100
+
+// CPUTime returns the user + system CPU time pid has used.
+func CPUTime(pid int) (time.Duration, error) {
+	f, err := statFields(pid)
+	if err != nil {
+		return 0, err
+	}
+	// After the command: state ppid … utime is the 12th, stime the 13th.
+	if len(f) < 13 {
+		return 0, fmt.Errorf("process %d: malformed stat", pid)
+	}
+	ut, err1 := strconv.ParseInt(f[11], 10, 64)
+	st, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("process %d: malformed stat times", pid)
+	}
+	return time.Duration(ut+st) * time.Second / userHZ, nil
+}
+
 // Children returns the processes whose parent is pid.
 func Children(pid int) []int {
 	var out []int
@@ -113,18 +135,29 @@ func Children(pid int) []int {
 
 // ParentOf returns pid's parent from /proc/PID/stat.
 func ParentOf(pid int) (int, error) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	f, err := statFields(pid)
 	if err != nil {
 		return 0, err
 	}
-	// The command name may hold spaces and parentheses: fields start after
-	// the last ')'.
-	i := bytes.LastIndexByte(b, ')')
-	f := strings.Fields(string(b[i+1:]))
-	if i < 0 || len(f) < 2 {
+	if len(f) < 2 {
 		return 0, fmt.Errorf("process %d: malformed stat", pid)
 	}
 	return strconv.Atoi(f[1])
+}
+
+// statFields returns the fields of /proc/PID/stat after the command name
+// (state first). The name may hold spaces and parentheses, so the fields
+// start after the last ')'.
+func statFields(pid int) ([]string, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return nil, err
+	}
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return nil, fmt.Errorf("process %d: malformed stat", pid)
+	}
+	return strings.Fields(string(b[i+1:])), nil
 }
 
 // WithArg returns the processes named name (the base of argv[0]) with arg

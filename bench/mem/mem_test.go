@@ -51,6 +51,16 @@ func TestOwnProcess(t *testing.T) {
 	if err != nil || len(rs) != 2 || rs[1].PSS <= 0 {
 		t.Errorf("Settled = %+v, %v", rs, err)
 	}
+	// Burn some CPU, then see it counted.
+	before, err := CPUTime(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for end := time.Now().Add(150 * time.Millisecond); time.Now().Before(end); {
+	}
+	if after, err := CPUTime(os.Getpid()); err != nil || after-before < 50*time.Millisecond {
+		t.Errorf("CPUTime after 150 ms of spinning went from %s to %s (%v)", before, after, err)
+	}
 	if kib, err := AvailableKiB(); err != nil || kib <= 0 {
 		t.Errorf("AvailableKiB = %d, %v", kib, err)
 	}

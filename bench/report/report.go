@@ -122,13 +122,16 @@ type Window struct {
 	Create stats.Summary `json:"createMs"`
 }
 
-// Checkpoint is the memory of Count idle podbox sandboxes: PSSKiB sums
+// Checkpoint is the cost of Count idle podbox sandboxes: PSSKiB sums
 // shim + pause of all of them, NodeUsedKiB is how much MemAvailable fell
-// since before the first (page cache, kernel objects and all).
+// since before the first (page cache, kernel objects and all), and
+// IdleCPUPercent is the CPU all their shims and pauses used over one
+// second with nothing asked of them (100 = one core).
 type Checkpoint struct {
-	Count       int `json:"count"`
-	PSSKiB      int `json:"pssKiB"`
-	NodeUsedKiB int `json:"nodeUsedKiB"`
+	Count          int     `json:"count"`
+	PSSKiB         int     `json:"pssKiB"`
+	NodeUsedKiB    int     `json:"nodeUsedKiB"`
+	IdleCPUPercent float64 `json:"idleCPUPercent"`
 }
 
 // Micro is one `go test -bench` result line.
@@ -287,4 +290,27 @@ func joinInts(v []int) string {
 		s[i] = fmt.Sprint(n)
 	}
 	return strings.Join(s, ", ")
+}
+
+// Markers of the generated part of a README's benchmark section.
+const (
+	ReadmeBegin = "<!-- bench:begin (written by make bench; do not edit) -->"
+	ReadmeEnd   = "<!-- bench:end -->"
+)
+
+// UpdateReadme replaces what lies between ReadmeBegin and ReadmeEnd in the
+// file at path with md. A file without both markers, in that order, is an
+// error and is left alone.
+func UpdateReadme(path, md string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("readme %s: %w", path, err)
+	}
+	s := string(b)
+	i, j := strings.Index(s, ReadmeBegin), strings.Index(s, ReadmeEnd)
+	if i < 0 || j < i {
+		return fmt.Errorf("readme %s: no %q … %q section to replace", path, ReadmeBegin, ReadmeEnd)
+	}
+	out := s[:i+len(ReadmeBegin)] + "\n" + strings.TrimRight(md, "\n") + "\n" + s[j:]
+	return writeFile(path, []byte(out))
 }

@@ -1,6 +1,7 @@
 package report
 
 import (
+	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -168,5 +169,30 @@ func TestWindowsAndBend(t *testing.T) {
 	bent := []float64{10, 10, 10, 10, 25, 30, 40, 50}
 	if at, why := Bend(Windows(bent, 2)); at != 5 || !strings.Contains(why, "doubles at sandboxes 5-6") {
 		t.Errorf("Bend of bent latency = %d %q, want 5", at, why)
+	}
+}
+
+func TestUpdateReadme(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "README.md")
+	orig := "# x\n\n## Benchmarks\n\nintro\n" + ReadmeBegin + "\nold table\n" + ReadmeEnd + "\n\n## Next\n"
+	if err := os.WriteFile(path, []byte(orig), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := UpdateReadme(path, "| new | table |\n"); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := os.ReadFile(path)
+	want := "# x\n\n## Benchmarks\n\nintro\n" + ReadmeBegin + "\n| new | table |\n" + ReadmeEnd + "\n\n## Next\n"
+	if string(got) != want {
+		t.Errorf("README after update:\n%s\nwant\n%s", got, want)
+	}
+	if err := os.WriteFile(path, []byte("no markers\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := UpdateReadme(path, "x"); err == nil {
+		t.Error("UpdateReadme of a file without markers succeeded")
+	}
+	if got, _ := os.ReadFile(path); string(got) != "no markers\n" {
+		t.Errorf("UpdateReadme changed a file without markers: %q", got)
 	}
 }

@@ -175,6 +175,10 @@ func scaleRows(s Scale) []Row {
 			Figure: fmt.Sprintf("%d sandboxes: memory", c.Count),
 			Podbox: fmt.Sprintf("%.0f MiB PSS (%.0f KiB each); node %.0f MiB", float64(c.PSSKiB)/1024, float64(c.PSSKiB)/float64(max(c.Count, 1)), float64(c.NodeUsedKiB)/1024),
 			Met:    Info,
+		}, Row{
+			Figure: fmt.Sprintf("%d sandboxes: CPU of the idle shims + pauses", c.Count),
+			Podbox: fmt.Sprintf("%.1f%% of a core", c.IdleCPUPercent),
+			Met:    Info,
 		})
 	}
 	if s.Teardown.N > 0 || len(s.TeardownFailures) > 0 {
