@@ -39,7 +39,7 @@ func TestSmoke(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 85*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, benchBin, "-runs", "5", "-warmup", "1", "-scale", "20", "-burst", "8", "-mem", "1,3",
-		"-micro-benchtime", "1x", "-bin", binDir, "-out", out, "-repo", repo)
+		"-micro-benchtime", "1x", "-idle-window", "100ms", "-bin", binDir, "-out", out, "-repo", repo)
 	cmd.Env = append(os.Environ(), "TMPDIR="+tmp)
 	start := time.Now()
 	b, err := cmd.CombinedOutput()
@@ -76,6 +76,9 @@ func TestSmoke(t *testing.T) {
 				t.Errorf("figure %s, series %s: %+v, want %d positive samples", id, s, got, wantN[id])
 			}
 		}
+	}
+	if c := r.Scale.Checkpoints; len(c) == 0 || c[len(c)-1].PSSKiB <= 0 || c[len(c)-1].IdleCPUPercent < 0 {
+		t.Errorf("scale checkpoints: %+v", c)
 	}
 	if s := r.Scale; s.Reached != 20 || len(s.CreateMs) != 20 || len(s.Checkpoints) != 20 || s.Teardown.N != 20 || s.Failure != "" {
 		t.Errorf("scale: reached %d, %d creates, %d checkpoints, %d removals, failure %q", s.Reached, len(s.CreateMs), len(s.Checkpoints), s.Teardown.N, s.Failure)

@@ -51,6 +51,7 @@ type config struct {
 	micro              bool
 	microBenchtime     string
 	scaleWindow, every int
+	idleWindow         time.Duration
 }
 
 func parseFlags(args []string) (config, error) {
@@ -64,6 +65,7 @@ func parseFlags(args []string) (config, error) {
 	fs.IntVar(&c.warmup, "warmup", 2, "unrecorded rounds before the latency samples")
 	fs.IntVar(&c.scale, "scale", 1000, "podbox sandboxes to create in the scale run")
 	fs.IntVar(&c.burst, "burst", 32, "sandboxes created at once in the concurrency run")
+	fs.DurationVar(&c.idleWindow, "idle-window", time.Second, "how long the scale run watches its idle sandboxes' CPU at each checkpoint")
 	mem := fs.String("mem", "1,10,100", "numbers of idle sandboxes for the memory figures")
 	fs.BoolVar(&c.micro, "micro", true, "run the netsetup and IPAM micro-benchmarks")
 	fs.StringVar(&c.microBenchtime, "micro-benchtime", "1s", "go test -benchtime of the micro-benchmarks")

@@ -375,7 +375,7 @@ func (b *bench) scale(ctx context.Context) error {
 			if avail, err := mem.AvailableKiB(); err == nil {
 				c.NodeUsedKiB = base - avail
 			}
-			if c.IdleCPUPercent, err = idleCPU(pids, idleWindow); err != nil {
+			if c.IdleCPUPercent, err = idleCPU(pids, b.cfg.idleWindow); err != nil {
 				return fmt.Errorf("scale at %d: %w", k, err)
 			}
 			s.Checkpoints = append(s.Checkpoints, c)
@@ -409,10 +409,6 @@ func (b *bench) scale(ctx context.Context) error {
 	}
 	return errors.Join(errs...)
 }
-
-// idleWindow is how long the idle CPU of the scale run's sandboxes is
-// watched at each checkpoint.
-const idleWindow = time.Second
 
 // idleCPU returns the CPU pids used over window, in percent of one core.
 func idleCPU(pids []int, window time.Duration) (float64, error) {
