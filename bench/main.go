@@ -47,6 +47,7 @@ type config struct {
 	readme             string
 	runs, warmup       int
 	scale, burst       int
+	burstRounds        int
 	memN               []int
 	micro              bool
 	microBenchtime     string
@@ -65,6 +66,7 @@ func parseFlags(args []string) (config, error) {
 	fs.IntVar(&c.warmup, "warmup", 2, "unrecorded rounds before the latency samples")
 	fs.IntVar(&c.scale, "scale", 1000, "podbox sandboxes to create in the scale run")
 	fs.IntVar(&c.burst, "burst", 32, "sandboxes created at once in the concurrency run")
+	fs.IntVar(&c.burstRounds, "burst-rounds", 3, "rounds of the concurrency run")
 	fs.DurationVar(&c.idleWindow, "idle-window", time.Second, "how long the scale run watches its idle sandboxes' CPU at each checkpoint")
 	mem := fs.String("mem", "1,10,100", "numbers of idle sandboxes for the memory figures")
 	fs.BoolVar(&c.micro, "micro", true, "run the netsetup and IPAM micro-benchmarks")
@@ -85,8 +87,8 @@ func parseFlags(args []string) (config, error) {
 		}
 		c.memN = append(c.memN, n)
 	}
-	if c.runs < 1 || c.scale < 0 || c.burst < 1 || c.warmup < 0 {
-		return c, errors.New("-runs and -burst must be at least 1, -scale and -warmup at least 0")
+	if c.runs < 1 || c.scale < 0 || c.burst < 1 || c.burstRounds < 1 || c.warmup < 0 {
+		return c, errors.New("-runs, -burst and -burst-rounds must be at least 1, -scale and -warmup at least 0")
 	}
 	c.scaleWindow = max(1, c.scale/20)
 	c.every = c.scaleWindow

@@ -178,13 +178,19 @@ func (b *bench) join(ctx context.Context) (err error) {
 // pause; peer: containerd-shim-runc-v2 + pause) with N sandboxes of one
 // kind at a time, for each N of -mem; and the pause alone.
 func (b *bench) memory(ctx context.Context) error {
+	var errs []error
 	for _, n := range b.cfg.memN {
+		// A removal that fails after the reading does not void it: the
+		// figure is kept and the failure reported next to it.
 		perSandbox := map[string][]float64{}
 		if err := b.podboxMemory(ctx, n, perSandbox); err != nil {
-			return fmt.Errorf("podbox, N=%d: %w", n, err)
+			errs = append(errs, fmt.Errorf("podbox, N=%d: %w", n, err))
 		}
 		if err := b.peerMemory(ctx, n, perSandbox); err != nil {
-			return fmt.Errorf("peer, N=%d: %w", n, err)
+			errs = append(errs, fmt.Errorf("peer, N=%d: %w", n, err))
+		}
+		if ctx.Err() != nil {
+			break
 		}
 		b.addKiB(report.FigMemory(n), fmt.Sprintf("PSS per idle sandbox with %d sandboxes (shim + pause)", n), perSandbox)
 		logf("memory N=%d: podbox %.0f KiB, peer %.0f KiB per sandbox", n, mean(perSandbox[report.Podbox]), mean(perSandbox[report.Peer]))
@@ -197,7 +203,7 @@ func (b *bench) memory(ctx context.Context) error {
 				report.Podbox: perSandbox["podbox-pause-anon"], report.Peer: perSandbox["containerd-runc-pause-anon"]})
 		}
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 func mean(v []float64) float64 { return stats.Summarize(v).Mean }
@@ -292,47 +298,59 @@ func (b *bench) peerMemory(ctx context.Context, n int, out map[string][]float64)
 }
 
 // burst creates -burst sandboxes at once (one command each), for podbox
-// and then for the peer, and removes them.
+// and then for the peer, and removes them; -burst-rounds times, so that one
+// unlucky moment on a shared machine does not make the figure. Every create
+// is a sample of FigBurst, every round's wall time one of FigBurstWall.
 func (b *bench) burst(ctx context.Context) error {
 	each, wall := samples{}, samples{}
-	for _, who := range []string{report.Podbox, report.Peer} {
-		create := func() (string, time.Duration, error) {
-			if who == report.Podbox {
-				return b.pb.Create(ctx)
+	for round := range b.cfg.burstRounds {
+		for _, who := range []string{report.Podbox, report.Peer} {
+			ds, w, err := b.burstRound(ctx, who)
+			each[who] = append(each[who], ds...)
+			wall[who] = append(wall[who], w)
+			logf("%d parallel creates, %s, round %d: %s wall", b.cfg.burst, who, round+1, w.Round(time.Millisecond))
+			if err != nil {
+				return fmt.Errorf("%s, round %d: %w", who, round+1, err)
 			}
-			return b.cri.RunPod(ctx)
-		}
-		ids := make([]string, b.cfg.burst)
-		ds := make([]time.Duration, b.cfg.burst)
-		errs := make([]error, b.cfg.burst)
-		var wg sync.WaitGroup
-		start := time.Now()
-		for i := range b.cfg.burst {
-			wg.Go(func() { ids[i], ds[i], errs[i] = create() })
-		}
-		wg.Wait()
-		wall[who] = []time.Duration{time.Since(start)}
-		each[who] = ds
-		logf("%d parallel creates, %s: %s wall", b.cfg.burst, who, wall[who][0].Round(time.Millisecond))
-		for _, id := range ids {
-			if id == "" {
-				continue
-			}
-			var err error
-			if who == report.Podbox {
-				_, err = b.pb.Remove(ctx, id)
-			} else {
-				_, err = b.cri.RemovePod(ctx, id)
-			}
-			errs = append(errs, err)
-		}
-		if err := errors.Join(errs...); err != nil {
-			return fmt.Errorf("%s: %w", who, err)
 		}
 	}
 	b.addFigure(report.FigBurst, fmt.Sprintf("each of %d parallel creates", b.cfg.burst), each)
 	b.addFigure(report.FigBurstWall, fmt.Sprintf("wall time of %d parallel creates", b.cfg.burst), wall)
 	return nil
+}
+
+// burstRound is one round of burst for who: the duration of each create,
+// the wall time of all, and what failed (creates or removals).
+func (b *bench) burstRound(ctx context.Context, who string) ([]time.Duration, time.Duration, error) {
+	create := func() (string, time.Duration, error) {
+		if who == report.Podbox {
+			return b.pb.Create(ctx)
+		}
+		return b.cri.RunPod(ctx)
+	}
+	ids := make([]string, b.cfg.burst)
+	ds := make([]time.Duration, b.cfg.burst)
+	errs := make([]error, b.cfg.burst)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for i := range b.cfg.burst {
+		wg.Go(func() { ids[i], ds[i], errs[i] = create() })
+	}
+	wg.Wait()
+	w := time.Since(start)
+	for _, id := range ids {
+		if id == "" {
+			continue
+		}
+		var err error
+		if who == report.Podbox {
+			_, err = b.pb.Remove(ctx, id)
+		} else {
+			_, err = b.cri.RemovePod(ctx, id)
+		}
+		errs = append(errs, err)
+	}
+	return ds, w, errors.Join(errs...)
 }
 
 // scale creates podbox sandboxes one after the other up to -scale,

@@ -28,7 +28,7 @@ const (
 	FigJoin      = "join"       // container start in a ready sandbox (ms)
 	FigTeardown  = "teardown"   // sandbox removal (ms)
 	FigBurst     = "burst"      // each of the parallel creates (ms)
-	FigBurstWall = "burst-wall" // all parallel creates, one sample per subject (ms)
+	FigBurstWall = "burst-wall" // all parallel creates, one sample per round (ms)
 	FigPausePSS  = "pause-pss"  // one idle pause (KiB)
 	FigPauseAnon = "pause-anon" // one idle pause, anonymous memory (KiB)
 )
@@ -78,6 +78,7 @@ type Config struct {
 	Runs    int   `json:"runs"`
 	Scale   int   `json:"scale"`
 	Burst   int   `json:"burst"`
+	Rounds  int   `json:"burstRounds"`
 	MemoryN []int `json:"memoryN"`
 	Micro   bool  `json:"micro"`
 }
@@ -245,8 +246,8 @@ func Markdown(r *Result) string {
 	if m.LoadStart != "" {
 		fmt.Fprintf(&b, "Load average (1, 5, 15 min) at the start %s, at the end %s.\n", m.LoadStart, m.LoadEnd)
 	}
-	fmt.Fprintf(&b, "Runs per latency figure: %d (interleaved); parallel creates: %d; scale: %d sandboxes; memory at N = %s.\n\n",
-		r.Config.Runs, r.Config.Burst, r.Config.Scale, joinInts(r.Config.MemoryN))
+	fmt.Fprintf(&b, "Runs per latency figure: %d (interleaved); parallel creates: %d, %d rounds; scale: %d sandboxes; memory at N = %s.\n\n",
+		r.Config.Runs, r.Config.Burst, r.Config.Rounds, r.Config.Scale, joinInts(r.Config.MemoryN))
 	b.WriteString(Table(r.Table))
 	if r.Scale.Bend != "" {
 		fmt.Fprintf(&b, "\nScale: %s.\n", r.Scale.Bend)
