@@ -81,11 +81,17 @@ lint:
 demo: deps build
 	BIN=$(BIN) bash integration/demo/demo.sh
 
-# Micro-benchmarks and the pause's footprint (size, PSS, anonymous memory).
-# The comparison against containerd+runc arrives with the benchmarks issue.
+# podbox against containerd 1.6 + runc (CRI, bridge CNI, crictl) and a raw
+# runc floor, in one run inside a node namespace of its own (bench/main.go):
+# writes bench/results/latest.{json,md} and scale.png, puts the table into
+# README.md's Benchmarks section and prints it.
+# BENCHFLAGS shrinks or grows it, e.g. BENCHFLAGS="-runs 5 -scale 20".
+# The pause's footprint benchmark (binary size, PSS, anonymous) runs first.
+BENCHFLAGS ?=
 bench: deps build
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./pause/... ./cmd/podbox-pause/...
-	$(GO) test -run '^$$' -bench . ./netsetup/...
+	$(GO) build -o $(BIN)/bench ./bench
+	$(BIN)/bench -bin $(BIN) -out bench/results -repo $(CURDIR) -readme $(CURDIR)/README.md $(BENCHFLAGS)
 
 install: build
 	install -d $(DESTDIR)$(PREFIX)/bin

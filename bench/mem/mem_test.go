@@ -1,0 +1,67 @@
+package mem
+
+import (
+	"os"
+	"os/exec"
+	"slices"
+	"testing"
+	"time"
+)
+
+func TestParseRollup(t *testing.T) {
+	in := []byte(`55d0c9a5e000-7ffd2f5f7000 ---p 00000000 00:00 0                          [rollup]
+Rss:                1234 kB
+Pss:                 567 kB
+Pss_Anon:            300 kB
+Anonymous:           320 kB
+Swap:                  0 kB
+`)
+	if got, want := parseRollup(in), (Rollup{PSS: 567, Anonymous: 320, RSS: 1234}); got != want {
+		t.Errorf("parseRollup = %+v, want %+v", got, want)
+	}
+}
+
+// marker is a sleep argument no other process has.
+const marker = "0.000000271828"
+
+func TestOwnProcess(t *testing.T) {
+	r, err := Read(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.PSS <= 0 || r.RSS < r.PSS || r.Anonymous <= 0 {
+		t.Errorf("own memory %+v: want 0 < PSS ≤ RSS and some anonymous memory", r)
+	}
+	if _, err := Read(-1); err == nil {
+		t.Error("Read(-1) succeeded")
+	}
+	cmd := exec.Command("sleep", "30", marker) // sleep adds its arguments up
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Wait()
+	defer cmd.Process.Kill()
+	if kids := Children(os.Getpid()); !slices.Contains(kids, cmd.Process.Pid) {
+		t.Errorf("Children(self) = %v, lacks sleep %d", kids, cmd.Process.Pid)
+	}
+	if got := WithArg("sleep", marker); !slices.Equal(got, []int{cmd.Process.Pid}) {
+		t.Errorf("WithArg(sleep, marker) = %v, want [%d]", got, cmd.Process.Pid)
+	}
+	rs, err := Settled([]int{os.Getpid(), cmd.Process.Pid}, time.Second)
+	if err != nil || len(rs) != 2 || rs[1].PSS <= 0 {
+		t.Errorf("Settled = %+v, %v", rs, err)
+	}
+	// Burn some CPU, then see it counted.
+	before, err := CPUTime(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for end := time.Now().Add(150 * time.Millisecond); time.Now().Before(end); {
+	}
+	if after, err := CPUTime(os.Getpid()); err != nil || after-before < 50*time.Millisecond {
+		t.Errorf("CPUTime after 150 ms of spinning went from %s to %s (%v)", before, after, err)
+	}
+	if kib, err := AvailableKiB(); err != nil || kib <= 0 {
+		t.Errorf("AvailableKiB = %d, %v", kib, err)
+	}
+}

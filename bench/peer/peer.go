@@ -1,0 +1,205 @@
+// Package peer drives what users would run instead of podbox: containerd
+// 1.6 (Debian) with its CRI plugin, io.containerd.runc.v2, the bridge CNI
+// plugin and podbox's own pause image as the sandbox image, through crictl.
+// The daemon is integration/containerd's throwaway containerd (its own
+// root, state, socket, CNI network and teardown); this package adds the
+// timed crictl calls and finds the shims and pauses whose memory is
+// measured. crictl runs directly, not under nsenter: the benchmark process
+// already lives in the node's network namespace.
+package peer
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/podbox/podbox/bench/mem"
+	"github.com/podbox/podbox/bench/tb"
+	"github.com/podbox/podbox/integration/containerd"
+	"github.com/podbox/podbox/integration/testnode"
+)
+
+// Handler is the CRI runtime handler of the peer's pods: the harness
+// configures it as io.containerd.runc.v2.
+const Handler = "runc"
+
+// CRI is a running containerd and the crictl that drives it.
+type CRI struct {
+	Daemon *containerd.Daemon
+	// Crictl is crictl's path.
+	Crictl string
+	// Image is the app image containers are created from (imported).
+	Image        string
+	dir          string
+	cgroupParent string
+	seq          atomic.Int64
+
+	mu   sync.Mutex
+	pods map[string]string // pod ID → its config file
+}
+
+// Options says what the peer runs.
+type Options struct {
+	// PauseRef and PauseTar: podbox's pause image, CRI's sandbox image.
+	PauseRef, PauseTar string
+	// ImageRef and ImageTar: the busybox image containers run.
+	ImageRef, ImageTar string
+	// CgroupParent is the cgroup pods are put below.
+	CgroupParent string
+}
+
+// Start starts containerd in node through integration/containerd and
+// imports both images into CRI's namespace. Its teardown (every pod
+// removed, containerd stopped, mounts and state gone) is registered on t.
+func Start(t *tb.T, node *testnode.Node, o Options) (*CRI, error) {
+	c := &CRI{Image: o.ImageRef, dir: t.TempDir(), cgroupParent: o.CgroupParent, pods: map[string]string{}}
+	err := tb.Run(func() {
+		c.Crictl = containerd.CrictlBinary(t)
+		c.Daemon = containerd.Start(t, node, containerd.Options{SandboxImage: o.PauseRef})
+		c.Daemon.ImportImage(t, containerd.CRINamespace, o.PauseTar)
+		c.Daemon.ImportImage(t, containerd.CRINamespace, o.ImageTar)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("peer containerd: %w", err)
+	}
+	return c, nil
+}
+
+// Cmd runs crictl against the daemon and returns its trimmed output and its
+// duration from start to exit.
+func (c *CRI) Cmd(ctx context.Context, args ...string) (string, time.Duration, error) {
+	ep := "unix://" + c.Daemon.Address
+	cmd := exec.CommandContext(ctx, c.Crictl, append([]string{
+		"--runtime-endpoint", ep, "--image-endpoint", ep, "--timeout", "120s"}, args...)...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	start := time.Now()
+	err := cmd.Run()
+	d := time.Since(start)
+	if err != nil {
+		return "", d, fmt.Errorf("crictl %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(errb.String()))
+	}
+	return strings.TrimSpace(out.String()), d, nil
+}
+
+// RunPod writes a pod config (not timed) and runs `crictl runp` with it.
+func (c *CRI) RunPod(ctx context.Context) (string, time.Duration, error) {
+	n := c.seq.Add(1)
+	name := fmt.Sprintf("bench-%d", n)
+	cfg, err := c.writeJSON(name+"-pod.json", map[string]any{
+		"metadata":      map[string]any{"name": name, "namespace": "bench", "uid": name + "-uid", "attempt": 0},
+		"hostname":      name,
+		"log_directory": filepath.Join(c.dir, "logs", name),
+		"linux":         map[string]any{"cgroup_parent": "/" + c.cgroupParent},
+	})
+	if err != nil {
+		return "", 0, err
+	}
+	id, d, err := c.Cmd(ctx, "runp", "--runtime", Handler, cfg)
+	if err != nil {
+		return "", d, err
+	}
+	c.mu.Lock()
+	c.pods[id] = cfg
+	c.mu.Unlock()
+	return id, d, nil
+}
+
+// RemovePod runs `crictl stopp` and `crictl rmp`, timed together.
+func (c *CRI) RemovePod(ctx context.Context, id string) (time.Duration, error) {
+	_, d1, err := c.Cmd(ctx, "stopp", id)
+	if err != nil {
+		return d1, err
+	}
+	_, d2, err := c.Cmd(ctx, "rmp", id)
+	if err == nil {
+		c.mu.Lock()
+		delete(c.pods, id)
+		c.mu.Unlock()
+	}
+	return d1 + d2, err
+}
+
+// StartContainer writes a container config (not timed), then runs `crictl
+// create` and `crictl start`, timed together, and returns the container ID.
+func (c *CRI) StartContainer(ctx context.Context, podID string, args ...string) (string, time.Duration, error) {
+	c.mu.Lock()
+	podCfg, ok := c.pods[podID]
+	c.mu.Unlock()
+	if !ok {
+		return "", 0, fmt.Errorf("pod %s: not made by this peer", podID)
+	}
+	name := fmt.Sprintf("ctr-%d", c.seq.Add(1))
+	cfg, err := c.writeJSON(name+".json", map[string]any{
+		"metadata": map[string]any{"name": name},
+		"image":    map[string]any{"image": c.Image},
+		"command":  args,
+		"log_path": name + ".log",
+		"linux":    map[string]any{},
+	})
+	if err != nil {
+		return "", 0, err
+	}
+	id, d1, err := c.Cmd(ctx, "create", podID, cfg, podCfg)
+	if err != nil {
+		return "", d1, err
+	}
+	_, d2, err := c.Cmd(ctx, "start", id)
+	return id, d1 + d2, err
+}
+
+// RemoveContainer runs `crictl rm -f`.
+func (c *CRI) RemoveContainer(ctx context.Context, id string) error {
+	_, _, err := c.Cmd(ctx, "rm", "-f", id)
+	return err
+}
+
+// Processes returns, for every containerd-shim-runc-v2 of this daemon, its
+// children: the pause of each pod (and its containers, if any run).
+func (c *CRI) Processes() map[int][]int {
+	out := map[int][]int{}
+	for _, shim := range mem.WithArg("containerd-shim-runc-v2", c.Daemon.Address) {
+		out[shim] = mem.Children(shim)
+	}
+	return out
+}
+
+// Versions returns containerd's and crictl's versions.
+func (c *CRI) Versions(ctx context.Context) (containerdV, crictlV string) {
+	containerdV, crictlV = "unknown", "unknown"
+	if out, err := exec.CommandContext(ctx, c.Daemon.Opts.Binary, "--version").Output(); err == nil {
+		if f := strings.Fields(string(out)); len(f) >= 3 {
+			containerdV = f[2]
+		}
+	}
+	// go install leaves crictl's own version "unknown"; the module
+	// version in the binary's build info is the real one.
+	if out, err := exec.CommandContext(ctx, "go", "version", "-m", c.Crictl).Output(); err == nil {
+		for _, line := range strings.Split(string(out), "\n") {
+			if f := strings.Fields(line); len(f) >= 3 && f[0] == "mod" {
+				crictlV = f[2]
+			}
+		}
+	}
+	return containerdV, crictlV
+}
+
+func (c *CRI) writeJSON(name string, v any) (string, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return "", err
+	}
+	p := filepath.Join(c.dir, name)
+	if err := os.WriteFile(p, b, 0o644); err != nil {
+		return "", fmt.Errorf("peer config %s: %w", p, err)
+	}
+	return p, nil
+}

@@ -1,0 +1,196 @@
+package report
+
+import "fmt"
+
+// Verdict says whether a row met its target.
+type Verdict string
+
+const (
+	Met         Verdict = "yes"
+	Missed      Verdict = "**no**"
+	NotMeasured Verdict = "not measured"
+	Info        Verdict = "" // a row that has no target
+)
+
+func verdict(ok bool) Verdict {
+	if ok {
+		return Met
+	}
+	return Missed
+}
+
+// Row is one line of the table: a figure for podbox and its peer, their
+// ratio, the target of issue #6 and whether it was met.
+type Row struct {
+	Figure string  `json:"figure"`
+	Podbox string  `json:"podbox"`
+	Peer   string  `json:"peer"`
+	Ratio  string  `json:"ratio"`
+	Target string  `json:"target"`
+	Met    Verdict `json:"met"`
+}
+
+// Targets of issue #6.
+const (
+	targetReadyMs        = 10.0
+	targetReadySpeedup   = 8.0
+	targetJoinOverFloor  = 1.2
+	targetJoinSpeedup    = 3.0
+	targetTeardownMs     = 10.0
+	targetMemoryRatio    = 0.5
+	targetPauseAnonKiB   = 600.0
+	targetBurstP99       = 10.0 // × the sequential p50
+	targetBurstWallRatio = 5.0
+	targetScaleP99       = 2.0 // p99 at the last window ÷ p50 at the first
+	targetScaleTeardownS = 30.0
+)
+
+func ms(v float64) string  { return fmt.Sprintf("%.1f ms", v) }
+func kib(v float64) string { return fmt.Sprintf("%.0f KiB", v) }
+
+// faster is how many times a is faster than b (b ÷ a), as a cell.
+func faster(a, b float64) string {
+	if a <= 0 {
+		return ""
+	}
+	return fmt.Sprintf("%.1f× faster", b/a)
+}
+
+// Rows judges r against the targets, one row per figure, in a fixed order.
+// A figure that was not measured still gets its row, marked NotMeasured, so
+// that a missing phase is visible rather than silently absent.
+func Rows(r *Result) []Row {
+	var rows []Row
+	add := func(row Row) { rows = append(rows, row) }
+	missing := func(figure, target string) {
+		add(Row{Figure: figure, Target: target, Met: NotMeasured})
+	}
+
+	// Sandbox ready.
+	const readyTarget = "≤ 10 ms and ≥ 8× faster than crictl runp"
+	pb, okP := r.series(FigReady, Podbox)
+	peer, okR := r.series(FigReady, Peer)
+	floor, okF := r.series(FigReady, Floor)
+	if okP && okR {
+		add(Row{Figure: "sandbox ready, p50", Podbox: ms(pb.P50), Peer: ms(peer.P50), Ratio: faster(pb.P50, peer.P50),
+			Target: readyTarget, Met: verdict(pb.P50 <= targetReadyMs && peer.P50/pb.P50 >= targetReadySpeedup)})
+		add(Row{Figure: "sandbox ready, p99", Podbox: ms(pb.P99), Peer: ms(peer.P99), Ratio: faster(pb.P99, peer.P99), Met: Info})
+	} else {
+		missing("sandbox ready, p50", readyTarget)
+	}
+	if okP && okF {
+		add(Row{Figure: "sandbox ready, p50 vs floor (runc run -d + veth)", Podbox: ms(pb.P50), Peer: "floor " + ms(floor.P50),
+			Ratio: fmt.Sprintf("%.2f× the floor", pb.P50/floor.P50), Met: Info})
+	}
+
+	// Join.
+	pb, okP = r.series(FigJoin, Podbox)
+	peer, okR = r.series(FigJoin, Peer)
+	floor, okF = r.series(FigJoin, Floor)
+	if okP && okR && okF {
+		add(Row{Figure: "join (container start), p50", Podbox: ms(pb.P50), Peer: ms(peer.P50), Ratio: faster(pb.P50, peer.P50),
+			Target: fmt.Sprintf("≤ 1.2× raw runc run -d (%s: %.2f×) and ≥ 3× faster than crictl create+start", ms(floor.P50), pb.P50/floor.P50),
+			Met:    verdict(pb.P50 <= targetJoinOverFloor*floor.P50 && peer.P50/pb.P50 >= targetJoinSpeedup)})
+	} else {
+		missing("join (container start), p50", "≤ 1.2× raw runc run -d and ≥ 3× faster than crictl create+start")
+	}
+
+	// Teardown.
+	pb, okP = r.series(FigTeardown, Podbox)
+	peer, okR = r.series(FigTeardown, Peer)
+	if okP && okR {
+		add(Row{Figure: "teardown, p50", Podbox: ms(pb.P50), Peer: ms(peer.P50), Ratio: faster(pb.P50, peer.P50),
+			Target: "≤ 10 ms", Met: verdict(pb.P50 <= targetTeardownMs)})
+	} else {
+		missing("teardown, p50", "≤ 10 ms")
+	}
+
+	// Memory per idle sandbox.
+	for _, n := range r.Config.MemoryN {
+		figure := fmt.Sprintf("memory per idle sandbox, N=%d (PSS shim + pause)", n)
+		pb, okP = r.series(FigMemory(n), Podbox)
+		peer, okR = r.series(FigMemory(n), Peer)
+		if !okP || !okR {
+			missing(figure, "≤ 0.5× containerd-shim-runc-v2 + pause")
+			continue
+		}
+		add(Row{Figure: figure, Podbox: kib(pb.Mean), Peer: kib(peer.Mean), Ratio: fmt.Sprintf("%.2f×", pb.Mean/peer.Mean),
+			Target: "≤ 0.5× containerd-shim-runc-v2 + pause", Met: verdict(pb.Mean <= targetMemoryRatio*peer.Mean)})
+	}
+	if anon, ok := r.series(FigPauseAnon, Podbox); ok {
+		add(Row{Figure: "pause alone, anonymous", Podbox: kib(anon.Mean), Target: "≤ 600 KiB", Met: verdict(anon.Mean <= targetPauseAnonKiB)})
+	} else {
+		missing("pause alone, anonymous", "≤ 600 KiB")
+	}
+	if pss, ok := r.series(FigPausePSS, Podbox); ok {
+		add(Row{Figure: "pause alone, PSS", Podbox: kib(pss.Mean), Met: Info})
+	}
+
+	// Parallel creates.
+	seq, okSeq := r.series(FigReady, Podbox)
+	pb, okP = r.series(FigBurst, Podbox)
+	peer, okR = r.series(FigBurst, Peer)
+	if okP && okR && okSeq {
+		add(Row{Figure: fmt.Sprintf("%d parallel creates, p50", r.Config.Burst), Podbox: ms(pb.P50), Peer: ms(peer.P50), Ratio: faster(pb.P50, peer.P50), Met: Info})
+		add(Row{Figure: fmt.Sprintf("%d parallel creates, p99", r.Config.Burst), Podbox: ms(pb.P99), Peer: ms(peer.P99), Ratio: faster(pb.P99, peer.P99),
+			Target: fmt.Sprintf("≤ 10× the sequential p50 (%s: %.1f×)", ms(seq.P50), pb.P99/seq.P50), Met: verdict(pb.P99 <= targetBurstP99*seq.P50)})
+	} else {
+		missing(fmt.Sprintf("%d parallel creates, p99", r.Config.Burst), "≤ 10× the sequential p50")
+	}
+	pb, okP = r.series(FigBurstWall, Podbox)
+	peer, okR = r.series(FigBurstWall, Peer)
+	if okP && okR {
+		add(Row{Figure: fmt.Sprintf("%d parallel creates, wall time (median of %d rounds)", r.Config.Burst, pb.N), Podbox: ms(pb.P50), Peer: ms(peer.P50), Ratio: faster(pb.P50, peer.P50),
+			Target: "≥ 5× shorter than the peer's", Met: verdict(peer.P50/pb.P50 >= targetBurstWallRatio)})
+	} else {
+		missing(fmt.Sprintf("%d parallel creates, wall time", r.Config.Burst), "≥ 5× shorter than the peer's")
+	}
+
+	rows = append(rows, scaleRows(r.Scale)...)
+	return rows
+}
+
+// scaleRows judges the scale run (podbox alone: the peer is not scaled).
+func scaleRows(s Scale) []Row {
+	if s.Target == 0 {
+		return []Row{{Figure: "scale", Target: "all ready", Met: NotMeasured}}
+	}
+	rows := []Row{{
+		Figure: fmt.Sprintf("%d sandboxes: ready", s.Target),
+		Podbox: fmt.Sprintf("%d / %d", s.Reached, s.Target),
+		Target: "all ready", Met: verdict(s.Reached == s.Target),
+	}}
+	if len(s.Windows) >= 2 {
+		first, last := s.Windows[0], s.Windows[len(s.Windows)-1]
+		ratio := last.Create.P99 / first.Create.P50
+		rows = append(rows, Row{
+			Figure: fmt.Sprintf("%d sandboxes: create p99 at %d-%d vs p50 at 1-%d", s.Target, last.From, last.To, first.To),
+			Podbox: ms(last.Create.P99) + " vs " + ms(first.Create.P50), Ratio: fmt.Sprintf("%.2f×", ratio),
+			Target: "≤ 2×", Met: verdict(s.Reached == s.Target && ratio <= targetScaleP99),
+		})
+	}
+	if len(s.Checkpoints) > 0 {
+		c := s.Checkpoints[len(s.Checkpoints)-1]
+		rows = append(rows, Row{
+			Figure: fmt.Sprintf("%d sandboxes: memory", c.Count),
+			Podbox: fmt.Sprintf("%.0f MiB PSS (%.0f KiB each); node %.0f MiB", float64(c.PSSKiB)/1024, float64(c.PSSKiB)/float64(max(c.Count, 1)), float64(c.NodeUsedKiB)/1024),
+			Met:    Info,
+		}, Row{
+			Figure: fmt.Sprintf("%d sandboxes: CPU of the idle shims + pauses", c.Count),
+			Podbox: fmt.Sprintf("%.1f%% of a core", c.IdleCPUPercent),
+			Met:    Info,
+		})
+	}
+	if s.Teardown.N > 0 || len(s.TeardownFailures) > 0 {
+		podbox := fmt.Sprintf("%.1f s (p50 %s, p99 %s)", s.TeardownSeconds, ms(s.Teardown.P50), ms(s.Teardown.P99))
+		if n := len(s.TeardownFailures); n > 0 {
+			podbox += fmt.Sprintf("; %d of %d failed", n, s.Reached)
+		}
+		rows = append(rows, Row{
+			Figure: fmt.Sprintf("%d sandboxes: teardown of all", s.Reached),
+			Podbox: podbox,
+			Target: "≤ 30 s", Met: verdict(s.TeardownSeconds <= targetScaleTeardownS && len(s.TeardownFailures) == 0),
+		})
+	}
+	return rows
+}
