@@ -83,6 +83,10 @@ func (n Network) Setup(ctx context.Context, sandboxID, netnsPath string) (_ *Att
 		return nil, wrap(err)
 	}
 	defer sbNS.Close()
+	// Before eth0 exists: it inherits the namespace's default (see ipv6.go).
+	if err := disableIPv6Default(netnsPath); err != nil {
+		return nil, wrap(err)
+	}
 	sb, err := netlink.NewHandleAt(sbNS, unix.NETLINK_ROUTE)
 	if err != nil {
 		return nil, wrap(fmt.Errorf("netns %q: netlink handle: %w", netnsPath, err))
@@ -337,7 +341,12 @@ func (n Network) ensureVeth(node, sb *netlink.Handle, br *netlink.Bridge, v veth
 		return nil, false, fmt.Errorf("veth %q: create with peer %s in netns %q: %w", v.host, SandboxIfName, v.netnsPath, err)
 	}
 
-	eth0, err = n.joinBridge(node, sb, br, veth, v)
+	// Before eth0 is up: until then the pair has no carrier, and the host
+	// end has sent nothing (see ipv6.go).
+	err = n.disableIPv6(v.host)
+	if err == nil {
+		eth0, err = n.joinBridge(node, sb, br, veth, v)
+	}
 	if err != nil {
 		if derr := deleteVeth(node, v.host, v.sandboxID); derr != nil {
 			err = errors.Join(err, derr)
