@@ -122,19 +122,24 @@ func (n Node) Create(ctx context.Context, o Options) (_ *Sandbox, retErr error) 
 		}
 	}()
 
-	// The namespace first: the network and the pause both need it, and
-	// once it exists they are built concurrently. The pause's half (its
-	// cgroup in every hierarchy, the namespaces and root, the process)
-	// takes about as long as the network's netlink round trips and lease;
-	// one after the other they made up most of a create.
+	// Three parts, concurrent where they can be: the pause's cgroup (in
+	// every hierarchy) meanwhile the namespace is made; then, once the
+	// namespace exists, the network (netlink round trips and the lease)
+	// meanwhile the pause starts. One after the other they made up most of
+	// a create.
+	cg := make(chan cgroupResult, 1)
+	go func() { cg <- n.createPauseCgroup(sb) }()
+	var err error
 	if o.Network != NetworkExternal {
-		if err := netsetup.CreateNetNS(sb.NetNSPath); err != nil {
-			return nil, wrap(err)
-		}
+		err = netsetup.CreateNetNS(sb.NetNSPath)
+	}
+	if err != nil {
+		<-cg // Remove, in the undo, finds the cgroup complete or absent
+		return nil, wrap(err)
 	}
 	netErr := make(chan error, 1)
 	go func() { netErr <- n.setupNetwork(ctx, sb) }()
-	err := n.startPause(sb)
+	err = n.startPause(sb, <-cg)
 	if err := errors.Join(<-netErr, err); err != nil {
 		return nil, wrap(err)
 	}
@@ -165,19 +170,33 @@ func (n Node) setupNetwork(ctx context.Context, sb *Sandbox) error {
 	return n.writeEtcFiles(sb)
 }
 
-// startPause starts sb's pause in its namespace and cgroup. It sets only
-// sb's pause fields, so it may run alongside setupNetwork.
-func (n Node) startPause(sb *Sandbox) error {
-	// One read of the mount table for all three cgroup steps: it grows
-	// with every sandbox's namespace pin.
+// cgroupResult is the pause's cgroup, made in the hierarchies hs.
+type cgroupResult struct {
+	cg  Cgroup
+	hs  []hierarchy
+	err error
+}
+
+// createPauseCgroup makes the cgroup of sb's pause in every hierarchy.
+func (n Node) createPauseCgroup(sb *Sandbox) cgroupResult {
+	// One read of the mount table for the cgroup's creation and the
+	// pause's start: it grows with every sandbox's namespace pin.
 	hs, err := hierarchies()
 	if err != nil {
-		return err
+		return cgroupResult{err: err}
 	}
-	pauseCg := Cgroup{Path: n.SandboxCgroup(sb.ID).Path + "/pause"}
-	if err := pauseCg.create(hs); err != nil {
-		return err
+	r := cgroupResult{cg: Cgroup{Path: n.SandboxCgroup(sb.ID).Path + "/pause"}, hs: hs}
+	r.err = r.cg.create(hs)
+	return r
+}
+
+// startPause starts sb's pause in its namespace and in the cgroup cg made.
+// It sets only sb's pause fields, so it may run alongside setupNetwork.
+func (n Node) startPause(sb *Sandbox, cg cgroupResult) error {
+	if cg.err != nil {
+		return cg.err
 	}
+	hs, pauseCg := cg.hs, cg.cg
 	spec := PauseSpec{RootDir: filepath.Join(n.Store.Root, "pause-root"), NetNSPath: sb.NetNSPath, Hostname: sb.Hostname, CgroupFD: -1}
 	if err := PrepareRootDir(spec.RootDir, n.PauseBinary); err != nil {
 		return err
@@ -197,14 +216,12 @@ func (n Node) startPause(sb *Sandbox) error {
 		defer f.Close()
 		spec.CgroupFD = int(f.Fd())
 	}
-	p, err := StartPause(spec)
-	if err != nil {
+	// The caller reaps the pause by PID (a shim reaps all its children in
+	// one loop).
+	var err error
+	if sb.PausePID, err = StartPause(spec); err != nil {
 		return err
 	}
-	sb.PausePID = p.Pid
-	// The caller reaps the pause by PID (a shim reaps all its children in
-	// one loop); the handle would only hold a pidfd open.
-	p.Release()
 	if sb.PauseStart, err = ProcessStart(sb.PausePID); err != nil {
 		return fmt.Errorf("pause %d: %w", sb.PausePID, err)
 	}
