@@ -222,6 +222,23 @@ func (b Bootstrap) Run() (string, error) {
 	return addr, nil
 }
 
+// LastLog returns the last line that the shim serving address, started by
+// Launch, wrote to its log beside the socket, or "" if there is none. A shim
+// that dies before it answers (a bad configuration) says why there: Launch
+// has no `start` process whose output could carry it.
+func LastLog(address string) string {
+	path, err := SocketPath(address)
+	if err != nil {
+		return ""
+	}
+	b, err := os.ReadFile(path + ".log")
+	if err != nil {
+		return ""
+	}
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	return strings.TrimSpace(lines[len(lines)-1])
+}
+
 var errServing = errors.New("a shim already serves this socket")
 
 // listen listens on path, replacing a stale socket that nobody serves, and

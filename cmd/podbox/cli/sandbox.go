@@ -196,6 +196,12 @@ func (a *App) sandboxCreate(ctx context.Context, g *globals, o createOptions) er
 		_, err = c.Sandbox.StartSandbox(ctx, &sbapi.StartSandboxRequest{SandboxID: id})
 	}
 	if err != nil {
+		if isClosed(err) {
+			// The shim died before it answered: its log says why.
+			if msg := shimclient.LastLog(addr); msg != "" {
+				err = fmt.Errorf("shim exited: %s", msg)
+			}
+		}
 		err = fail(err)
 		// Undo with a context of its own: the caller's may be what was
 		// cancelled.
