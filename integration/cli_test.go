@@ -23,14 +23,21 @@ func TestMain(m *testing.M) { testnode.Main(m) }
 // cliNode is one test's node: its network namespace, state root, cgroup
 // parent and binaries, with the podbox CLI run inside the namespace.
 type cliNode struct {
-	t      *testing.T
+	t      testing.TB
 	node   *testnode.Node
 	root   string
+	cgroup string // the cgroup parent of the node's sandboxes
 	podbox string
 	env    []string
 }
 
-func newCLINode(t *testing.T) *cliNode {
+func newCLINode(t testing.TB) *cliNode {
+	t.Helper()
+	return newCLINodeAt(t, t.TempDir())
+}
+
+// newCLINodeAt is newCLINode with the state root root.
+func newCLINodeAt(t testing.TB, root string) *cliNode {
 	t.Helper()
 	node := testnode.New(t)
 	podbox := testnode.Binary(t, "podbox")
@@ -39,14 +46,13 @@ func newCLINode(t *testing.T) *cliNode {
 	if pause == "" {
 		pause = testnode.Binary(t, "podbox-pause")
 	}
-	root := t.TempDir()
 	cg := "podbox-clitest-" + sandbox.NewID()[:12]
 	t.Cleanup(func() { sandbox.Cgroup{Path: cg}.Remove() }) // after the leak check: only the empty parent
 	leakcheck.Check(t, leakcheck.Options{
 		Root: root, Node: node, AllowLinks: []string{"podbox0"}, CgroupParent: cg,
 		AllowFiles: []string{"pause-root/pause", "ipam/*/*"},
 	})
-	return &cliNode{t: t, node: node, root: root, podbox: podbox, env: append(os.Environ(),
+	return &cliNode{t: t, node: node, root: root, cgroup: cg, podbox: podbox, env: append(os.Environ(),
 		"PODBOX_ROOT="+root, "PODBOX_SHIM="+shim, "PODBOX_PAUSE="+pause, "PODBOX_CGROUP_PARENT="+cg)}
 }
 

@@ -23,7 +23,7 @@ import (
 const index = "hello from A\n"
 
 // busybox builds the test's container root filesystem.
-func busybox(t *testing.T) string {
+func busybox(t testing.TB) string {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "rootfs")
 	if err := rootfs.BuildBusybox(dir, index); err != nil {

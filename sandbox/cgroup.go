@@ -51,6 +51,12 @@ func (c Cgroup) Create() error {
 	if err != nil {
 		return err
 	}
+	return c.create(hs)
+}
+
+// create is Create in the hierarchies hs, for a caller that reads them once
+// for several steps.
+func (c Cgroup) create(hs []hierarchy) error {
 	for _, h := range hs {
 		if h.cpuset {
 			if err := ensureCpuset(h.mount, c.Path); err != nil {

@@ -148,64 +148,114 @@ func (n Node) Create(ctx context.Context, o Options) (_ *Sandbox, retErr error) 
 		}
 	}()
 
-	switch o.Network {
-	case NetworkBridge:
-		net, err := n.nodeNetwork()
-		if err != nil {
-			return nil, wrap(err)
-		}
-		att, err := net.Setup(ctx, sb.ID, sb.NetNSPath)
-		if err != nil {
-			return nil, wrap(err)
-		}
-		sb.IP, sb.Gateway = att.Address.Addr().String(), att.Gateway.String()
-		sb.Bridge, sb.HostVeth = att.Bridge, att.HostVeth
-	case NetworkNone:
-		if err := netsetup.SetupLoopbackOnly(ctx, sb.NetNSPath); err != nil {
-			return nil, wrap(err)
-		}
+	// Three parts, concurrent where they can be: the pause's cgroup (in
+	// every hierarchy) meanwhile the namespace is made; then, once the
+	// namespace exists, the network (netlink round trips and the lease)
+	// meanwhile the pause starts. One after the other they made up most of
+	// a create.
+	cg := make(chan cgroupResult, 1)
+	go func() { cg <- n.createPauseCgroup(sb) }()
+	var err error
+	if o.Network != NetworkExternal {
+		err = netsetup.CreateNetNS(sb.NetNSPath)
 	}
-	if err := n.writeEtcFiles(sb); err != nil {
-		return nil, wrap(err)
-	}
-
-	pauseCg := Cgroup{Path: n.SandboxCgroup(sb.ID).Path + "/pause"}
-	if err := pauseCg.Create(); err != nil {
-		return nil, wrap(err)
-	}
-	spec := PauseSpec{RootDir: filepath.Join(n.Store.Root, "pause-root"), NetNSPath: sb.NetNSPath, Hostname: sb.Hostname, CgroupFD: -1}
-	if err := PrepareRootDir(spec.RootDir, n.PauseBinary); err != nil {
-		return nil, wrap(err)
-	}
-	if dir := pauseCg.V2Dir(); dir != "" {
-		f, err := os.Open(dir)
-		if err != nil {
-			return nil, wrap(fmt.Errorf("open cgroup %s: %w", dir, err))
-		}
-		defer f.Close()
-		spec.CgroupFD = int(f.Fd())
-	}
-	p, err := StartPause(spec)
 	if err != nil {
+		<-cg // Remove, in the undo, finds the cgroup complete or absent
 		return nil, wrap(err)
 	}
-	sb.PausePID = p.Pid
-	// The caller reaps the pause by PID (a shim reaps all its children in
-	// one loop); the handle would only hold a pidfd open.
-	p.Release()
-	if spec.CgroupFD < 0 {
-		if err := pauseCg.Add(sb.PausePID); err != nil {
-			return nil, wrap(err)
-		}
-	}
-	if sb.PauseStart, err = ProcessStart(sb.PausePID); err != nil {
-		return nil, wrap(fmt.Errorf("pause %d: %w", sb.PausePID, err))
+	netErr := make(chan error, 1)
+	go func() { netErr <- n.setupNetwork(ctx, sb) }()
+	err = n.startPause(sb, <-cg)
+	if err := errors.Join(<-netErr, err); err != nil {
+		return nil, wrap(err)
 	}
 	sb.State = StateReady
 	if err := n.Store.SaveSandbox(sb); err != nil {
 		return nil, wrap(err)
 	}
 	return sb, nil
+}
+
+// setupNetwork attaches sb's namespace to its network and writes the hosts
+// files, which name its address. It sets only sb's network fields, so it may
+// run alongside startPause.
+func (n Node) setupNetwork(ctx context.Context, sb *Sandbox) error {
+	switch sb.Network {
+	case NetworkBridge:
+		net, err := n.nodeNetwork()
+		if err != nil {
+			return err
+		}
+		att, err := net.Setup(ctx, sb.ID, sb.NetNSPath)
+		if err != nil {
+			return err
+		}
+		sb.IP, sb.Gateway = att.Address.Addr().String(), att.Gateway.String()
+		sb.Bridge, sb.HostVeth = att.Bridge, att.HostVeth
+	case NetworkNone:
+		if err := netsetup.SetupLoopbackOnly(ctx, sb.NetNSPath); err != nil {
+			return err
+		}
+	}
+	return n.writeEtcFiles(sb)
+}
+
+// cgroupResult is the pause's cgroup, made in the hierarchies hs.
+type cgroupResult struct {
+	cg  Cgroup
+	hs  []hierarchy
+	err error
+}
+
+// createPauseCgroup makes the cgroup of sb's pause in every hierarchy.
+func (n Node) createPauseCgroup(sb *Sandbox) cgroupResult {
+	// One read of the mount table for the cgroup's creation and the
+	// pause's start: it grows with every sandbox's namespace pin.
+	hs, err := hierarchies()
+	if err != nil {
+		return cgroupResult{err: err}
+	}
+	r := cgroupResult{cg: Cgroup{Path: n.SandboxCgroup(sb.ID).Path + "/pause"}, hs: hs}
+	r.err = r.cg.create(hs)
+	return r
+}
+
+// startPause starts sb's pause in its namespace and in the cgroup cg made.
+// It sets only sb's pause fields, so it may run alongside setupNetwork.
+func (n Node) startPause(sb *Sandbox, cg cgroupResult) error {
+	if cg.err != nil {
+		return cg.err
+	}
+	hs, pauseCg := cg.hs, cg.cg
+	spec := PauseSpec{RootDir: filepath.Join(n.Store.Root, "pause-root"), NetNSPath: sb.NetNSPath, Hostname: sb.Hostname, CgroupFD: -1}
+	if err := PrepareRootDir(spec.RootDir, n.PauseBinary); err != nil {
+		return err
+	}
+	// The pause is born in its cgroup in every hierarchy: the v2 one by
+	// CLONE_INTO_CGROUP, the v1 ones through the thread that forks it.
+	for _, h := range hs {
+		dir := filepath.Join(h.mount, pauseCg.Path)
+		if !h.v2 {
+			spec.CgroupTasks = append(spec.CgroupTasks, filepath.Join(dir, "tasks"))
+			continue
+		}
+		f, err := os.Open(dir)
+		if err != nil {
+			return fmt.Errorf("open cgroup %s: %w", dir, err)
+		}
+		defer f.Close()
+		spec.CgroupFD = int(f.Fd())
+	}
+	// The caller reaps the pause by PID (a shim reaps all its children in
+	// one loop).
+	var err error
+	if sb.PausePID, err = StartPause(spec); err != nil {
+		return err
+	}
+	if sb.PauseStart, err = ProcessStart(sb.PausePID); err != nil {
+		return fmt.Errorf("pause %d: %w", sb.PausePID, err)
+	}
+	return nil
 }
 
 // writeEtcFiles writes the hostname, hosts and resolv.conf that every

@@ -61,6 +61,22 @@ func TestCreateAndRemove(t *testing.T) {
 	if err != nil || !strings.Contains(string(out), "10.89.0.2/24") {
 		t.Fatalf("eth0 in the pause's namespace: %v\n%s", err, out)
 	}
+	// The pause is in its cgroup in every hierarchy (born there: see
+	// forkPause), and the thread that forked it took none of this process
+	// along.
+	want := "/" + n.CgroupParent + "/" + sb.ID + "/pause"
+	cgs, err := os.ReadFile("/proc/" + itoa(sb.PausePID) + "/cgroup")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(cgs)), "\n") {
+		if !strings.HasSuffix(line, ":"+want) {
+			t.Errorf("pause cgroup %q, want %s in every hierarchy", line, want)
+		}
+	}
+	if self, _ := os.ReadFile("/proc/self/cgroup"); strings.Contains(string(self), sb.ID) {
+		t.Errorf("the creating process joined the sandbox's cgroup:\n%s", self)
+	}
 	hosts, _ := os.ReadFile(n.EtcFile(sb, "hosts"))
 	if !strings.Contains(string(hosts), "10.89.0.2\tweb-host") {
 		t.Errorf("hosts file lacks the sandbox's own entry:\n%s", hosts)
@@ -88,8 +104,8 @@ func TestCreateAndRemove(t *testing.T) {
 	}
 }
 
-// A failure part-way (no pause binary, found only after the network is up)
-// undoes everything: leakcheck verifies that no veth, pin, lease,
+// A failure part-way (no pause binary, while the network is being built
+// alongside) undoes everything: leakcheck verifies that no veth, pin, lease,
 // cgroup or record remains.
 func TestCreateFailureLeavesNothing(t *testing.T) {
 	n := testNode(t)

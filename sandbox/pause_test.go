@@ -32,7 +32,11 @@ func TestStartPauseConfinement(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	p, err := StartPause(PauseSpec{RootDir: rootDir, NetNSPath: pin, Hostname: "podhost", CgroupFD: -1})
+	pid, err := StartPause(PauseSpec{RootDir: rootDir, NetNSPath: pin, Hostname: "podhost", CgroupFD: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := os.FindProcess(pid)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,7 +135,11 @@ func TestSignalPauseRightAfterStart(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := range 5 {
-		p, err := StartPause(PauseSpec{RootDir: rootDir, NetNSPath: pin, Hostname: "early", CgroupFD: -1})
+		pid, err := StartPause(PauseSpec{RootDir: rootDir, NetNSPath: pin, Hostname: "early", CgroupFD: -1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := os.FindProcess(pid)
 		if err != nil {
 			t.Fatal(err)
 		}

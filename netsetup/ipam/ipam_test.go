@@ -719,3 +719,30 @@ func TestOpenExisting(t *testing.T) {
 		t.Fatalf("OpenExisting sees %v (%v), subnet %s gateway %s", ls, err, q.Subnet(), q.Gateway())
 	}
 }
+
+// TestVolatile checks which directories count as runtime dirs, whose pools
+// are not fsynced: anything under /run by path, whatever its filesystem, and
+// tmpfs by filesystem.
+func TestVolatile(t *testing.T) {
+	tmpfs := func(dir string) bool {
+		var fs unix.Statfs_t
+		return unix.Statfs(dir, &fs) == nil && fs.Type == unix.TMPFS_MAGIC
+	}
+	tmp := t.TempDir()
+	for _, tc := range []struct {
+		dir  string
+		want bool
+	}{
+		{"/run", true},
+		{"/run/podbox/ipam/podbox0", true}, // not there yet: decided by path
+		{"/run/../run/podbox", true},
+		{"/runner/podbox", tmpfs("/")},
+		{"/dev/shm/podbox/ipam", tmpfs("/dev/shm")},
+		{tmp, tmpfs(tmp)},
+		{filepath.Join(tmp, "missing", "ipam"), tmpfs(tmp)},
+	} {
+		if got := Volatile(tc.dir); got != tc.want {
+			t.Errorf("Volatile(%q) = %v, want %v", tc.dir, got, tc.want)
+		}
+	}
+}

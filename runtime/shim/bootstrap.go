@@ -8,7 +8,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"syscall"
 	"time"
@@ -47,70 +46,35 @@ func Group(dir, id string) string {
 
 // Start is the `start` step: it makes sure a shim serves the group of cfg.ID
 // and writes that shim's address to out. If one already serves, its address
-// is reused; otherwise Start listens on the socket itself, so that clients
-// can connect the moment the address is printed, and hands the listener to a
-// new serving shim (this binary, without the `start` action) that outlives
-// it.
+// is reused; otherwise Start listens on the socket itself and hands the
+// listener to a new serving shim (this binary, without the `start` action)
+// that outlives it (see shimclient.Bootstrap, which the podbox CLI runs
+// in-process instead of this step).
 func Start(ctx context.Context, cfg Config, out io.Writer) error {
 	cwd, err := os.Getwd()
 	if err != nil {
 		return fmt.Errorf("shim start: %w", err)
 	}
-	group := Group(cwd, cfg.ID)
-	addr := shimclient.SocketAddress(cfg.Root, cfg.Namespace, group)
-	path, err := socketPath(addr)
-	if err != nil {
-		return err
-	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return fmt.Errorf("shim start: %w", err)
-	}
-	l, err := listen(path)
-	if errors.Is(err, errServing) {
-		return announce(cwd, addr, out)
-	}
-	if err != nil {
-		return fmt.Errorf("shim %s: listen on %s: %w", group, path, err)
-	}
-	defer l.Close()
-	f, err := l.File()
-	if err != nil {
-		os.Remove(path)
-		return fmt.Errorf("shim %s: %w", group, err)
-	}
-	defer f.Close()
-
 	self, err := os.Executable()
 	if err != nil {
-		os.Remove(path)
-		return fmt.Errorf("shim %s: find own binary: %w", group, err)
+		return fmt.Errorf("shim start: find own binary: %w", err)
 	}
+	group := Group(cwd, cfg.ID)
 	args := []string{"-namespace", cfg.Namespace, "-address", cfg.Address, "-id", group}
 	if cfg.Debug {
 		args = append(args, "-debug")
 	}
-	cmd := exec.Command(self, args...)
-	cmd.Dir = cwd
-	cmd.Env = servingEnv(append(os.Environ(), "PODBOX_ROOT="+cfg.Root))
-	cmd.ExtraFiles = []*os.File{f}
 	// containerd hands a shim a log FIFO in the bundle, which Serve opens;
-	// without one (the CLI) the shim logs to a file beside its socket.
-	if fi, err := os.Stat("log"); err != nil || fi.Mode()&os.ModeNamedPipe == 0 {
-		lf, err := os.OpenFile(path+".log", os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
-		if err == nil {
-			defer lf.Close()
-			cmd.Stderr = lf
-		}
+	// without one the shim logs to a file beside its socket.
+	fi, err := os.Stat("log")
+	addr, err := shimclient.Bootstrap{
+		Binary: self, Root: cfg.Root, Namespace: cfg.Namespace, Group: group, Args: args,
+		Dir: cwd, Env: append(os.Environ(), "PODBOX_ROOT="+cfg.Root),
+		Log: err != nil || fi.Mode()&os.ModeNamedPipe == 0,
+	}.Run()
+	if err != nil {
+		return err
 	}
-	// Its own process group, and no stdio of ours: containerd reads start's
-	// output until every writer has closed it, so the serving shim must hold
-	// none of it, and a ^C aimed at the CLI must not reach the shim.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		os.Remove(path)
-		return fmt.Errorf("shim %s: start serving process: %w", group, err)
-	}
-	cmd.Process.Release()
 	return announce(cwd, addr, out)
 }
 
@@ -125,31 +89,6 @@ func announce(bundle, addr string, out io.Writer) error {
 	}
 	_, err := fmt.Fprint(out, addr)
 	return err
-}
-
-var errServing = errors.New("a shim already serves this socket")
-
-// listen listens on path, replacing a stale socket that nobody serves, and
-// returns errServing if a live shim already answers there.
-func listen(path string) (*net.UnixListener, error) {
-	for range 2 {
-		l, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
-		if err == nil {
-			// Unlinking the socket is ours to do on shutdown, not the
-			// listener's when the start process closes its copy.
-			l.SetUnlinkOnClose(false)
-			return l, nil
-		}
-		if !errors.Is(err, syscall.EADDRINUSE) {
-			return nil, err
-		}
-		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
-			c.Close()
-			return nil, errServing
-		}
-		os.Remove(path)
-	}
-	return nil, fmt.Errorf("socket %s stays in use", path)
 }
 
 // Delete is the `delete` step: containerd runs it after a task is gone, and

@@ -1,11 +1,10 @@
 package shim
 
 import (
-	"errors"
-	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
+
+	"github.com/podbox/podbox/runtime/shimclient"
 )
 
 // DefaultRoot is podbox's state root when neither --root nor PODBOX_ROOT says
@@ -71,14 +70,4 @@ func findPause() string {
 	return "podbox-pause"
 }
 
-func socketPath(address string) (string, error) {
-	p, ok := strings.CutPrefix(address, "unix://")
-	if !ok {
-		return "", fmt.Errorf("shim address %q: not a unix:// address", address)
-	}
-	// containerd refuses paths over 106 bytes; the kernel's limit is 108.
-	if len(p) > 106 {
-		return "", errors.New("shim socket path " + p + " is longer than 106 bytes: use a shorter state root")
-	}
-	return p, nil
-}
+func socketPath(address string) (string, error) { return shimclient.SocketPath(address) }

@@ -36,7 +36,9 @@ type Service struct {
 
 	runc   *runc.Runtime
 	events *events.Publisher
-	oom    *oom.Watcher // nil when OOM kills cannot be watched here
+	// oom returns the OOM watcher, nil when OOM kills cannot be watched
+	// here; the first call sets it up.
+	oom func() *oom.Watcher
 
 	mu         sync.Mutex
 	sb         *sandbox.Sandbox
@@ -66,6 +68,14 @@ func NewService(cfg Config, r *reaper.Reaper, ev *events.Publisher, log *slog.Lo
 		containers: map[string]*container{},
 		exit:       make(chan struct{}),
 	}
+}
+
+// oomWatcher is s.oom(), or nil for a Service made without Serve.
+func (s *Service) oomWatcher() *oom.Watcher {
+	if s.oom == nil {
+		return nil
+	}
+	return s.oom()
 }
 
 func (s *Service) requestExit() { s.exitOnce.Do(func() { close(s.exit) }) }
@@ -142,13 +152,23 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	// OOM kills in the containers' cgroups become /tasks/oom events, as
 	// containerd's runc shim publishes them (CRI reports OOMKilled from it).
 	// A host whose memory controller cannot be watched loses only those.
-	if w, err := oom.New(log); err != nil {
-		log.Warn("no OOM events", "error", err)
-	} else {
-		svc.oom = w
-		defer w.Close()
+	// Only containers need the watcher: it is set up while the sandbox is
+	// being created, not before the first request is served.
+	svc.oom = sync.OnceValue(func() *oom.Watcher {
+		w, err := oom.New(log)
+		if err != nil {
+			log.Warn("no OOM events", "error", err)
+			return nil
+		}
 		go svc.forwardOOM(w.Events())
-	}
+		return w
+	})
+	go svc.oom()
+	defer func() {
+		if w := svc.oom(); w != nil {
+			w.Close()
+		}
+	}()
 	srv, err := ttrpc.NewServer()
 	if err != nil {
 		return fmt.Errorf("shim %s: %w", cfg.ID, err)

@@ -175,8 +175,8 @@ func (s *Service) Create(ctx context.Context, req *taskapi.CreateTaskRequest) (*
 	if spec.Linux != nil {
 		c.cgroup = spec.Linux.CgroupsPath
 	}
-	if s.oom != nil && c.cgroup != "" {
-		if err := s.oom.Add(req.ID, c.cgroup); err != nil {
+	if w := s.oomWatcher(); w != nil && c.cgroup != "" {
+		if err := w.Add(req.ID, c.cgroup); err != nil {
 			s.log.Warn("watch for OOM kills", "container", req.ID, "error", err)
 		}
 	}
@@ -652,8 +652,8 @@ func (s *Service) removeContainer(ctx context.Context, c *container) error {
 		}
 	}
 	delete(s.containers, c.rec.ID)
-	if s.oom != nil {
-		s.oom.Remove(c.rec.ID)
+	if w := s.oomWatcher(); w != nil {
+		w.Remove(c.rec.ID)
 	}
 	if err := s.node.Store.RemoveContainerRecord(c.rec); err != nil {
 		return err

@@ -1,7 +1,9 @@
 // Package shimclient owns the client side of the shim protocol
 // (docs/shim-protocol.md): starting a sandbox's containerd-shim-podbox-v1 the
-// way containerd starts any v2 shim, computing the socket a shim serves, and
-// dialing it to get containerd's own Sandbox and Task API clients.
+// way containerd starts any v2 shim (Start), or doing that `start` step's
+// bootstrap in the calling process (Launch, Bootstrap, which the shim's own
+// `start` runs too), computing the socket a shim serves, and dialing it to
+// get containerd's own Sandbox and Task API clients.
 //
 // It never does sandbox work itself: everything it asks for is done by the
 // shim, so the podbox CLI exercises exactly the path containerd uses.
@@ -20,6 +22,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
+	"time"
 
 	sbapi "github.com/containerd/containerd/api/runtime/sandbox/v1"
 	taskapi "github.com/containerd/containerd/api/runtime/task/v2"
@@ -111,6 +115,168 @@ func (o Options) Env() []string {
 		}
 	}
 	return env
+}
+
+// Launch does for sandbox o.ID what `SHIM … start` does, in the calling
+// process: it listens on the group's socket and starts the serving shim with
+// the listener as fd 3 (see Bootstrap), and returns the address. It saves the
+// podbox CLI the start of a whole process (the `start` step, a few ms);
+// containerd runs `start`, and Start does too. The serving shim cannot tell
+// the two apart: it gets the same command line, environment, working
+// directory and listener either way.
+func Launch(o Options) (string, error) {
+	if o.Binary == "" || o.Root == "" || o.ID == "" {
+		return "", errors.New("start shim: binary, root and ID are required")
+	}
+	args := o.Args()
+	return Bootstrap{
+		Binary: o.Binary, Root: o.Root, Namespace: args[1], Group: o.ID,
+		Args: args[:len(args)-1], Dir: o.Root, Env: o.Env(), Log: true,
+	}.Run()
+}
+
+// Bootstrap is the `start` step of the shim protocol, shared by the shim's
+// own `start` action and by Launch: make sure a shim serves Group, starting
+// one if none does.
+type Bootstrap struct {
+	// Binary is the shim executable run as the serving process.
+	Binary string
+	// Root, Namespace and Group give the socket (SocketAddress).
+	Root, Namespace, Group string
+	// Args is the serving process's command line after the binary: the
+	// start flags without the action.
+	Args []string
+	// Dir and Env are its working directory and environment (to which
+	// Run adds the Go runtime settings of an idle shim, see servingEnv).
+	Dir string
+	Env []string
+	// Log sends its stderr to a file beside the socket (SOCKET.log), for a
+	// caller that has no log FIFO to give it (containerd does).
+	Log bool
+}
+
+// Run returns the address of the shim serving b.Group. If a live shim
+// already serves it, that is all. Otherwise Run listens on the socket itself,
+// so that clients can connect the moment the address is known (connections
+// queue in the backlog while the new shim initialises), and hands the
+// listener to a new serving shim that outlives the caller: in its own process
+// group (a ^C aimed at the caller must not reach it), with no stdio of the
+// caller's (containerd reads start's output until every writer has closed
+// it).
+func (b Bootstrap) Run() (string, error) {
+	addr := SocketAddress(b.Root, b.Namespace, b.Group)
+	path, err := SocketPath(addr)
+	if err != nil {
+		return "", err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return "", fmt.Errorf("shim %s: %w", b.Group, err)
+	}
+	l, err := listen(path)
+	if errors.Is(err, errServing) {
+		return addr, nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("shim %s: listen on %s: %w", b.Group, path, err)
+	}
+	defer l.Close()
+	f, err := l.File()
+	if err != nil {
+		os.Remove(path)
+		return "", fmt.Errorf("shim %s: %w", b.Group, err)
+	}
+	defer f.Close()
+	bin := b.Binary
+	if !strings.Contains(bin, "/") {
+		if bin, err = exec.LookPath(bin); err != nil {
+			os.Remove(path)
+			return "", fmt.Errorf("shim %s: %w", b.Group, err)
+		}
+	}
+	null, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
+	if err != nil {
+		os.Remove(path)
+		return "", fmt.Errorf("shim %s: %w", b.Group, err)
+	}
+	defer null.Close()
+	stderr := null
+	if b.Log {
+		if lf, err := os.OpenFile(path+".log", os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600); err == nil {
+			defer lf.Close()
+			stderr = lf
+		}
+	}
+	// syscall.ForkExec rather than os/exec: the latter's first start in a
+	// process first probes pidfd support with a throwaway child, which
+	// would cost every sandbox create a quarter of a millisecond. Nobody
+	// waits for the shim here: it outlives us.
+	_, err = syscall.ForkExec(bin, append([]string{b.Binary}, b.Args...), &syscall.ProcAttr{
+		Dir:   b.Dir,
+		Env:   servingEnv(b.Env),
+		Files: []uintptr{null.Fd(), null.Fd(), stderr.Fd(), f.Fd()},
+		Sys:   &syscall.SysProcAttr{Setpgid: true},
+	})
+	if err != nil {
+		os.Remove(path)
+		return "", fmt.Errorf("shim %s: start serving process %s: %w", b.Group, b.Binary, err)
+	}
+	return addr, nil
+}
+
+// LastLog returns the last line that the shim serving address, started by
+// Launch, wrote to its log beside the socket, or "" if there is none. A shim
+// that dies before it answers (a bad configuration) says why there: Launch
+// has no `start` process whose output could carry it.
+func LastLog(address string) string {
+	path, err := SocketPath(address)
+	if err != nil {
+		return ""
+	}
+	b, err := os.ReadFile(path + ".log")
+	if err != nil {
+		return ""
+	}
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	return strings.TrimSpace(lines[len(lines)-1])
+}
+
+var errServing = errors.New("a shim already serves this socket")
+
+// listen listens on path, replacing a stale socket that nobody serves, and
+// returns errServing if a live shim already answers there.
+func listen(path string) (*net.UnixListener, error) {
+	for range 2 {
+		l, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+		if err == nil {
+			// Unlinking the socket is the serving shim's to do on
+			// shutdown, not the listener's when the caller closes its
+			// copy.
+			l.SetUnlinkOnClose(false)
+			return l, nil
+		}
+		if !errors.Is(err, syscall.EADDRINUSE) {
+			return nil, err
+		}
+		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+			c.Close()
+			return nil, errServing
+		}
+		os.Remove(path)
+	}
+	return nil, fmt.Errorf("socket %s stays in use", path)
+}
+
+// SocketPath is the file of a unix:// shim address.
+func SocketPath(address string) (string, error) {
+	p, ok := strings.CutPrefix(address, "unix://")
+	if !ok {
+		return "", fmt.Errorf("shim address %q: not a unix:// address", address)
+	}
+	// containerd refuses paths over 106 bytes; the kernel's limit is 108.
+	if len(p) > 106 {
+		return "", errors.New("shim socket path " + p + " is longer than 106 bytes: use a shorter state root")
+	}
+	return p, nil
 }
 
 // Start runs `SHIM … start` for sandbox o.ID and returns the address the

@@ -153,3 +153,57 @@ func TestDial(t *testing.T) {
 		t.Error("Dial of a missing socket succeeded")
 	}
 }
+
+// TestLaunch checks the in-process bootstrap: the serving shim gets start's
+// command line without the action, the root as working directory and
+// PODBOX_ROOT, and the listening socket as fd 3; its stderr goes to the log
+// beside the socket; and a second Launch for a served group starts nothing.
+func TestLaunch(t *testing.T) {
+	root := t.TempDir()
+	rec := filepath.Join(t.TempDir(), "rec")
+	shim := fakeShim(t, `{ echo "$@"; pwd; echo "$PODBOX_ROOT"; readlink /proc/$$/fd/3; } > `+rec+`.tmp; mv `+rec+`.tmp `+rec+`; echo to-the-log >&2`)
+	o := Options{Binary: shim, Root: root, ID: "sb1", Runtime: "runc"}
+	addr, err := Launch(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := SocketAddress(root, Namespace, "sb1"); addr != want {
+		t.Errorf("address = %q, want %q", addr, want)
+	}
+	var b []byte
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if b, err = os.ReadFile(rec); err == nil {
+			break
+		}
+	}
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	if len(lines) != 4 || lines[0] != "-namespace podbox -address "+root+"/podbox.sock -id sb1" ||
+		lines[1] != root || lines[2] != root || !strings.HasPrefix(lines[3], "socket:") {
+		t.Fatalf("serving shim saw %q", lines)
+	}
+	path, _ := SocketPath(addr)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if b, _ := os.ReadFile(path + ".log"); strings.Contains(string(b), "to-the-log") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the shim's stderr did not reach its log file")
+		}
+	}
+
+	// A live listener on the socket: Launch must leave it be.
+	os.Remove(path)
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	os.Remove(rec)
+	if addr2, err := Launch(o); err != nil || addr2 != addr {
+		t.Fatalf("second Launch = %q, %v; want %q", addr2, err, addr)
+	}
+	time.Sleep(100 * time.Millisecond)
+	if _, err := os.Stat(rec); err == nil {
+		t.Error("second Launch started a shim although one serves")
+	}
+}

@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -21,6 +22,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/emptypb"
 
+	"github.com/podbox/podbox/integration/testnode"
 	"github.com/podbox/podbox/sandbox"
 )
 
@@ -203,10 +205,51 @@ func (f *fakeShim) CloseIO(context.Context, *taskapi.CloseIORequest) (*emptypb.E
 }
 
 // useFakeShim makes `shim start` print f's address.
+// useFakeShim makes f the shim the CLI starts: the serving process it
+// launches (with the listener as fd 3) is this test binary as a relay to f.
 func (e *testEnv) useFakeShim(f *fakeShim) {
 	shim := filepath.Join(e.t.TempDir(), ShimBinary)
-	os.WriteFile(shim, []byte("#!/bin/sh\ntouch "+e.marker+"\nprintf '%s' '"+f.addr+"'\n"), 0o755)
+	os.WriteFile(shim, []byte("#!/bin/sh\ntouch "+e.marker+"\n"+envFakeShimRelay+"='"+f.addr+"' exec '"+os.Args[0]+"'\n"), 0o755)
 	e.env["PODBOX_SHIM"] = shim
+}
+
+// envFakeShimRelay, set, makes the test binary a stand-in serving shim (see
+// TestMain).
+const envFakeShimRelay = "PODBOX_TEST_FAKE_SHIM_RELAY"
+
+// TestMain also fails the run if the machine's own network namespace
+// changed: the node commands' tests change network namespaces.
+func TestMain(m *testing.M) {
+	if addr := os.Getenv(envFakeShimRelay); addr != "" {
+		os.Exit(relayShim(addr))
+	}
+	testnode.Main(m)
+}
+
+// relayShim serves as a shim would, on the listener inherited as fd 3: it
+// relays the one connection of the launching CLI to the fake shim at addr,
+// in the test process, and exits when that connection ends.
+func relayShim(addr string) int {
+	l, err := net.FileListener(os.NewFile(3, "shim-listener"))
+	if err != nil {
+		return 1
+	}
+	c, err := l.Accept()
+	l.Close()
+	if err != nil {
+		return 1
+	}
+	defer c.Close()
+	f, err := net.Dial("unix", strings.TrimPrefix(addr, "unix://"))
+	if err != nil {
+		return 1
+	}
+	defer f.Close()
+	done := make(chan struct{}, 2)
+	go func() { io.Copy(f, c); done <- struct{}{} }()
+	go func() { io.Copy(c, f); done <- struct{}{} }()
+	<-done
+	return 0
 }
 
 func TestSandboxCreateFlow(t *testing.T) {

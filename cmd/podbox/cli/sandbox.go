@@ -170,7 +170,9 @@ func (a *App) sandboxCreate(ctx context.Context, g *globals, o createOptions) er
 	defer stop()
 
 	g.log.Debug("start shim", "shim", shim, "sandbox", id)
-	addr, err := shimclient.Start(ctx, shimclient.Options{
+	// The bootstrap runs here rather than in a `shim start` process: one
+	// process start less on the way to a ready sandbox.
+	addr, err := shimclient.Launch(shimclient.Options{
 		Binary: shim, Root: g.root, ID: id, Runtime: g.runtime,
 		CgroupParent: a.Getenv(shimclient.EnvCgroupParent), Pause: a.Getenv(shimclient.EnvPause),
 		Debug: g.debug(),
@@ -194,6 +196,12 @@ func (a *App) sandboxCreate(ctx context.Context, g *globals, o createOptions) er
 		_, err = c.Sandbox.StartSandbox(ctx, &sbapi.StartSandboxRequest{SandboxID: id})
 	}
 	if err != nil {
+		if isClosed(err) {
+			// The shim died before it answered: its log says why.
+			if msg := shimclient.LastLog(addr); msg != "" {
+				err = fmt.Errorf("shim exited: %s", msg)
+			}
+		}
 		err = fail(err)
 		// Undo with a context of its own: the caller's may be what was
 		// cancelled.
