@@ -22,7 +22,7 @@ func BenchmarkCreateStartDelete(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		if err := e.rt.Start(ctx, "bench"); err != nil {
+		if err := e.rt.Start(ctx, "bench", StartOpts{InitPid: p.Pid}); err != nil {
 			b.Fatal(err)
 		}
 		if err := e.rt.Kill(ctx, "bench", syscall.SIGKILL, false); err != nil {

@@ -106,8 +106,25 @@ func (rt *Runtime) Create(ctx context.Context, id string, o CreateOpts) (Process
 	return rt.spawn(ctx, id, "create", append(args, id), o.PidFile, o.Stdio, nil)
 }
 
-// Start runs `runc start`: the init execs the user process.
-func (rt *Runtime) Start(ctx context.Context, id string) error {
+// StartOpts configures Start.
+type StartOpts struct {
+	// InitPid is the container's init, as Create returned it. With it, and
+	// without poststart hooks, Start does runc start's work in-process
+	// (startByFifo) instead of running a runc process for it.
+	InitPid int
+	// PoststartHooks says the spec has poststart hooks: newer runc runs them
+	// in `runc start`, so only runc start will do.
+	PoststartHooks bool
+}
+
+// Start lets a created container's init exec the user process: what
+// `runc start` does.
+func (rt *Runtime) Start(ctx context.Context, id string, o StartOpts) error {
+	if o.InitPid > 0 && !o.PoststartHooks {
+		if done, err := rt.startByFifo(ctx, id, o.InitPid); done {
+			return err
+		}
+	}
 	_, err := rt.run(ctx, id, "start", nil, "start", id)
 	return err
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -88,7 +89,7 @@ func TestCreateStartExitStatus(t *testing.T) {
 	if err != nil || st.Status != "created" || st.Pid != p.Pid || st.ID != id {
 		t.Fatalf("state after create: %+v, %v (init pid %d)", st, err, p.Pid)
 	}
-	if err := e.rt.Start(ctx, id); err != nil {
+	if err := e.rt.Start(ctx, id, StartOpts{InitPid: p.Pid}); err != nil {
 		t.Fatal(err)
 	}
 	ex := waitExit(t, p)
@@ -143,10 +144,74 @@ func (e *env) startSleeper(ctx context.Context, id string, args ...string) Proce
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	if err := e.rt.Start(ctx, id); err != nil {
+	if err := e.rt.Start(ctx, id, StartOpts{InitPid: p.Pid}); err != nil {
 		e.t.Fatal(err)
 	}
 	return p
+}
+
+// Start works both ways, in-process through runc's exec FIFO and by running
+// `runc start` (kept for specs with poststart hooks): afterwards runc itself
+// reports the container running, and its process runs.
+func TestStartByFifoAndByRunc(t *testing.T) {
+	for _, hooks := range []bool{false, true} {
+		t.Run(fmt.Sprintf("poststartHooks=%v", hooks), func(t *testing.T) {
+			e := newEnv(t)
+			ctx := context.Background()
+			id := "s-" + randHex()
+			p, err := e.rt.Create(ctx, id, CreateOpts{Bundle: e.bundle(id, false, "sleep", "60")})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer e.rt.Delete(ctx, id, true)
+			fifo := filepath.Join(e.rt.Root(), id, execFifo)
+			if _, err := os.Stat(fifo); err != nil {
+				t.Fatalf("created container has no exec FIFO: %v", err)
+			}
+			if err := e.rt.Start(ctx, id, StartOpts{InitPid: p.Pid, PoststartHooks: hooks}); err != nil {
+				t.Fatal(err)
+			}
+			st, err := e.rt.State(ctx, id)
+			if err != nil || st.Status != "running" {
+				t.Fatalf("state after start: %+v, %v", st, err)
+			}
+			if _, err := os.Stat(fifo); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("exec FIFO after start: %v, want gone", err)
+			}
+			comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", p.Pid))
+			if strings.TrimSpace(string(comm)) != "sleep" {
+				t.Errorf("init %d runs %q after start, want sleep", p.Pid, comm)
+			}
+			if err := e.rt.Start(ctx, id, StartOpts{InitPid: p.Pid}); err == nil {
+				t.Error("a second start succeeded")
+			}
+			e.rt.Kill(ctx, id, syscall.SIGKILL, false)
+			waitExit(t, p)
+		})
+	}
+}
+
+// A start whose init died after create fails instead of waiting forever.
+func TestStartAfterInitDied(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	id := "d-" + randHex()
+	p, err := e.rt.Create(ctx, id, CreateOpts{Bundle: e.bundle(id, false, "sleep", "60")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.rt.Delete(ctx, id, true)
+	if err := syscall.Kill(p.Pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitExit(t, p)
+	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := e.rt.Start(sctx, id, StartOpts{InitPid: p.Pid}); err == nil || !strings.Contains(err.Error(), id) {
+		t.Fatalf("start of a container whose init died: %v, want an error naming it", err)
+	} else if sctx.Err() != nil {
+		t.Fatalf("start waited for the timeout: %v", err)
+	}
 }
 
 // Exec into a running container: exit code and output come back; state, ps,
@@ -322,7 +387,7 @@ func TestTerminal(t *testing.T) {
 	if err := io.Resize(100, 40); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.rt.Start(ctx, id); err != nil {
+	if err := e.rt.Start(ctx, id, StartOpts{InitPid: p.Pid}); err != nil {
 		t.Fatal(err)
 	}
 	if ex := waitExit(t, p); ex.Status != 0 {

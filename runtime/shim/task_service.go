@@ -67,6 +67,8 @@ type container struct {
 	mounted bool
 	// cgroup is the container's cgroup path, as its spec gives it.
 	cgroup string
+	// poststartHooks: the spec has poststart hooks (see runc.StartOpts).
+	poststartHooks bool
 }
 
 func newProcess(execID string, terminal bool, cfg stdio.Config) *process {
@@ -171,7 +173,8 @@ func (s *Service) Create(ctx context.Context, req *taskapi.CreateTaskRequest) (*
 		s.node.Store.RemoveContainerRecord(rec)
 		return nil, toStatus(err)
 	}
-	c := &container{rec: rec, init: p, execs: map[string]*process{}, mounted: len(req.Rootfs) > 0}
+	c := &container{rec: rec, init: p, execs: map[string]*process{}, mounted: len(req.Rootfs) > 0,
+		poststartHooks: spec.Hooks != nil && len(spec.Hooks.Poststart) > 0}
 	if spec.Linux != nil {
 		c.cgroup = spec.Linux.CgroupsPath
 	}
@@ -415,7 +418,7 @@ func (s *Service) Start(ctx context.Context, req *taskapi.StartRequest) (*taskap
 		return &taskapi.StartResponse{Pid: uint32(p.pid)}, nil
 	}
 	if req.ExecID == "" {
-		if err := s.runc.Start(ctx, req.ID); err != nil {
+		if err := s.runc.Start(ctx, req.ID, runc.StartOpts{InitPid: p.pid, PoststartHooks: c.poststartHooks}); err != nil {
 			return nil, toStatus(err)
 		}
 		p.status = task.Status_RUNNING
