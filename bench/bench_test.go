@@ -124,17 +124,23 @@ func checkNothingLeft(t *testing.T, output, tmp string) {
 	if !strings.HasPrefix(work, tmp) {
 		t.Fatalf("work directory %s is not under TMPDIR %s", work, tmp)
 	}
-	if _, err := os.Stat(work); !os.IsNotExist(err) {
-		t.Errorf("work directory %s left behind (%v)", work, err)
+	r := regexp.MustCompile(`podbox state root (\S+)`).FindStringSubmatch(output)
+	if r == nil {
+		t.Fatal("bench did not name podbox's state root")
 	}
-	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
-	for _, p := range procs {
-		if b, err := os.ReadFile(p); err == nil && strings.Contains(string(b), work) {
-			t.Errorf("process left: %s: %s", p, strings.ReplaceAll(string(b), "\x00", " "))
+	for _, dir := range []string{work, r[1]} {
+		if _, err := os.Stat(dir); !os.IsNotExist(err) {
+			t.Errorf("directory %s left behind (%v)", dir, err)
 		}
-	}
-	if b, err := os.ReadFile("/proc/self/mountinfo"); err == nil && strings.Contains(string(b), work) {
-		t.Errorf("mounts left under %s", work)
+		procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+		for _, p := range procs {
+			if b, err := os.ReadFile(p); err == nil && strings.Contains(string(b), dir) {
+				t.Errorf("process left: %s: %s", p, strings.ReplaceAll(string(b), "\x00", " "))
+			}
+		}
+		if b, err := os.ReadFile("/proc/self/mountinfo"); err == nil && strings.Contains(string(b), dir) {
+			t.Errorf("mounts left under %s", dir)
+		}
 	}
 	tag := filepath.Base(work)
 	for _, pattern := range []string{"/sys/fs/cgroup/*/" + tag + "*", "/sys/fs/cgroup/" + tag + "*"} {

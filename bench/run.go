@@ -80,8 +80,20 @@ func run(ctx context.Context, cfg config, pin, work string) (*report.Result, err
 	if err := netsetup.InNetNS(pin, bringLoUp); err != nil {
 		return b.res, err
 	}
-	var err error
-	b.pb, err = subject.New(cfg.bin, filepath.Join(work, "podbox"), tag+"-podbox")
+	// podbox's state root lives where its default (/run/podbox) does: under
+	// /run, a runtime directory whose IP leases need no fsync (see
+	// ipam.Volatile). The work directory may be anywhere.
+	pbRoot, err := os.MkdirTemp("/run", "podbox-bench-")
+	if err != nil {
+		return b.res, err
+	}
+	defer func() {
+		if err := os.RemoveAll(pbRoot); err != nil {
+			b.res.Errors = appendNew(b.res.Errors, "cleanup: "+err.Error())
+		}
+	}()
+	logf("podbox state root %s", pbRoot)
+	b.pb, err = subject.New(cfg.bin, pbRoot, tag+"-podbox")
 	if err != nil {
 		return b.res, err
 	}
