@@ -246,6 +246,9 @@ func (n Node) startPause(sb *Sandbox, cg cgroupResult) error {
 		defer f.Close()
 		spec.CgroupFD = int(f.Fd())
 	}
+	if spec.MountNS = n.pauseMountNS(sb.ID, spec.RootDir); spec.MountNS != nil {
+		defer spec.MountNS.Close()
+	}
 	// The caller reaps the pause by PID (a shim reaps all its children in
 	// one loop).
 	var err error

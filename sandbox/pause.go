@@ -30,6 +30,10 @@ type PauseSpec struct {
 	// Hostname is set in the pause's new UTS namespace, which the sandbox's
 	// containers join.
 	Hostname string
+	// MountNS, if set, is the mount namespace of a live pause of the same
+	// RootDir, which this pause joins instead of getting one of its own (see
+	// Node.pauseMountNS).
+	MountNS *os.File
 	// CgroupFD, if >= 0, is an open cgroup v2 directory the pause is started
 	// in (CLONE_INTO_CGROUP), so it is accounted from its first instruction.
 	CgroupFD int
@@ -96,6 +100,8 @@ func PrepareRootDir(dir, pauseBinary string) error {
 // copy of the host's, netns pins of every other sandbox included. Detaching
 // the old root leaves the pause's namespace holding one mount, so it never
 // keeps another sandbox's namespace alive after that sandbox is removed.
+// With spec.MountNS the pause joins such a namespace of another pause
+// instead, and nothing is copied or pivoted.
 func StartPause(spec PauseSpec) (int, error) {
 	netns, err := os.Open(spec.NetNSPath)
 	if err != nil {
@@ -141,7 +147,23 @@ func forkPause(spec PauseSpec, netnsFD int, null *os.File) (int, error) {
 			return 0, fmt.Errorf("join cgroup %s: %w", filepath.Dir(tasks), err)
 		}
 	}
-	if err := unix.Unshare(unix.CLONE_NEWNS | unix.CLONE_NEWIPC | unix.CLONE_NEWUTS); err != nil {
+	if spec.MountNS != nil {
+		// The kernel lets a thread into another mount namespace only if
+		// it shares its root and working directory with no other thread,
+		// and Go's threads share them: unshare them first. Joining puts
+		// the thread at the namespace's root, the pause root.
+		if err := unix.Unshare(unix.CLONE_FS); err != nil {
+			return 0, fmt.Errorf("unshare fs: %w", err)
+		}
+		if err := unix.Setns(int(spec.MountNS.Fd()), unix.CLONE_NEWNS); err != nil {
+			return 0, fmt.Errorf("join the pauses' mount namespace: %w", err)
+		}
+	}
+	flags := unix.CLONE_NEWIPC | unix.CLONE_NEWUTS
+	if spec.MountNS == nil {
+		flags |= unix.CLONE_NEWNS
+	}
+	if err := unix.Unshare(flags); err != nil {
 		return 0, fmt.Errorf("unshare mount/ipc/uts: %w", err)
 	}
 	if err := unix.Setns(netnsFD, unix.CLONE_NEWNET); err != nil {
@@ -152,31 +174,47 @@ func forkPause(spec PauseSpec, netnsFD int, null *os.File) (int, error) {
 			return 0, fmt.Errorf("set hostname %q: %w", spec.Hostname, err)
 		}
 	}
+	if spec.MountNS == nil {
+		if err := pivotToPauseRoot(spec.RootDir); err != nil {
+			return 0, err
+		}
+	}
+	return execPause(spec, null)
+}
+
+// pivotToPauseRoot makes the calling thread's new mount namespace hold one
+// mount, rootDir, read-only, as its root.
+func pivotToPauseRoot(rootDir string) error {
 	// Private first, so nothing below propagates back to the host.
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
-		return 0, fmt.Errorf("make mounts private: %w", err)
+		return fmt.Errorf("make mounts private: %w", err)
 	}
-	if err := unix.Mount(spec.RootDir, spec.RootDir, "", unix.MS_BIND, ""); err != nil {
-		return 0, fmt.Errorf("bind pause root %s: %w", spec.RootDir, err)
+	if err := unix.Mount(rootDir, rootDir, "", unix.MS_BIND, ""); err != nil {
+		return fmt.Errorf("bind pause root %s: %w", rootDir, err)
 	}
-	if err := unix.Chdir(spec.RootDir); err != nil {
-		return 0, fmt.Errorf("enter pause root %s: %w", spec.RootDir, err)
+	if err := unix.Chdir(rootDir); err != nil {
+		return fmt.Errorf("enter pause root %s: %w", rootDir, err)
 	}
 	// pivot_root(".", ".") stacks the old root on top of the new one, and
 	// the detach below removes it: no directory for the old root is needed
 	// in a root that must hold only the pause binary.
 	if err := unix.PivotRoot(".", "."); err != nil {
-		return 0, fmt.Errorf("pivot into pause root %s: %w", spec.RootDir, err)
+		return fmt.Errorf("pivot into pause root %s: %w", rootDir, err)
 	}
 	if err := unix.Unmount(".", unix.MNT_DETACH); err != nil {
-		return 0, fmt.Errorf("detach old root: %w", err)
+		return fmt.Errorf("detach old root: %w", err)
 	}
 	if err := unix.Chdir("/"); err != nil {
-		return 0, err
+		return fmt.Errorf("enter pause root: %w", err)
 	}
 	if err := unix.Mount("", "/", "", unix.MS_REMOUNT|unix.MS_BIND|unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV, ""); err != nil {
-		return 0, fmt.Errorf("make pause root read-only: %w", err)
+		return fmt.Errorf("make pause root read-only: %w", err)
 	}
+	return nil
+}
+
+// execPause forks the pause from the prepared thread, with no privileges.
+func execPause(spec PauseSpec, null *os.File) (int, error) {
 	// no_new_privs and the empty bounding set are inherited by the child;
 	// its switch to uid 65535 then clears every other capability set.
 	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
