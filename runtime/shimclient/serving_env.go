@@ -14,7 +14,7 @@ import "strings"
 //     span of every size class it allocated, a GC worker goroutine and, in
 //     bursts, more threads, each with its own g0 and signal stacks: about
 //     0.35 MiB of anonymous memory per shim here, measured with
-//     runtime/shim's BenchmarkIdleFootprint.
+//     `make bench` (memory per idle sandbox).
 //   - GODEBUG=memprofilerate=0: nobody profiles a shim's heap, and the
 //     sampled allocations each touch the profiler's bucket table.
 //
