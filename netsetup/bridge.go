@@ -111,7 +111,7 @@ func (n Network) ensureBridgeAddr(node *netlink.Handle, br *netlink.Bridge) erro
 	}
 	found := false
 	for _, a := range addrs {
-		p, ok := prefixOf(a.IPNet)
+		p, ok := PrefixOf(a.IPNet)
 		switch {
 		case ok && p == want:
 			found = true
@@ -171,7 +171,9 @@ func ipNet(p netip.Prefix) *net.IPNet {
 	}
 }
 
-func prefixOf(n *net.IPNet) (netip.Prefix, bool) {
+// PrefixOf converts a netlink address or route destination to a prefix
+// (IPv4-mapped addresses unmapped); false for a nil or malformed one.
+func PrefixOf(n *net.IPNet) (netip.Prefix, bool) {
 	if n == nil {
 		return netip.Prefix{}, false
 	}

@@ -8,6 +8,8 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/podbox/podbox/netsetup"
 )
 
 // defaultSource is the preferred source address of the node's default route
@@ -41,7 +43,7 @@ func defaultSource(nh *netlink.Handle) (netip.Addr, error) {
 		}
 		var first netip.Addr
 		for _, a := range addrs {
-			p, ok := prefixOf(a.IPNet)
+			p, ok := netsetup.PrefixOf(a.IPNet)
 			if !ok || a.Scope != unix.RT_SCOPE_UNIVERSE {
 				continue
 			}
@@ -66,7 +68,7 @@ func linkWithAddr(nh *netlink.Handle, ip netip.Addr) (netlink.Link, error) {
 		return nil, fmt.Errorf("node: list addresses: %w", err)
 	}
 	for _, a := range addrs {
-		if p, ok := prefixOf(a.IPNet); ok && p.Addr() == ip {
+		if p, ok := netsetup.PrefixOf(a.IPNet); ok && p.Addr() == ip {
 			l, err := nh.LinkByIndex(a.LinkIndex)
 			if err != nil {
 				return nil, fmt.Errorf("node: node IP %s: link %d: %w", ip, a.LinkIndex, err)
@@ -86,7 +88,7 @@ func directlyConnected(nh *netlink.Handle, p Peer) error {
 		return fmt.Errorf("node: list addresses: %w", err)
 	}
 	for _, a := range addrs {
-		if pr, ok := prefixOf(a.IPNet); ok && pr.Bits() < 32 && pr.Masked().Contains(p.NodeIP) {
+		if pr, ok := netsetup.PrefixOf(a.IPNet); ok && pr.Bits() < 32 && pr.Masked().Contains(p.NodeIP) {
 			return nil
 		}
 	}
@@ -255,7 +257,7 @@ func removePeer(nh *netlink.Handle, c *Config, p Peer) error {
 		return err
 	}
 	for _, r := range routes {
-		if pr, ok := prefixOf(r.Dst); ok && pr == p.PodCIDR {
+		if pr, ok := netsetup.PrefixOf(r.Dst); ok && pr == p.PodCIDR {
 			if err := nh.RouteDel(&r); err != nil && !errors.Is(err, unix.ESRCH) {
 				errs = append(errs, fmt.Errorf("node: %s: delete route %s: %w", p, pr, err))
 			}
@@ -304,7 +306,7 @@ func pruneRoutes(nh *netlink.Handle, c *Config, vx netlink.Link) error {
 		}
 	}
 	for _, r := range rs {
-		if pr, ok := prefixOf(r.Dst); ok && want[pr] {
+		if pr, ok := netsetup.PrefixOf(r.Dst); ok && want[pr] {
 			continue
 		}
 		if err := nh.RouteDel(&r); err != nil && !errors.Is(err, unix.ESRCH) {
@@ -332,16 +334,4 @@ func routeString(nh *netlink.Handle, r netlink.Route) string {
 		s += " onlink"
 	}
 	return s
-}
-
-func prefixOf(n *net.IPNet) (netip.Prefix, bool) {
-	if n == nil {
-		return netip.Prefix{}, false
-	}
-	a, ok := netip.AddrFromSlice(n.IP)
-	if !ok {
-		return netip.Prefix{}, false
-	}
-	ones, _ := n.Mask.Size()
-	return netip.PrefixFrom(a.Unmap(), ones), true
 }
