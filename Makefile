@@ -79,11 +79,13 @@ lint:
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK) ./...
 
 # Regenerates the checked-in Go code of containerd's Sandbox v1 API without its
-# grpc stubs (runtime/sandboxapi); not part of build or test. Needs protoc
-# (Debian's protobuf-compiler); the result must equal what is committed:
+# grpc stubs (runtime/sandboxapi); not part of build or test. Needs protoc and
+# the well-known types' .proto files (Debian's protobuf-compiler and
+# libprotobuf-dev); the result must equal what is committed:
 # `make generate && git diff --exit-code`.
 generate:
-	@command -v protoc >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends protobuf-compiler; }
+	@dpkg-query -W -f='$${Status}' protobuf-compiler libprotobuf-dev 2>/dev/null | grep -c "install ok installed" | grep -qx 2 || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends protobuf-compiler libprotobuf-dev; }
 	bash hack/gen-sandboxapi.sh
 
 demo: deps build

@@ -5,12 +5,14 @@
 # (protoc-gen-go-ttrpc) only, never the grpc stubs that would link
 # google.golang.org/grpc into the shim and the CLI (see runtime/sandboxapi's
 # doc.go). The plugins are built from the versions go.mod requires and protoc
-# is Debian 12's (apt-get install protobuf-compiler), so that regenerating
+# is Debian 12's (apt-get install protobuf-compiler libprotobuf-dev, the
+# latter for the well-known types under /usr/include), so that regenerating
 # reproduces the committed files byte for byte.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 command -v protoc >/dev/null || { echo "gen-sandboxapi: protoc missing: apt-get install protobuf-compiler" >&2; exit 1; }
+[ -f /usr/include/google/protobuf/any.proto ] || { echo "gen-sandboxapi: google/protobuf/any.proto missing: apt-get install libprotobuf-dev" >&2; exit 1; }
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
