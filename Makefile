@@ -26,7 +26,7 @@ export PODBOX_BIN_DIR := $(BIN)
 # on PATH.
 export PATH := $(GOBIN):$(PATH)
 
-.PHONY: all deps build test unit-test lint demo bench install clean pause-image containerd2
+.PHONY: all deps build test unit-test lint generate demo bench install clean pause-image containerd2
 
 all: build
 
@@ -77,6 +77,16 @@ lint:
 	@bad=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$bad" ]; then echo "gofmt would change:"; echo "$$bad"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK) ./...
+
+# Regenerates the checked-in Go code of containerd's Sandbox v1 API without its
+# grpc stubs (runtime/sandboxapi); not part of build or test. Needs protoc and
+# the well-known types' .proto files (Debian's protobuf-compiler and
+# libprotobuf-dev); the result must equal what is committed:
+# `make generate && git diff --exit-code`.
+generate:
+	@dpkg-query -W -f='$${Status}' protobuf-compiler libprotobuf-dev 2>/dev/null | grep -c "install ok installed" | grep -qx 2 || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends protobuf-compiler libprotobuf-dev; }
+	bash hack/gen-sandboxapi.sh
 
 demo: deps build
 	BIN=$(BIN) bash integration/demo/demo.sh

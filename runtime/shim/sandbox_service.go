@@ -7,10 +7,10 @@ import (
 	"strings"
 	"time"
 
-	sbapi "github.com/containerd/containerd/api/runtime/sandbox/v1"
 	"github.com/containerd/containerd/api/types"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	sbapi "github.com/podbox/podbox/runtime/sandboxapi"
 	"github.com/podbox/podbox/sandbox"
 )
 
@@ -28,7 +28,7 @@ const (
 func optionsFrom(req *sbapi.CreateSandboxRequest) (sandbox.Options, error) {
 	a := req.Annotations
 	o := sandbox.Options{
-		ID: req.SandboxID, Name: a[annName], Hostname: a[annHostname], Network: a[annNetwork],
+		ID: req.SandboxId, Name: a[annName], Hostname: a[annHostname], Network: a[annNetwork],
 		NetNSPath: req.NetnsPath, Labels: map[string]string{},
 	}
 	switch a[annSharePID] {
@@ -100,7 +100,7 @@ func (s *Service) current(id string) (*sandbox.Sandbox, error) {
 func (s *Service) StartSandbox(ctx context.Context, req *sbapi.StartSandboxRequest) (*sbapi.StartSandboxResponse, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	sb, err := s.current(req.SandboxID)
+	sb, err := s.current(req.SandboxId)
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -118,7 +118,7 @@ func (s *Service) Platform(ctx context.Context, req *sbapi.PlatformRequest) (*sb
 // (stopped) until ShutdownSandbox removes it.
 func (s *Service) StopSandbox(ctx context.Context, req *sbapi.StopSandboxRequest) (*sbapi.StopSandboxResponse, error) {
 	s.mu.Lock()
-	sb, err := s.current(req.SandboxID)
+	sb, err := s.current(req.SandboxId)
 	if err != nil {
 		s.mu.Unlock()
 		return nil, toStatus(err)
@@ -155,7 +155,7 @@ func (s *Service) StopSandbox(ctx context.Context, req *sbapi.StopSandboxRequest
 // WaitSandbox returns once the pause has exited.
 func (s *Service) WaitSandbox(ctx context.Context, req *sbapi.WaitSandboxRequest) (*sbapi.WaitSandboxResponse, error) {
 	s.mu.Lock()
-	_, err := s.current(req.SandboxID)
+	_, err := s.current(req.SandboxId)
 	done := s.pauseDone
 	s.mu.Unlock()
 	if err != nil {
@@ -175,12 +175,12 @@ func (s *Service) WaitSandbox(ctx context.Context, req *sbapi.WaitSandboxRequest
 func (s *Service) SandboxStatus(ctx context.Context, req *sbapi.SandboxStatusRequest) (*sbapi.SandboxStatusResponse, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	sb, err := s.current(req.SandboxID)
+	sb, err := s.current(req.SandboxId)
 	if err != nil {
 		return nil, toStatus(err)
 	}
 	resp := &sbapi.SandboxStatusResponse{
-		SandboxID: sb.ID, Pid: uint32(sb.PausePID), State: string(sb.State),
+		SandboxId: sb.ID, Pid: uint32(sb.PausePID), State: string(sb.State),
 		CreatedAt: timestamppb.New(sb.CreatedAt),
 		Info: map[string]string{
 			"name": sb.Name, "hostname": sb.Hostname, "network": sb.Network, "netnsPath": sb.NetNSPath,
@@ -196,7 +196,7 @@ func (s *Service) SandboxStatus(ctx context.Context, req *sbapi.SandboxStatusReq
 func (s *Service) PingSandbox(ctx context.Context, req *sbapi.PingRequest) (*sbapi.PingResponse, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, err := s.current(req.SandboxID); err != nil {
+	if _, err := s.current(req.SandboxId); err != nil {
 		return nil, toStatus(err)
 	}
 	return &sbapi.PingResponse{}, nil
@@ -206,9 +206,9 @@ func (s *Service) PingSandbox(ctx context.Context, req *sbapi.PingRequest) (*sba
 func (s *Service) ShutdownSandbox(ctx context.Context, req *sbapi.ShutdownSandboxRequest) (*sbapi.ShutdownSandboxResponse, error) {
 	s.mu.Lock()
 	sb := s.sb
-	if sb != nil && req.SandboxID != "" && req.SandboxID != sb.ID {
+	if sb != nil && req.SandboxId != "" && req.SandboxId != sb.ID {
 		s.mu.Unlock()
-		return nil, toStatus(fmt.Errorf("sandbox %q: %w", req.SandboxID, sandbox.ErrNotFound))
+		return nil, toStatus(fmt.Errorf("sandbox %q: %w", req.SandboxId, sandbox.ErrNotFound))
 	}
 	if sb != nil && sb.State == sandbox.StateReady {
 		sb.State = sandbox.StateStopped
@@ -235,7 +235,7 @@ func (s *Service) ShutdownSandbox(ctx context.Context, req *sbapi.ShutdownSandbo
 // and every container podbox placed below the sandbox's cgroup.
 func (s *Service) SandboxMetrics(ctx context.Context, req *sbapi.SandboxMetricsRequest) (*sbapi.SandboxMetricsResponse, error) {
 	s.mu.Lock()
-	sb, err := s.current(req.SandboxID)
+	sb, err := s.current(req.SandboxId)
 	s.mu.Unlock()
 	if err != nil {
 		return nil, toStatus(err)

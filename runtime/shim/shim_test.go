@@ -12,7 +12,6 @@ import (
 
 	v1stats "github.com/containerd/cgroups/v3/cgroup1/stats"
 	v2stats "github.com/containerd/cgroups/v3/cgroup2/stats"
-	sbapi "github.com/containerd/containerd/api/runtime/sandbox/v1"
 	"github.com/containerd/ttrpc"
 	"github.com/containerd/typeurl/v2"
 	"google.golang.org/grpc/codes"
@@ -20,6 +19,7 @@ import (
 
 	"github.com/podbox/podbox/integration/leakcheck"
 	"github.com/podbox/podbox/integration/testnode"
+	sbapi "github.com/podbox/podbox/runtime/sandboxapi"
 	"github.com/podbox/podbox/runtime/shimclient"
 	"github.com/podbox/podbox/sandbox"
 )
@@ -84,16 +84,16 @@ func TestSandboxLifecycleThroughShim(t *testing.T) {
 	id := sandbox.NewID()
 	c := e.start(t, id)
 
-	_, err := c.Sandbox.CreateSandbox(ctx, &sbapi.CreateSandboxRequest{SandboxID: id,
+	_, err := c.Sandbox.CreateSandbox(ctx, &sbapi.CreateSandboxRequest{SandboxId: id,
 		Annotations: map[string]string{"io.podbox.name": "web", "io.podbox.hostname": "webhost", "io.podbox.label.tier": "front"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	start, err := c.Sandbox.StartSandbox(ctx, &sbapi.StartSandboxRequest{SandboxID: id})
+	start, err := c.Sandbox.StartSandbox(ctx, &sbapi.StartSandboxRequest{SandboxId: id})
 	if err != nil || start.Pid == 0 {
 		t.Fatalf("StartSandbox: %v, %v", start, err)
 	}
-	st, err := c.Sandbox.SandboxStatus(ctx, &sbapi.SandboxStatusRequest{SandboxID: id})
+	st, err := c.Sandbox.SandboxStatus(ctx, &sbapi.SandboxStatusRequest{SandboxId: id})
 	if err != nil || st.State != "ready" || st.Info["ip"] != "10.89.0.2" || st.Info["name"] != "web" {
 		t.Fatalf("SandboxStatus: %v, %v", st, err)
 	}
@@ -103,7 +103,7 @@ func TestSandboxLifecycleThroughShim(t *testing.T) {
 		t.Fatalf("addresses in the pause's namespace: %v\n%s", err, out)
 	}
 	// Metrics of the whole sandbox: at least the pause is counted.
-	mr, err := c.Sandbox.SandboxMetrics(ctx, &sbapi.SandboxMetricsRequest{SandboxID: id})
+	mr, err := c.Sandbox.SandboxMetrics(ctx, &sbapi.SandboxMetricsRequest{SandboxId: id})
 	if err != nil {
 		t.Fatalf("SandboxMetrics: %v", err)
 	}
@@ -125,7 +125,7 @@ func TestSandboxLifecycleThroughShim(t *testing.T) {
 	}
 
 	// A second sandbox cannot be created in the same shim.
-	if _, err := c.Sandbox.CreateSandbox(ctx, &sbapi.CreateSandboxRequest{SandboxID: sandbox.NewID()}); status.Code(err) != codes.FailedPrecondition {
+	if _, err := c.Sandbox.CreateSandbox(ctx, &sbapi.CreateSandboxRequest{SandboxId: sandbox.NewID()}); status.Code(err) != codes.FailedPrecondition {
 		t.Fatalf("second CreateSandbox in one shim: %v", err)
 	}
 
@@ -135,11 +135,11 @@ func TestSandboxLifecycleThroughShim(t *testing.T) {
 	}
 	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	w, err := c.Sandbox.WaitSandbox(wctx, &sbapi.WaitSandboxRequest{SandboxID: id})
+	w, err := c.Sandbox.WaitSandbox(wctx, &sbapi.WaitSandboxRequest{SandboxId: id})
 	if err != nil || w.ExitStatus != 0 {
 		t.Fatalf("WaitSandbox after SIGTERM to the pause: %v, %v", w, err)
 	}
-	st, err = c.Sandbox.SandboxStatus(ctx, &sbapi.SandboxStatusRequest{SandboxID: id})
+	st, err = c.Sandbox.SandboxStatus(ctx, &sbapi.SandboxStatusRequest{SandboxId: id})
 	if err != nil || st.State != "notready" {
 		t.Fatalf("state after the pause died: %v, %v", st, err)
 	}
@@ -154,7 +154,7 @@ func TestSandboxLifecycleThroughShim(t *testing.T) {
 // as containerd's shims do; containerd treats that as success too.
 func shutdown(t *testing.T, c *shimclient.Client, id string) {
 	t.Helper()
-	_, err := c.Sandbox.ShutdownSandbox(context.Background(), &sbapi.ShutdownSandboxRequest{SandboxID: id})
+	_, err := c.Sandbox.ShutdownSandbox(context.Background(), &sbapi.ShutdownSandboxRequest{SandboxId: id})
 	if err != nil && !errors.Is(err, ttrpc.ErrClosed) {
 		t.Fatal(err)
 	}
@@ -168,15 +168,15 @@ func TestCreateSandboxNameInUse(t *testing.T) {
 	a, b := sandbox.NewID(), sandbox.NewID()
 	ca, cb := e.start(t, a), e.start(t, b)
 	ann := map[string]string{"io.podbox.name": "same"}
-	if _, err := ca.Sandbox.CreateSandbox(ctx, &sbapi.CreateSandboxRequest{SandboxID: a, Annotations: ann}); err != nil {
+	if _, err := ca.Sandbox.CreateSandbox(ctx, &sbapi.CreateSandboxRequest{SandboxId: a, Annotations: ann}); err != nil {
 		t.Fatal(err)
 	}
-	_, err := cb.Sandbox.CreateSandbox(ctx, &sbapi.CreateSandboxRequest{SandboxID: b, Annotations: ann})
+	_, err := cb.Sandbox.CreateSandbox(ctx, &sbapi.CreateSandboxRequest{SandboxId: b, Annotations: ann})
 	if status.Code(err) != codes.AlreadyExists {
 		t.Fatalf("second sandbox named same: %v, want AlreadyExists", err)
 	}
 	shutdown(t, cb, "")
-	if _, err := ca.Sandbox.SandboxStatus(ctx, &sbapi.SandboxStatusRequest{SandboxID: a}); err != nil {
+	if _, err := ca.Sandbox.SandboxStatus(ctx, &sbapi.SandboxStatusRequest{SandboxId: a}); err != nil {
 		t.Fatalf("first sandbox after the refused one: %v", err)
 	}
 	shutdown(t, ca, a)

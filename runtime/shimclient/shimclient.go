@@ -25,9 +25,10 @@ import (
 	"syscall"
 	"time"
 
-	sbapi "github.com/containerd/containerd/api/runtime/sandbox/v1"
 	taskapi "github.com/containerd/containerd/api/runtime/task/v2"
 	"github.com/containerd/ttrpc"
+
+	sbapi "github.com/podbox/podbox/runtime/sandboxapi"
 )
 
 // Namespace is the containerd namespace the CLI starts its shims in; with

@@ -10,8 +10,9 @@ import (
 	"testing"
 	"time"
 
-	sbapi "github.com/containerd/containerd/api/runtime/sandbox/v1"
 	"github.com/containerd/ttrpc"
+
+	sbapi "github.com/podbox/podbox/runtime/sandboxapi"
 )
 
 func TestSocketAddress(t *testing.T) {
@@ -117,7 +118,7 @@ type pingOnly struct {
 }
 
 func (p *pingOnly) PingSandbox(_ context.Context, r *sbapi.PingRequest) (*sbapi.PingResponse, error) {
-	p.pinged <- r.SandboxID
+	p.pinged <- r.SandboxId
 	return &sbapi.PingResponse{}, nil
 }
 
@@ -143,7 +144,7 @@ func TestDial(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	if _, err := c.Sandbox.PingSandbox(ctx, &sbapi.PingRequest{SandboxID: "sb1"}); err != nil {
+	if _, err := c.Sandbox.PingSandbox(ctx, &sbapi.PingRequest{SandboxId: "sb1"}); err != nil {
 		t.Fatal(err)
 	}
 	if got := <-svc.pinged; got != "sb1" {

@@ -13,7 +13,6 @@ import (
 	"syscall"
 	"testing"
 
-	sbapi "github.com/containerd/containerd/api/runtime/sandbox/v1"
 	taskapi "github.com/containerd/containerd/api/runtime/task/v2"
 	tasktypes "github.com/containerd/containerd/api/types/task"
 	"github.com/containerd/ttrpc"
@@ -23,6 +22,7 @@ import (
 	"google.golang.org/protobuf/types/known/emptypb"
 
 	"github.com/podbox/podbox/integration/testnode"
+	sbapi "github.com/podbox/podbox/runtime/sandboxapi"
 	"github.com/podbox/podbox/sandbox"
 )
 
@@ -261,8 +261,8 @@ func TestSandboxCreateFlow(t *testing.T) {
 		t.Fatalf("create: %s", stderr)
 	}
 	id := strings.TrimSpace(out)
-	if len(id) != 64 || f.created.SandboxID != id {
-		t.Errorf("printed %q, shim got %q", out, f.created.SandboxID)
+	if len(id) != 64 || f.created.SandboxId != id {
+		t.Errorf("printed %q, shim got %q", out, f.created.SandboxId)
 	}
 	want := map[string]string{"io.podbox.name": "web", "io.podbox.hostname": "www", "io.podbox.network": "bridge",
 		"io.podbox.share-pid": "true", "io.podbox.label.app": "shop"}

@@ -11,9 +11,9 @@ import (
 	"syscall"
 	"time"
 
-	sbapi "github.com/containerd/containerd/api/runtime/sandbox/v1"
 	"github.com/spf13/cobra"
 
+	sbapi "github.com/podbox/podbox/runtime/sandboxapi"
 	"github.com/podbox/podbox/runtime/shimclient"
 	"github.com/podbox/podbox/sandbox"
 )
@@ -191,9 +191,9 @@ func (a *App) sandboxCreate(ctx context.Context, g *globals, o createOptions) er
 	defer c.Close()
 
 	g.log.Debug("create sandbox", "sandbox", id, "address", addr, "annotations", ann)
-	_, err = c.Sandbox.CreateSandbox(ctx, &sbapi.CreateSandboxRequest{SandboxID: id, Annotations: ann})
+	_, err = c.Sandbox.CreateSandbox(ctx, &sbapi.CreateSandboxRequest{SandboxId: id, Annotations: ann})
 	if err == nil {
-		_, err = c.Sandbox.StartSandbox(ctx, &sbapi.StartSandboxRequest{SandboxID: id})
+		_, err = c.Sandbox.StartSandbox(ctx, &sbapi.StartSandboxRequest{SandboxId: id})
 	}
 	if err != nil {
 		if isClosed(err) {
@@ -207,7 +207,7 @@ func (a *App) sandboxCreate(ctx context.Context, g *globals, o createOptions) er
 		// cancelled.
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()
-		if _, serr := c.Sandbox.ShutdownSandbox(sctx, &sbapi.ShutdownSandboxRequest{SandboxID: id}); serr != nil && !isClosed(serr) {
+		if _, serr := c.Sandbox.ShutdownSandbox(sctx, &sbapi.ShutdownSandboxRequest{SandboxId: id}); serr != nil && !isClosed(serr) {
 			err = errors.Join(err, fmt.Errorf("shut down shim: %s", rpcMessage(serr)))
 		}
 		return err
@@ -345,7 +345,7 @@ it is removed.`,
 				return err
 			}
 			defer c.Close()
-			if _, err := c.Sandbox.StopSandbox(cmd.Context(), &sbapi.StopSandboxRequest{SandboxID: sb.ID, TimeoutSecs: timeout}); err != nil {
+			if _, err := c.Sandbox.StopSandbox(cmd.Context(), &sbapi.StopSandboxRequest{SandboxId: sb.ID, TimeoutSecs: timeout}); err != nil {
 				return objErr("sandbox", sb.Name, "stop", err)
 			}
 			return nil
@@ -406,11 +406,11 @@ func (a *App) removeSandbox(ctx context.Context, g *globals, sb *sandbox.Sandbox
 		if c, err := g.dial(ctx, sb); err == nil {
 			defer c.Close()
 			pctx, cancel := context.WithTimeout(ctx, pingTimeout)
-			_, err = c.Sandbox.PingSandbox(pctx, &sbapi.PingRequest{SandboxID: sb.ID})
+			_, err = c.Sandbox.PingSandbox(pctx, &sbapi.PingRequest{SandboxId: sb.ID})
 			cancel()
 			if err == nil {
 				g.log.Debug("shutdown sandbox", "sandbox", sb.ID)
-				_, err := c.Sandbox.ShutdownSandbox(ctx, &sbapi.ShutdownSandboxRequest{SandboxID: sb.ID})
+				_, err := c.Sandbox.ShutdownSandbox(ctx, &sbapi.ShutdownSandboxRequest{SandboxId: sb.ID})
 				if err != nil && !isClosed(err) {
 					return objErr("sandbox", sb.Name, "remove", err)
 				}
