@@ -406,6 +406,10 @@ func (n Network) joinBridge(node, sb *netlink.Handle, br *netlink.Bridge, host n
 	}
 	if a.MasterIndex != br.Index {
 		if err := node.LinkSetMasterByIndex(host, br.Index); err != nil {
+			if errors.Is(err, unix.EXFULL) {
+				// The kernel's "exchange full" says nothing to a user.
+				err = fmt.Errorf("the bridge has no free port (a Linux bridge holds at most %d, so a node at most %d bridged sandboxes): %w", maxBridgePorts, maxBridgePorts, err)
+			}
 			return nil, fmt.Errorf("veth %q: attach to bridge %q: %w", v.host, n.Bridge, err)
 		}
 	}
@@ -426,6 +430,10 @@ func (n Network) joinBridge(node, sb *netlink.Handle, br *netlink.Bridge, host n
 	}
 	return eth0, nil
 }
+
+// maxBridgePorts is the kernel's limit of ports per bridge (BR_MAX_PORTS,
+// port numbers 1 to 1023).
+const maxBridgePorts = 1023
 
 // configureSandbox brings lo and eth0 up, gives eth0 its address and routes
 // everything else via the gateway.
