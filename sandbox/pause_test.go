@@ -162,3 +162,26 @@ func TestSignalPauseRightAfterStart(t *testing.T) {
 		}
 	}
 }
+
+// SignalPause does not wait for a pause that has already exited (a zombie
+// not reaped yet) to start listening.
+func TestSignalPauseToAnExitedPause(t *testing.T) {
+	cmd := exec.Command("true")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Wait()
+	// Not reaped: wait for the zombie.
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(readFile(t, "/proc/"+itoa(cmd.Process.Pid)+"/status"), "\nState:\tZ") {
+		if time.Now().After(deadline) {
+			t.Fatal("child did not become a zombie")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	start := time.Now()
+	SignalPause(cmd.Process.Pid, syscall.SIGTERM)
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("SignalPause waited %v for an exited process", d)
+	}
+}

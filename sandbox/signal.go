@@ -66,6 +66,11 @@ func listening(pid int) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("pause %d: read status: %w", pid, err)
 	}
+	// A pause that has exited (a zombie until reaped) will never listen:
+	// don't wait for it.
+	if strings.Contains(string(b), "\nState:\tZ") || strings.Contains(string(b), "\nState:\tX") {
+		return false, fmt.Errorf("pause %d: exited", pid)
+	}
 	caught, cerr := sigMask(string(b), "SigCgt:")
 	ignored, ierr := sigMask(string(b), "SigIgn:")
 	if cerr != nil || ierr != nil {
