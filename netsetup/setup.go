@@ -83,10 +83,6 @@ func (n Network) Setup(ctx context.Context, sandboxID, netnsPath string) (_ *Att
 		return nil, wrap(err)
 	}
 	defer sbNS.Close()
-	// Before eth0 exists: it inherits the namespace's default (see ipv6.go).
-	if err := disableIPv6Default(netnsPath); err != nil {
-		return nil, wrap(err)
-	}
 	sb, err := netlink.NewHandleAt(sbNS, unix.NETLINK_ROUTE)
 	if err != nil {
 		return nil, wrap(fmt.Errorf("netns %q: netlink handle: %w", netnsPath, err))
@@ -343,7 +339,7 @@ func (n Network) ensureVeth(node, sb *netlink.Handle, br *netlink.Bridge, v veth
 
 	// Before eth0 is up: until then the pair has no carrier, and the host
 	// end has sent nothing (see ipv6.go).
-	err = n.disableIPv6(v.host)
+	err = quietIPv6(node, veth)
 	if err == nil {
 		eth0, err = n.joinBridge(node, sb, br, veth, v)
 	}
@@ -444,6 +440,9 @@ func (n Network) configureSandbox(sb *netlink.Handle, eth0 netlink.Link, addr ne
 	// Up before the address: IPv4 installs the subnet route only on an up
 	// link, and the default route below needs it to reach the gateway.
 	if eth0.Attrs().Flags&net.FlagUp == 0 {
+		if err := quietIPv6(sb, eth0); err != nil {
+			return err
+		}
 		if err := sb.LinkSetUp(eth0); err != nil {
 			return fmt.Errorf("%s: set up: %w", SandboxIfName, err)
 		}
