@@ -9,7 +9,6 @@
 package peer
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -23,6 +22,7 @@ import (
 
 	"github.com/podbox/podbox/bench/mem"
 	"github.com/podbox/podbox/bench/tb"
+	"github.com/podbox/podbox/bench/timed"
 	"github.com/podbox/podbox/integration/containerd"
 	"github.com/podbox/podbox/integration/testnode"
 )
@@ -79,15 +79,7 @@ func (c *CRI) Cmd(ctx context.Context, args ...string) (string, time.Duration, e
 	ep := "unix://" + c.Daemon.Address
 	cmd := exec.CommandContext(ctx, c.Crictl, append([]string{
 		"--runtime-endpoint", ep, "--image-endpoint", ep, "--timeout", "120s"}, args...)...)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	start := time.Now()
-	err := cmd.Run()
-	d := time.Since(start)
-	if err != nil {
-		return "", d, fmt.Errorf("crictl %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(errb.String()))
-	}
-	return strings.TrimSpace(out.String()), d, nil
+	return timed.Run(cmd, "crictl", args)
 }
 
 // RunPod writes a pod config (not timed) and runs `crictl runp` with it.

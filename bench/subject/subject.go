@@ -7,7 +7,6 @@
 package subject
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -17,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/podbox/podbox/bench/timed"
 	"github.com/podbox/podbox/sandbox"
 )
 
@@ -54,15 +54,7 @@ func New(binDir, root, cgroupParent string) (*Podbox, error) {
 func (p *Podbox) Cmd(ctx context.Context, args ...string) (string, time.Duration, error) {
 	cmd := exec.CommandContext(ctx, p.Bin, args...)
 	cmd.Env = p.env
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	start := time.Now()
-	err := cmd.Run()
-	d := time.Since(start)
-	if err != nil {
-		return "", d, fmt.Errorf("podbox %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(errb.String()))
-	}
-	return strings.TrimSpace(out.String()), d, nil
+	return timed.Run(cmd, "podbox", args)
 }
 
 // Create runs `podbox sandbox create` and returns the new sandbox's ID.
