@@ -21,6 +21,13 @@ import (
 // own state root and cgroup parent, checked for leaks when the test ends.
 func testNode(t *testing.T) Node {
 	t.Helper()
+	n, _ := testNodeNS(t)
+	return n
+}
+
+// testNodeNS is testNode that also returns the test node namespace.
+func testNodeNS(t *testing.T) (Node, *testnode.Node) {
+	t.Helper()
 	tn := testnode.New(t)
 	root := t.TempDir()
 	cg := "podbox-test-" + NewID()[:12]
@@ -34,7 +41,7 @@ func testNode(t *testing.T) Node {
 		PauseBinary:  testnode.Binary(t, "podbox-pause"),
 		CgroupParent: cg,
 		Network:      netsetup.Network{NodeNetNS: tn.Path, Subnet: netip.MustParsePrefix("10.89.0.0/24")},
-	}
+	}, tn
 }
 
 func TestCreateAndRemove(t *testing.T) {

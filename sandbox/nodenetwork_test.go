@@ -2,13 +2,10 @@ package sandbox
 
 import (
 	"context"
-	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"testing"
-
-	"github.com/vishvananda/netlink"
 
 	"github.com/podbox/podbox/netsetup"
 	"github.com/podbox/podbox/netsetup/nodenet"
@@ -50,36 +47,12 @@ func TestNodeNetworkFollowsNodeConfig(t *testing.T) {
 
 // A sandbox created on a configured node leases from the node's pod CIDR.
 func TestCreateOnConfiguredNode(t *testing.T) {
-	n := testNode(t)
+	n, tn := testNodeNS(t)
 	ctx := context.Background()
 	nodeNS := n.Network.NodeNetNS
 	n.Network = netsetup.Network{NodeNetNS: nodeNS}
-	// The node's address on the LAN between nodes: one end of a veth pair.
-	ns, err := netsetup.OpenNetNS(nodeNS)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ns.Close()
-	h, err := netlink.NewHandleAt(ns)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
-	lan := &netlink.Veth{LinkAttrs: netlink.NewLinkAttrs(), PeerName: "lan0p"}
-	lan.Name = "lan0"
-	if err := h.LinkAdd(lan); err != nil {
-		t.Fatal(err)
-	}
-	l, err := h.LinkByName("lan0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := h.AddrAdd(l, &netlink.Addr{IPNet: &net.IPNet{IP: net.ParseIP("10.100.0.2"), Mask: net.CIDRMask(24, 32)}}); err != nil {
-		t.Fatal(err)
-	}
-	// Deferred after the Close above, so it runs first: a closed handle
-	// would act on the machine's own namespace.
-	defer h.LinkDel(l)
+	// The node's address on the LAN between nodes.
+	tn.AddLAN(t, "lan0", netip.MustParsePrefix("10.100.0.2/24"))
 	host := nodenet.Host{Root: n.Store.Root, NetNS: nodeNS}
 	if _, err := host.Init(ctx, nodenet.Settings{PodCIDR: netip.MustParsePrefix("10.244.3.0/24"), NodeIP: netip.MustParseAddr("10.100.0.2")}); err != nil {
 		t.Fatal(err)

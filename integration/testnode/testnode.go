@@ -8,6 +8,8 @@ package testnode
 import (
 	"context"
 	"fmt"
+	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -115,6 +117,38 @@ func New(t testing.TB) *Node {
 		t.Fatalf("test node %q: bring lo up: %v", path, err)
 	}
 	return n
+}
+
+// AddLAN gives the node an address on a stand-in LAN: a veth pair name and
+// name+"p", both up, with addr on name; the link a node's IP lives on, for
+// tests of node networking. The pair is deleted when the test ends (before
+// a leak check registered earlier looks).
+func (n *Node) AddLAN(t testing.TB, name string, addr netip.Prefix) netlink.Link {
+	t.Helper()
+	veth := &netlink.Veth{LinkAttrs: netlink.NewLinkAttrs(), PeerName: name + "p"}
+	veth.Name = name
+	if err := n.Handle.LinkAdd(veth); err != nil {
+		t.Fatalf("test node: add LAN %s: %v", name, err)
+	}
+	t.Cleanup(func() { n.Handle.LinkDel(veth) })
+	l, err := n.Handle.LinkByName(name)
+	if err == nil {
+		ipnet := &net.IPNet{IP: addr.Addr().AsSlice(), Mask: net.CIDRMask(addr.Bits(), addr.Addr().BitLen())}
+		err = n.Handle.AddrAdd(l, &netlink.Addr{IPNet: ipnet})
+	}
+	for _, end := range []string{name, name + "p"} {
+		if err != nil {
+			break
+		}
+		var e netlink.Link
+		if e, err = n.Handle.LinkByName(end); err == nil {
+			err = n.Handle.LinkSetUp(e)
+		}
+	}
+	if err != nil {
+		t.Fatalf("test node: LAN %s with %s: %v", name, addr, err)
+	}
+	return l
 }
 
 // Command returns a command that runs inside the node's network namespace

@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -73,23 +73,7 @@ func TestNodeCommands(t *testing.T) {
 	tn := testnode.New(t)
 	e := newTestEnv(t)
 	h := tn.Handle
-	lan := &netlink.Veth{LinkAttrs: netlink.NewLinkAttrs(), PeerName: "lan0p"}
-	lan.Name = "lan0"
-	if err := h.LinkAdd(lan); err != nil {
-		t.Fatal(err)
-	}
-	l, err := h.LinkByName("lan0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := h.AddrAdd(l, &netlink.Addr{IPNet: &net.IPNet{IP: net.ParseIP("10.100.0.2"), Mask: net.CIDRMask(24, 32)}}); err != nil {
-		t.Fatal(err)
-	}
-	for _, name := range []string{"lan0", "lan0p"} {
-		if l, err := h.LinkByName(name); err != nil || h.LinkSetUp(l) != nil {
-			t.Fatalf("set %s up: %v", name, err)
-		}
-	}
+	tn.AddLAN(t, "lan0", netip.MustParsePrefix("10.100.0.2/24"))
 	leakcheck.Check(t, leakcheck.Options{Root: e.root, Node: tn})
 	run := func(args ...string) string {
 		t.Helper()
@@ -161,8 +145,5 @@ func TestNodeCommands(t *testing.T) {
 	}
 	if _, err := h.LinkByName("podbox0"); err == nil {
 		t.Error("bridge podbox0 still exists after reset")
-	}
-	if err := h.LinkDel(l); err != nil {
-		t.Fatal(err)
 	}
 }
