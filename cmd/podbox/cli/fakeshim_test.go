@@ -271,7 +271,7 @@ func TestSandboxCreateFlow(t *testing.T) {
 			t.Errorf("annotation %s = %q, want %q", k, f.created.Annotations[k], v)
 		}
 	}
-	if got := f.callList(); !slices.Equal(got, []string{"CreateSandbox", "StartSandbox"}) {
+	if got := f.callList(); !slices.Equal(got, []string{"CreateSandbox"}) {
 		t.Errorf("calls %q", got)
 	}
 }

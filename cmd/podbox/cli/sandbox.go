@@ -191,10 +191,10 @@ func (a *App) sandboxCreate(ctx context.Context, g *globals, o createOptions) er
 	defer c.Close()
 
 	g.log.Debug("create sandbox", "sandbox", id, "address", addr, "annotations", ann)
+	// No StartSandbox after it, as containerd sends: podbox's CreateSandbox
+	// returns a ready sandbox, and Start would only echo the pause's PID, a
+	// round trip on every create.
 	_, err = c.Sandbox.CreateSandbox(ctx, &sbapi.CreateSandboxRequest{SandboxId: id, Annotations: ann})
-	if err == nil {
-		_, err = c.Sandbox.StartSandbox(ctx, &sbapi.StartSandboxRequest{SandboxId: id})
-	}
 	if err != nil {
 		if isClosed(err) {
 			// The shim died before it answered: its log says why.
