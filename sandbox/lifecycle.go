@@ -93,7 +93,57 @@ func (n Node) nodeNetwork() (netsetup.Network, error) {
 	return cn, nil
 }
 
-func (n Node) pinPath(id string) string { return filepath.Join(n.Store.SandboxDir(id), "netns") }
+// NetNSPin is where the network namespace of sandbox id is pinned when the
+// sandbox owns it (networks bridge and none): ROOT/netns/ID, beside rather
+// than inside the sandbox's directory, so that it can be made before the
+// sandbox's record exists (PrepareNetNS).
+func (n Node) NetNSPin(id string) string { return filepath.Join(n.Store.Root, "netns", id) }
+
+// ownPin is the pin of sb's own network namespace: the path its record
+// names (older versions of podbox pinned it inside the sandbox's directory),
+// else NetNSPin.
+func (n Node) ownPin(sb *Sandbox) string {
+	if sb.NetNSPath != "" {
+		return sb.NetNSPath
+	}
+	return n.NetNSPin(sb.ID)
+}
+
+// PrepareNetNS makes the network namespace of sandbox id, which Create
+// (networks bridge and none) finds at NetNSPin and adopts instead of making
+// one. A caller that starts the sandbox's shim runs it while the shim
+// starts, which takes the namespace's creation off the way to a ready
+// sandbox. If the sandbox is then not created, DiscardNetNS removes it.
+func (n Node) PrepareNetNS(id string) error {
+	if err := checkPinID(id); err != nil {
+		return err
+	}
+	return netsetup.CreateNetNS(n.NetNSPin(id))
+}
+
+// checkPinID rejects an ID that would put a pin outside ROOT/netns.
+func checkPinID(id string) error {
+	if id == "" || id == "." || id == ".." || strings.ContainsAny(id, "/\x00") {
+		return fmt.Errorf("sandbox ID %q is invalid", id)
+	}
+	return nil
+}
+
+// DiscardNetNS removes the namespace PrepareNetNS made for sandbox id,
+// unless a sandbox id exists after all: its namespace is then its own, and
+// Remove's to remove. Nothing to remove is success.
+func (n Node) DiscardNetNS(id string) error {
+	if err := checkPinID(id); err != nil {
+		return err
+	}
+	if _, err := n.Store.LoadSandbox(id); !errors.Is(err, ErrNotFound) {
+		if err == nil {
+			return nil
+		}
+		return fmt.Errorf("sandbox %q: discard prepared netns: %w", id, err)
+	}
+	return netsetup.RemoveNetNS(n.NetNSPin(id))
+}
 
 // Create builds a ready sandbox: its record (reserving the name), network
 // namespace and network, hosts files, cgroup, and pause process. The caller
@@ -122,7 +172,7 @@ func (n Node) Create(ctx context.Context, o Options) (_ *Sandbox, retErr error) 
 	}
 	switch o.Network {
 	case NetworkBridge, NetworkNone:
-		o.NetNSPath = n.pinPath(o.ID)
+		o.NetNSPath = n.NetNSPin(o.ID)
 	case NetworkExternal:
 		if !filepath.IsAbs(o.NetNSPath) {
 			return nil, wrap(fmt.Errorf("external network needs an absolute netns path, got %q", o.NetNSPath))
@@ -157,6 +207,7 @@ func (n Node) Create(ctx context.Context, o Options) (_ *Sandbox, retErr error) 
 	go func() { cg <- n.createPauseCgroup(sb) }()
 	var err error
 	if o.Network != NetworkExternal {
+		// A namespace PrepareNetNS made is adopted as it is.
 		err = netsetup.CreateNetNS(sb.NetNSPath)
 	}
 	if err != nil {
@@ -370,9 +421,9 @@ func (n Node) Remove(ctx context.Context, sb *Sandbox, dc ContainerDeleter) erro
 	wg.Go(func() {
 		switch sb.Network {
 		case NetworkBridge:
-			netErr = n.network().Teardown(ctx, sb.ID, n.pinPath(sb.ID))
+			netErr = n.network().Teardown(ctx, sb.ID, n.ownPin(sb))
 		case NetworkNone:
-			netErr = netsetup.RemoveNetNS(n.pinPath(sb.ID))
+			netErr = netsetup.RemoveNetNS(n.ownPin(sb))
 		}
 	})
 	errs = append(errs, n.SandboxCgroup(sb.ID).Remove())

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 
 	"github.com/podbox/podbox/integration/leakcheck"
 	"github.com/podbox/podbox/integration/testnode"
@@ -176,5 +177,76 @@ func TestJoinSpec(t *testing.T) {
 	sb.State = StateNotReady
 	if err := n.Join(spec, sb, "c2"); err == nil {
 		t.Error("joined a notready sandbox")
+	}
+}
+
+// A namespace made ahead by PrepareNetNS is the one Create gives the
+// sandbox; DiscardNetNS then leaves it to the sandbox, and Remove removes
+// it. One prepared for a create that fails is DiscardNetNS's to remove.
+func TestCreateAdoptsPreparedNetNS(t *testing.T) {
+	n := testNode(t)
+	ctx := context.Background()
+	nsIno := func(path string) uint64 {
+		t.Helper()
+		var st unix.Stat_t
+		if err := unix.Stat(path, &st); err != nil {
+			t.Fatal(err)
+		}
+		return st.Ino
+	}
+	id := NewID()
+	if err := n.PrepareNetNS(id); err != nil {
+		t.Fatal(err)
+	}
+	pin := n.NetNSPin(id)
+	prepared := nsIno(pin)
+	sb, err := n.Create(ctx, Options{ID: id, Name: "prepared"})
+	if err != nil {
+		n.DiscardNetNS(id)
+		t.Fatal(err)
+	}
+	go func() { p, _ := os.FindProcess(sb.PausePID); p.Wait() }()
+	t.Cleanup(func() { n.Remove(ctx, sb, nil) })
+	if sb.NetNSPath != pin {
+		t.Errorf("sandbox netns %s, want the prepared %s", sb.NetNSPath, pin)
+	}
+	if got := nsIno("/proc/" + itoa(sb.PausePID) + "/ns/net"); got != prepared {
+		t.Errorf("the pause is in namespace %d, not the prepared %d", got, prepared)
+	}
+	if err := n.DiscardNetNS(id); err != nil || !netsetup.IsNetNSPin(pin) {
+		t.Fatalf("DiscardNetNS of a created sandbox: %v, pinned %v; want it left alone", err, netsetup.IsNetNSPin(pin))
+	}
+	if err := n.Remove(ctx, sb, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(pin); !os.IsNotExist(err) {
+		t.Errorf("pin %s after Remove: %v", pin, err)
+	}
+
+	// The name is taken: the create fails before it takes the namespace.
+	other := NewID()
+	if err := n.PrepareNetNS(other); err != nil {
+		t.Fatal(err)
+	}
+	sb2, err := n.Create(ctx, Options{ID: NewID(), Name: "taken"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { p, _ := os.FindProcess(sb2.PausePID); p.Wait() }()
+	t.Cleanup(func() { n.Remove(ctx, sb2, nil) })
+	if _, err := n.Create(ctx, Options{ID: other, Name: "taken"}); !errors.Is(err, ErrNameInUse) {
+		t.Fatalf("create of a taken name: %v", err)
+	}
+	if err := n.DiscardNetNS(other); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(n.NetNSPin(other)); !os.IsNotExist(err) {
+		t.Errorf("prepared pin after DiscardNetNS: %v", err)
+	}
+	if err := n.DiscardNetNS(other); err != nil {
+		t.Errorf("second DiscardNetNS: %v", err)
+	}
+	if err := n.DiscardNetNS("../x"); err == nil {
+		t.Error("DiscardNetNS accepted an ID with a slash")
 	}
 }

@@ -53,6 +53,8 @@ func ValidName(kind, name string) error {
 //	ROOT/sandboxes/ID/containers/CID/     bundle, container.json, log
 //	ROOT/containers/CID -> ../sandboxes/ID/containers/CID
 //	ROOT/names/sandbox/NAME, ROOT/names/container/NAME   hold the ID
+//	ROOT/netns/ID                          the sandbox's network namespace pin
+//	                                       (Node.NetNSPin; not the Store's)
 //
 // Names are reserved by exclusive file creation, so two concurrent creates of
 // the same name cannot both win, and no lookup scans every record. Records

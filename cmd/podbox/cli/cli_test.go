@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/podbox/podbox/netsetup"
 	"github.com/podbox/podbox/sandbox"
 )
 
@@ -43,6 +44,16 @@ func newTestEnv(t *testing.T) *testEnv {
 		t.Fatal(err)
 	}
 	e.env = map[string]string{"PODBOX_ROOT": e.root, "PODBOX_SHIM": shim, "PODBOX_RUNTIME": "/bin/true"}
+	// A fake shim never takes the network namespace the CLI prepares for a
+	// create (as root): remove what it left, before the directory goes.
+	t.Cleanup(func() {
+		pins, _ := filepath.Glob(filepath.Join(e.root, "netns", "*"))
+		for _, p := range pins {
+			if err := netsetup.RemoveNetNS(p); err != nil {
+				t.Error(err)
+			}
+		}
+	})
 	return e
 }
 

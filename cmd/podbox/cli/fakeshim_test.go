@@ -22,6 +22,7 @@ import (
 	"google.golang.org/protobuf/types/known/emptypb"
 
 	"github.com/podbox/podbox/integration/testnode"
+	"github.com/podbox/podbox/netsetup"
 	sbapi "github.com/podbox/podbox/runtime/sandboxapi"
 	"github.com/podbox/podbox/sandbox"
 )
@@ -35,6 +36,10 @@ type fakeShim struct {
 
 	addr     string
 	failWith error // CreateSandbox's answer
+	// pinRoot, if set, is the state root whose ROOT/netns/ID CreateSandbox
+	// looks at: pinned says whether a namespace was pinned there then.
+	pinRoot string
+	pinned  bool
 
 	mu        sync.Mutex
 	calls     []string
@@ -82,6 +87,9 @@ func (f *fakeShim) CreateSandbox(_ context.Context, r *sbapi.CreateSandboxReques
 	f.record("CreateSandbox")
 	f.mu.Lock()
 	f.created = r
+	if f.pinRoot != "" {
+		f.pinned = netsetup.IsNetNSPin(filepath.Join(f.pinRoot, "netns", r.SandboxId))
+	}
 	f.mu.Unlock()
 	if f.failWith != nil {
 		return nil, f.failWith
@@ -290,6 +298,41 @@ func TestSandboxCreateFailureShutsDownShim(t *testing.T) {
 	}
 	if got := f.callList(); !slices.Equal(got, []string{"CreateSandbox", "ShutdownSandbox"}) {
 		t.Errorf("calls %q, want CreateSandbox then ShutdownSandbox", got)
+	}
+}
+
+// The CLI makes the sandbox's network namespace while the shim starts, and
+// it is pinned where the shim adopts it by the time CreateSandbox arrives. A
+// create that fails leaves no namespace behind.
+func TestSandboxCreatePreparesNetNS(t *testing.T) {
+	testnode.RequirePrivileged(t)
+	for _, fail := range []bool{false, true} {
+		e := newTestEnv(t)
+		f := newFakeShim(t)
+		f.pinRoot = e.root
+		if fail {
+			f.failWith = status.Error(codes.AlreadyExists, `sandbox "web": name is in use`)
+		}
+		e.useFakeShim(f)
+		code, out, stderr := e.run("sandbox", "create", "--name", "web")
+		if (code == 0) == fail {
+			t.Fatalf("fail=%v: create: code %d, %s", fail, code, stderr)
+		}
+		if !f.pinned {
+			t.Errorf("fail=%v: no namespace pinned at ROOT/netns/ID when CreateSandbox arrived", fail)
+		}
+		pin := filepath.Join(e.root, "netns", f.created.SandboxId)
+		if got := netsetup.IsNetNSPin(pin); got == fail {
+			t.Errorf("fail=%v: after the create the pin is mounted: %v", fail, got)
+		}
+		if !fail && strings.TrimSpace(out) != f.created.SandboxId {
+			t.Errorf("printed %q", out)
+		}
+		if fail {
+			if _, err := os.Stat(pin); !os.IsNotExist(err) {
+				t.Errorf("pin file %s left after a failed create: %v", pin, err)
+			}
+		}
 	}
 }
 

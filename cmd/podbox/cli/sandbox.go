@@ -8,6 +8,7 @@ import (
 	"os/signal"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -169,6 +170,22 @@ func (a *App) sandboxCreate(ctx context.Context, g *globals, o createOptions) er
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
+	// The sandbox's network namespace is made here, meanwhile the shim
+	// process starts, and the shim adopts it (sandbox.Node.PrepareNetNS):
+	// its creation is then off the way to a ready sandbox. Should it fail,
+	// the shim makes one itself. Whatever ends the create early discards it.
+	node := sandbox.Node{Store: st}
+	prep := make(chan error, 1)
+	go func() { prep <- node.PrepareNetNS(id) }()
+	prepared := sync.OnceValue(func() error { return <-prep })
+	discard := func(err error) error {
+		prepared()
+		if derr := node.DiscardNetNS(id); derr != nil {
+			err = errors.Join(err, derr)
+		}
+		return err
+	}
+
 	g.log.Debug("start shim", "shim", shim, "sandbox", id)
 	// The bootstrap runs here rather than in a `shim start` process: one
 	// process start less on the way to a ready sandbox.
@@ -178,7 +195,7 @@ func (a *App) sandboxCreate(ctx context.Context, g *globals, o createOptions) er
 		Debug: g.debug(),
 	})
 	if err != nil {
-		return fail(err)
+		return discard(fail(err))
 	}
 	dctx, cancel := context.WithTimeout(ctx, dialTimeout)
 	c, err := shimclient.Dial(dctx, addr)
@@ -186,10 +203,15 @@ func (a *App) sandboxCreate(ctx context.Context, g *globals, o createOptions) er
 	if err != nil {
 		// A shim we cannot reach cannot be told to shut down; it holds no
 		// sandbox yet, so the error is all there is to report.
-		return fail(err)
+		return discard(fail(err))
 	}
 	defer c.Close()
 
+	// The namespace must be complete before the shim looks for it, or both
+	// would make one.
+	if err := prepared(); err != nil {
+		g.log.Debug("prepare network namespace: the shim makes it", "sandbox", id, "error", err)
+	}
 	g.log.Debug("create sandbox", "sandbox", id, "address", addr, "annotations", ann)
 	// No StartSandbox after it, as containerd sends: podbox's CreateSandbox
 	// returns a ready sandbox, and Start would only echo the pause's PID, a
@@ -210,7 +232,9 @@ func (a *App) sandboxCreate(ctx context.Context, g *globals, o createOptions) er
 		if _, serr := c.Sandbox.ShutdownSandbox(sctx, &sbapi.ShutdownSandboxRequest{SandboxId: id}); serr != nil && !isClosed(serr) {
 			err = errors.Join(err, fmt.Errorf("shut down shim: %s", rpcMessage(serr)))
 		}
-		return err
+		// A create refused before the shim took the namespace (a name in
+		// use) leaves it to us.
+		return discard(err)
 	}
 	fmt.Fprintln(a.Stdout, id)
 	return nil
