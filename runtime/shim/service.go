@@ -9,6 +9,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -37,8 +38,9 @@ type Service struct {
 	runc   *runc.Runtime
 	events *events.Publisher
 	// oom returns the OOM watcher, nil when OOM kills cannot be watched
-	// here; the first call sets it up.
-	oom func() *oom.Watcher
+	// here; the first call sets it up, and sets oomStarted.
+	oom        func() *oom.Watcher
+	oomStarted atomic.Bool
 
 	mu         sync.Mutex
 	sb         *sandbox.Sandbox
@@ -76,6 +78,15 @@ func (s *Service) oomWatcher() *oom.Watcher {
 		return nil
 	}
 	return s.oom()
+}
+
+// startedOOMWatcher is the OOM watcher if one was set up, never setting one
+// up: what has no watcher has nothing to remove from it.
+func (s *Service) startedOOMWatcher() *oom.Watcher {
+	if !s.oomStarted.Load() {
+		return nil
+	}
+	return s.oomWatcher()
 }
 
 func (s *Service) requestExit() { s.exitOnce.Do(func() { close(s.exit) }) }
@@ -152,9 +163,12 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	// OOM kills in the containers' cgroups become /tasks/oom events, as
 	// containerd's runc shim publishes them (CRI reports OOMKilled from it).
 	// A host whose memory controller cannot be watched loses only those.
-	// Only containers need the watcher: it is set up while the sandbox is
-	// being created, not before the first request is served.
+	// Only containers need the watcher, so the first container's create
+	// sets it up (beside its runc create): a sandbox without containers
+	// pays neither the mount table read nor the thread waiting in
+	// epoll_wait.
 	svc.oom = sync.OnceValue(func() *oom.Watcher {
+		svc.oomStarted.Store(true)
 		w, err := oom.New(log)
 		if err != nil {
 			log.Warn("no OOM events", "error", err)
@@ -163,9 +177,8 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 		go svc.forwardOOM(w.Events())
 		return w
 	})
-	go svc.oom()
 	defer func() {
-		if w := svc.oom(); w != nil {
+		if w := svc.startedOOMWatcher(); w != nil {
 			w.Close()
 		}
 	}()

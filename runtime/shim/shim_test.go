@@ -3,6 +3,7 @@ package shim_test
 import (
 	"context"
 	"errors"
+	"os"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -101,6 +102,15 @@ func TestSandboxLifecycleThroughShim(t *testing.T) {
 	out, err := exec.Command("nsenter", "--net=/proc/"+itoa(start.Pid)+"/ns/net", "ip", "-o", "-4", "addr").CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "eth0") || !strings.Contains(string(out), "10.89.0.2/16") {
 		t.Fatalf("addresses in the pause's namespace: %v\n%s", err, out)
+	}
+	// No container, no OOM watcher: the shim's only epoll instance is the
+	// Go runtime's poller.
+	rec, err := sandbox.Store{Root: e.opts.Root}.LoadSandbox(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := epollFDs(t, rec.ShimPID); n != 1 {
+		t.Errorf("shim %d holds %d epoll instances without a container, want 1 (an OOM watcher was set up)", rec.ShimPID, n)
 	}
 	// Metrics of the whole sandbox: at least the pause is counted.
 	mr, err := c.Sandbox.SandboxMetrics(ctx, &sbapi.SandboxMetricsRequest{SandboxId: id})
@@ -201,3 +211,20 @@ func waitShimGone(t *testing.T, c *shimclient.Client) {
 }
 
 func itoa(n uint32) string { return strconv.FormatUint(uint64(n), 10) }
+
+// epollFDs counts the epoll instances process pid holds.
+func epollFDs(t *testing.T, pid int) int {
+	t.Helper()
+	dir := "/proc/" + strconv.Itoa(pid) + "/fd"
+	fds, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, fd := range fds {
+		if l, err := os.Readlink(dir + "/" + fd.Name()); err == nil && l == "anon_inode:[eventpoll]" {
+			n++
+		}
+	}
+	return n
+}

@@ -143,6 +143,8 @@ func (s *Service) Create(ctx context.Context, req *taskapi.CreateTaskRequest) (*
 		s.implicit = true
 	}
 	sb := s.sb
+	// The first container sets up the OOM watcher, while runc creates it.
+	go s.oomWatcher()
 	// CRI already points its containers at the pod's namespaces (and,
 	// running the sandbox as a container, mounts its own hosts files);
 	// everyone else's spec is joined here.
@@ -655,7 +657,7 @@ func (s *Service) removeContainer(ctx context.Context, c *container) error {
 		}
 	}
 	delete(s.containers, c.rec.ID)
-	if w := s.oomWatcher(); w != nil {
+	if w := s.startedOOMWatcher(); w != nil {
 		w.Remove(c.rec.ID)
 	}
 	if err := s.node.Store.RemoveContainerRecord(c.rec); err != nil {
