@@ -25,9 +25,6 @@ type Config struct {
 	Runtime      string // $PODBOX_RUNTIME: the OCI runtime binary
 	CgroupParent string // $PODBOX_CGROUP_PARENT
 	PauseBinary  string // $PODBOX_PAUSE
-	// IdleProcs, if above 0, is the GOMAXPROCS the shim drops to once its
-	// sandbox is built: 1 unless $GOMAXPROCS says otherwise.
-	IdleProcs int
 }
 
 // ConfigFromEnv fills the podbox settings of c from the environment and
@@ -47,9 +44,6 @@ func (c Config) ConfigFromEnv() Config {
 	}
 	if c.TTRPCAddress == "" {
 		c.TTRPCAddress = os.Getenv("TTRPC_ADDRESS")
-	}
-	if _, set := os.LookupEnv("GOMAXPROCS"); !set && c.IdleProcs == 0 {
-		c.IdleProcs = 1
 	}
 	return c
 }

@@ -83,16 +83,6 @@ func (s *Service) createSandbox(ctx context.Context, o sandbox.Options) error {
 		return err
 	}
 	s.sb = sb
-	if n := s.cfg.IdleProcs; n > 0 {
-		// A shim builds its sandbox with a P per CPU: the network and the
-		// pause are built by goroutines side by side, which a single P
-		// would run one at a time (a goroutine blocked in a system call
-		// keeps the P until sysmon takes it back), about a millisecond of
-		// every create. Then it is idle nearly always, and every further P
-		// keeps an mcache and, in bursts, threads with their stacks: about
-		// 0.3 MiB per shim. Off the reply's way: it stops the world.
-		go runtime.GOMAXPROCS(n)
-	}
 	s.pauseDone = make(chan struct{})
 	go s.watchPause(sb, w.Claim(sb.PausePID), s.pauseDone)
 	s.log.Info("sandbox created", "id", sb.ID, "name", sb.Name, "pause", sb.PausePID, "ip", sb.IP, "network", sb.Network)
