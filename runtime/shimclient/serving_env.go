@@ -9,12 +9,14 @@ import "strings"
 // code, they would come after the costs they are meant to avoid.
 //
 //   - GOMAXPROCS=1: a shim is idle nearly always and its requests are
-//     sequential and syscall-bound, so one P is enough (a thread blocked in
-//     a syscall does not hold it). Each further P costs an mcache holding a
-//     span of every size class it allocated, a GC worker goroutine and, in
-//     bursts, more threads, each with its own g0 and signal stacks: about
-//     0.35 MiB of anonymous memory per shim here, measured with
-//     `make bench` (memory per idle sandbox).
+//     sequential and syscall-bound. Each further P costs an mcache holding
+//     a span of every size class it allocated, a GC worker goroutine and,
+//     in bursts, more threads, each with its own g0 and signal stacks:
+//     0.3 to 0.8 MiB of anonymous memory per idle shim here, even when the
+//     shim drops back to one P once its sandbox is built. The price is
+//     about 1 ms of a sandbox's create, whose network and pause goroutines
+//     then take turns on the one P (a goroutine in a system call keeps it
+//     until sysmon takes it back).
 //   - GODEBUG=memprofilerate=0: nobody profiles a shim's heap, and the
 //     sampled allocations each touch the profiler's bucket table.
 //
