@@ -213,7 +213,7 @@ func (s Store) CreateSandboxRecord(sb *Sandbox) error {
 	dir := s.SandboxDir(sb.ID)
 	err := os.MkdirAll(filepath.Join(dir, "containers"), 0o700)
 	if err == nil {
-		err = writeJSON(filepath.Join(dir, "sandbox.json"), sb)
+		err = writeSandbox(dir, sb)
 	}
 	if err != nil {
 		os.RemoveAll(dir)
@@ -223,9 +223,17 @@ func (s Store) CreateSandboxRecord(sb *Sandbox) error {
 	return nil
 }
 
+// writeSandbox writes sb's record in dir, without its containers (see
+// Sandbox.Containers).
+func writeSandbox(dir string, sb *Sandbox) error {
+	rec := *sb
+	rec.Containers = nil
+	return writeJSON(filepath.Join(dir, "sandbox.json"), &rec)
+}
+
 // SaveSandbox rewrites sb's record.
 func (s Store) SaveSandbox(sb *Sandbox) error {
-	if err := writeJSON(filepath.Join(s.SandboxDir(sb.ID), "sandbox.json"), sb); err != nil {
+	if err := writeSandbox(s.SandboxDir(sb.ID), sb); err != nil {
 		return fmt.Errorf("sandbox %q: save record: %w", sb.Name, err)
 	}
 	return nil
@@ -240,6 +248,9 @@ func (s Store) LoadSandbox(id string) (*Sandbox, error) {
 	}
 	if err != nil {
 		return nil, fmt.Errorf("sandbox %q: read record: %w", id, err)
+	}
+	if sb.Containers, err = s.ContainerIDs(id); err != nil {
+		return nil, fmt.Errorf("sandbox %q: %w", id, err)
 	}
 	return &sb, nil
 }
