@@ -206,8 +206,11 @@ func (a *App) run(ctx context.Context, g *globals, o runOptions) error {
 	return nil
 }
 
+// writeSpec writes the container's first spec. Compact, not indented: the
+// shim reads it back and replaces it with the joined spec at once, which is
+// what runc and users get to read.
 func writeSpec(path string, spec *specs.Spec) error {
-	b, err := json.MarshalIndent(spec, "", "  ")
+	b, err := json.Marshal(spec)
 	if err != nil {
 		return err
 	}
