@@ -124,29 +124,13 @@ func (s Store) releaseName(kind, name, id string) error {
 	return nil
 }
 
-// writeJSON writes v to path atomically: a reader sees the old record or the
-// new one, never a torn one. The root is on tmpfs (/run) in production, where
-// fsync buys nothing, so none is done.
+// writeJSON writes v to path atomically (ReplaceFile).
 func writeJSON(path string, v any) error {
 	b, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	_, err = tmp.Write(append(b, '\n'))
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), path)
-	}
-	if err != nil {
-		os.Remove(tmp.Name())
-	}
-	return err
+	return ReplaceFile(path, append(b, '\n'))
 }
 
 func readJSON(path string, v any) error {
