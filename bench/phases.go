@@ -13,6 +13,8 @@ import (
 	"sync"
 	"time"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
 	"github.com/podbox/podbox/bench/mem"
 	"github.com/podbox/podbox/bench/report"
 	"github.com/podbox/podbox/bench/stats"
@@ -106,8 +108,12 @@ func (b *bench) ready(ctx context.Context) error {
 
 // join measures a container's start in a ready sandbox: `podbox run -d`,
 // `crictl create` + `crictl start`, raw `runc run -d` into a floor pause's
-// namespaces, all of `sleep 3600` from the same busybox files.
+// namespaces, all of `sleep 3600` from the same busybox files. The floor
+// runs the spec podbox gave runc for the same command, taken from a first
+// podbox container (not timed), so podbox and floor start the same
+// container and differ only by podbox's own work.
 func (b *bench) join(ctx context.Context) (err error) {
+	cmd := []string{"sleep", "3600"}
 	sb, _, err := b.pb.Create(ctx)
 	if err != nil {
 		return err
@@ -117,6 +123,10 @@ func (b *bench) join(ctx context.Context) (err error) {
 			err = errors.Join(err, rerr)
 		}
 	}()
+	podboxSpec, err := b.podboxSpec(ctx, sb, cmd)
+	if err != nil {
+		return err
+	}
 	pod, _, err := b.cri.RunPod(ctx)
 	if err != nil {
 		return err
@@ -135,7 +145,7 @@ func (b *bench) join(ctx context.Context) (err error) {
 			err = errors.Join(err, rerr)
 		}
 	}()
-	pausePID, err := b.fl.PausePID(floorSB)
+	floorSpec, err := b.fl.JoinSpec(podboxSpec, floorSB)
 	if err != nil {
 		return err
 	}
@@ -148,17 +158,17 @@ func (b *bench) join(ctx context.Context) (err error) {
 			switch who {
 			case report.Podbox:
 				var cid string
-				if cid, d, err = b.pb.Run(ctx, sb, b.rootfs, "sleep", "3600"); err == nil {
+				if cid, d, err = b.pb.Run(ctx, sb, b.rootfs, cmd...); err == nil {
 					err = b.pb.RemoveContainer(ctx, cid)
 				}
 			case report.Peer:
 				var cid string
-				if cid, d, err = b.cri.StartContainer(ctx, pod, "/bin/sleep", "3600"); err == nil {
+				if cid, d, err = b.cri.StartContainer(ctx, pod, append([]string{"/bin/" + cmd[0]}, cmd[1:]...)...); err == nil {
 					err = b.cri.RemoveContainer(ctx, cid)
 				}
 			case report.Floor:
 				id := fmt.Sprintf("floor-ctr-%d", i+b.cfg.warmup)
-				if d, err = b.fl.Run(ctx, id, b.rootfs, pausePID, "sleep", "3600"); err == nil {
+				if d, err = b.fl.Run(ctx, id, floorSB, floorSpec); err == nil {
 					err = b.fl.RemoveContainer(ctx, id)
 				}
 			}
@@ -170,8 +180,19 @@ func (b *bench) join(ctx context.Context) (err error) {
 			}
 		}
 	}
-	b.addFigure(report.FigJoin, "join: podbox run -d / crictl create + start / runc run -d", join)
+	b.addFigure(report.FigJoin, "join: podbox run -d / crictl create + start / runc run -d of podbox's spec", join)
 	return nil
+}
+
+// podboxSpec runs cmd once in podbox sandbox sb and returns the spec the
+// shim gave runc for it; the container is removed again.
+func (b *bench) podboxSpec(ctx context.Context, sb string, cmd []string) (*specs.Spec, error) {
+	cid, _, err := b.pb.Run(ctx, sb, b.rootfs, cmd...)
+	if err != nil {
+		return nil, err
+	}
+	spec, err := b.pb.Spec(cid)
+	return spec, errors.Join(err, b.pb.RemoveContainer(ctx, cid))
 }
 
 // memory measures the PSS of what each idle sandbox keeps (podbox: shim +

@@ -282,3 +282,29 @@ func (n *cliNode) shims() []string {
 	}
 	return out
 }
+
+// Stopping a running container, by rm -f or by stop after its grace period,
+// leaves stderr empty: no abandoned shim call whose late answer ttrpc's
+// client would log ("received message on inactive stream").
+func TestStopAndForcedRemoveAreQuiet(t *testing.T) {
+	n := newCLINode(t)
+	fs := busybox(t)
+	n.sandbox("--name", "pod")
+	for _, args := range [][]string{
+		{"rm", "-f", "doomed"},
+		// sleep, PID 1 of its container, ignores SIGTERM: stop must
+		// wait out the timeout and SIGKILL it.
+		{"stop", "--timeout", "1", "stubborn"},
+	} {
+		name := args[len(args)-1]
+		n.mustRun("run", "-d", "--sandbox", "pod", "--name", name, "--rootfs", fs, "--", "sleep", "3600")
+		code, out, stderr := n.run(args...)
+		if code != 0 || out != "" || stderr != "" {
+			t.Errorf("podbox %s: exit %d, stdout %q, stderr %q; want 0 and no output", strings.Join(args, " "), code, out, stderr)
+		}
+		if ps := n.mustRun("ps", "-q"); ps != "" {
+			t.Errorf("after podbox %s, running containers: %q", strings.Join(args, " "), ps)
+		}
+	}
+	n.mustRun("rm", "stubborn")
+}

@@ -58,6 +58,11 @@ type Sandbox struct {
 	ShimPID      int    `json:"shimPid,omitempty"`
 	ShimAddress  string `json:"shimAddress,omitempty"`
 
+	// Containers lists the IDs of the sandbox's container records. It is
+	// not stored in the sandbox's record but read from the container
+	// records' directories when the record is loaded: a container's create
+	// or removal then rewrites only its own record, and the list cannot
+	// disagree with the records.
 	Containers []string  `json:"containers"`
 	CreatedAt  time.Time `json:"createdAt"`
 }

@@ -126,29 +126,13 @@ func (s Store) releaseName(kind, name, id string) error {
 	return nil
 }
 
-// writeJSON writes v to path atomically: a reader sees the old record or the
-// new one, never a torn one. The root is on tmpfs (/run) in production, where
-// fsync buys nothing, so none is done.
+// writeJSON writes v to path atomically (ReplaceFile).
 func writeJSON(path string, v any) error {
 	b, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	_, err = tmp.Write(append(b, '\n'))
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), path)
-	}
-	if err != nil {
-		os.Remove(tmp.Name())
-	}
-	return err
+	return ReplaceFile(path, append(b, '\n'))
 }
 
 func readJSON(path string, v any) error {
@@ -215,7 +199,7 @@ func (s Store) CreateSandboxRecord(sb *Sandbox) error {
 	dir := s.SandboxDir(sb.ID)
 	err := os.MkdirAll(filepath.Join(dir, "containers"), 0o700)
 	if err == nil {
-		err = writeJSON(filepath.Join(dir, "sandbox.json"), sb)
+		err = writeSandbox(dir, sb)
 	}
 	if err != nil {
 		os.RemoveAll(dir)
@@ -225,9 +209,17 @@ func (s Store) CreateSandboxRecord(sb *Sandbox) error {
 	return nil
 }
 
+// writeSandbox writes sb's record in dir, without its containers (see
+// Sandbox.Containers).
+func writeSandbox(dir string, sb *Sandbox) error {
+	rec := *sb
+	rec.Containers = nil
+	return writeJSON(filepath.Join(dir, "sandbox.json"), &rec)
+}
+
 // SaveSandbox rewrites sb's record.
 func (s Store) SaveSandbox(sb *Sandbox) error {
-	if err := writeJSON(filepath.Join(s.SandboxDir(sb.ID), "sandbox.json"), sb); err != nil {
+	if err := writeSandbox(s.SandboxDir(sb.ID), sb); err != nil {
 		return fmt.Errorf("sandbox %q: save record: %w", sb.Name, err)
 	}
 	return nil
@@ -242,6 +234,9 @@ func (s Store) LoadSandbox(id string) (*Sandbox, error) {
 	}
 	if err != nil {
 		return nil, fmt.Errorf("sandbox %q: read record: %w", id, err)
+	}
+	if sb.Containers, err = s.ContainerIDs(id); err != nil {
+		return nil, fmt.Errorf("sandbox %q: %w", id, err)
 	}
 	return &sb, nil
 }

@@ -135,6 +135,47 @@ func TestContainerRecords(t *testing.T) {
 	}
 }
 
+// A sandbox's containers are its container records, as LoadSandbox finds
+// them, whatever its own record (never rewritten for a container) says.
+func TestSandboxContainersAreItsRecords(t *testing.T) {
+	s := Store{Root: t.TempDir()}
+	sb := &Sandbox{ID: NewID(), Name: "pod", Containers: []string{"stale"}}
+	if err := s.CreateSandboxRecord(sb); err != nil {
+		t.Fatal(err)
+	}
+	load := func() []string {
+		t.Helper()
+		got, err := s.LoadSandbox(sb.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got.Containers
+	}
+	if got := load(); len(got) != 0 {
+		t.Fatalf("new sandbox lists containers %v", got)
+	}
+	c := &Container{ID: NewID(), Name: "app", SandboxID: sb.ID}
+	if err := s.CreateContainerRecord(c); err != nil {
+		t.Fatal(err)
+	}
+	if got := load(); len(got) != 1 || got[0] != c.ID {
+		t.Fatalf("after a container's create: containers %v, want [%s]", got, c.ID)
+	}
+	if err := s.RemoveContainerRecord(c); err != nil {
+		t.Fatal(err)
+	}
+	if got := load(); len(got) != 0 {
+		t.Fatalf("after its removal: containers %v, want none", got)
+	}
+	b, err := os.ReadFile(filepath.Join(s.SandboxDir(sb.ID), "sandbox.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(b), "stale") {
+		t.Fatalf("the sandbox record stores a container list: %s", b)
+	}
+}
+
 // Concurrent creates of one name: exactly one wins.
 func TestNameReservationIsExclusive(t *testing.T) {
 	s := Store{Root: t.TempDir()}

@@ -2,9 +2,11 @@
 // container costs with no daemon, no shim and no CLI in the way. A floor
 // sandbox is `runc run -d` of a bundle running podbox-pause in a network
 // namespace that netsetup attached to a bridge (in process); a floor
-// container is `runc run -d` of a busybox rootfs joining that pause's
-// namespaces. It owns its runc root, bundles, bridge and cgroup parent, and
-// removes them; it never touches podbox's or containerd's state.
+// container is `runc run -d` of the very spec podbox gave runc for the same
+// container (captured from podbox, see JoinSpec), joining that pause's
+// namespaces instead of podbox's. It owns its runc root, bundles, bridge
+// and cgroup parent, and removes them; it never touches podbox's or
+// containerd's state.
 package floor
 
 import (
@@ -101,6 +103,11 @@ func (f *Floor) Remove(ctx context.Context, id string) (time.Duration, error) {
 	if err := f.Net.Teardown(ctx, id, f.pin(id)); err != nil {
 		return 0, fmt.Errorf("floor %s: %w", id, err)
 	}
+	// runc removed the pause's cgroup; the sandbox's goes too, as in
+	// podbox's teardown.
+	if err := (sandbox.Cgroup{Path: f.sandboxCgroup(id)}).Remove(); err != nil {
+		return 0, fmt.Errorf("floor %s: %w", id, err)
+	}
 	d := time.Since(start)
 	if err := os.RemoveAll(f.bundle(id)); err != nil {
 		return d, fmt.Errorf("floor %s: %w", id, err)
@@ -126,12 +133,93 @@ func (f *Floor) delete(ctx context.Context, id string) error {
 	return nil
 }
 
-// Run starts floor container id from rootfs joining the network, IPC and
-// UTS namespaces of process joinPID (a floor pause): the raw `runc run -d`
-// that `podbox run -d` is compared with. Only runc is timed.
-func (f *Floor) Run(ctx context.Context, id, rootfs string, joinPID int, args ...string) (time.Duration, error) {
-	spec := f.containerSpec(id, rootfs, joinPID, args)
-	if err := writeBundle(f.bundle(id), spec); err != nil {
+// JoinSpec returns the spec of the containers that join floor sandbox sb,
+// made from podbox's: the config.json that podbox's shim handed runc for a
+// container of the same command (subject.Podbox.Spec), after joining it to
+// its sandbox. Only what must differ is changed: the namespaces joined are
+// sb's pause's, and the /etc files bound into the container are copies
+// belonging to sb; Run gives each container its cgroup below sb's, as
+// podbox does. Taking the spec from podbox rather than writing one here
+// keeps the two the same container: a floor with a lighter spec (no
+// /sys/fs/cgroup mount, no /etc binds, fewer masked paths) measured less
+// work, not less overhead, and the two cannot drift apart again.
+func (f *Floor) JoinSpec(podbox *specs.Spec, sb string) (*specs.Spec, error) {
+	if podbox.Linux == nil {
+		return nil, fmt.Errorf("floor sandbox %s: podbox's spec has no linux section", sb)
+	}
+	// A deep copy: the caller's spec stays podbox's.
+	b, err := json.Marshal(podbox)
+	if err != nil {
+		return nil, fmt.Errorf("floor sandbox %s: %w", sb, err)
+	}
+	var spec specs.Spec
+	if err := json.Unmarshal(b, &spec); err != nil {
+		return nil, fmt.Errorf("floor sandbox %s: %w", sb, err)
+	}
+	pid, err := f.PausePID(sb)
+	if err != nil {
+		return nil, err
+	}
+	for i, ns := range spec.Linux.Namespaces {
+		if ns.Path == "" {
+			continue
+		}
+		if ns.Type == specs.NetworkNamespace {
+			// podbox joins its sandbox's pinned namespace, the floor its own pin.
+			spec.Linux.Namespaces[i].Path = f.pin(sb)
+			continue
+		}
+		file := nsFile(ns.Type)
+		if file == "" {
+			return nil, fmt.Errorf("floor sandbox %s: podbox's spec joins a %s namespace, which the floor cannot map", sb, ns.Type)
+		}
+		spec.Linux.Namespaces[i].Path = fmt.Sprintf("/proc/%d/ns/%s", pid, file)
+	}
+	etc := filepath.Join(f.bundle(sb), "etc")
+	for i, m := range spec.Mounts {
+		if m.Type != "bind" || filepath.Dir(m.Destination) != "/etc" {
+			continue
+		}
+		own := filepath.Join(etc, filepath.Base(m.Destination))
+		if err := copyFile(m.Source, own); err != nil {
+			return nil, fmt.Errorf("floor sandbox %s: %s: %w", sb, m.Destination, err)
+		}
+		spec.Mounts[i].Source = own
+	}
+	return &spec, nil
+}
+
+// nsFile names the /proc/PID/ns file of a namespace type other than the
+// network's, or "" for one it does not know.
+func nsFile(t specs.LinuxNamespaceType) string {
+	switch t {
+	case specs.PIDNamespace, specs.IPCNamespace, specs.UTSNamespace, specs.UserNamespace, specs.CgroupNamespace:
+		return string(t)
+	case specs.MountNamespace:
+		return "mnt"
+	}
+	return ""
+}
+
+func copyFile(src, dst string) error {
+	b, err := os.ReadFile(src)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
+		return err
+	}
+	return os.WriteFile(dst, b, 0o644)
+}
+
+// Run starts floor container id in floor sandbox sb from spec (JoinSpec's),
+// in a cgroup of its own below sb's: the raw `runc run -d` that
+// `podbox run -d` is compared with. Only runc is timed.
+func (f *Floor) Run(ctx context.Context, id, sb string, spec *specs.Spec) (time.Duration, error) {
+	s, linux := *spec, *spec.Linux
+	linux.CgroupsPath = f.containerCgroup(sb, id)
+	s.Linux = &linux
+	if err := writeBundle(f.bundle(id), &s); err != nil {
 		return 0, err
 	}
 	start := time.Now()
@@ -140,6 +228,13 @@ func (f *Floor) Run(ctx context.Context, id, rootfs string, joinPID int, args ..
 	}
 	return time.Since(start), nil
 }
+
+// sandboxCgroup is floor sandbox sb's cgroup: its pause runs in "pause"
+// below it and its containers beside that, as in podbox (sandbox.Node's
+// SandboxCgroup and ContainerCgroupsPath).
+func (f *Floor) sandboxCgroup(sb string) string { return f.CgroupParent + "/" + sb }
+
+func (f *Floor) containerCgroup(sb, id string) string { return "/" + f.sandboxCgroup(sb) + "/" + id }
 
 // Cleanup removes every container left in the floor's runc root (and their
 // networks) and the cgroup parent, and reports what it had to remove.
@@ -231,52 +326,11 @@ func (f *Floor) pauseSpec(id string) *specs.Spec {
 			{Destination: "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "strictatime", "mode=755", "size=64k"}},
 		},
 		Linux: &specs.Linux{
-			CgroupsPath: "/" + f.CgroupParent + "/" + id,
+			CgroupsPath: f.containerCgroup(id, "pause"),
 			Namespaces: []specs.LinuxNamespace{
 				{Type: specs.PIDNamespace}, {Type: specs.IPCNamespace}, {Type: specs.UTSNamespace}, {Type: specs.MountNamespace},
 				{Type: specs.NetworkNamespace, Path: f.pin(id)},
 			},
-		},
-	}
-}
-
-// containerSpec is `podbox run`'s container (runc spec's defaults,
-// containerd's capabilities) joined to the pause by namespace paths.
-func (f *Floor) containerSpec(id, rootfs string, joinPID int, args []string) *specs.Spec {
-	caps := []string{
-		"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD",
-		"CAP_NET_RAW", "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP",
-		"CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
-	}
-	ns := func(kind string) string { return fmt.Sprintf("/proc/%d/ns/%s", joinPID, kind) }
-	return &specs.Spec{
-		Version: "1.0.2",
-		Process: &specs.Process{
-			Args:            args,
-			Env:             []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
-			Cwd:             "/",
-			Capabilities:    &specs.LinuxCapabilities{Bounding: caps, Effective: caps, Permitted: caps},
-			Rlimits:         []specs.POSIXRlimit{{Type: "RLIMIT_NOFILE", Hard: 1024, Soft: 1024}},
-			NoNewPrivileges: true,
-		},
-		Root: &specs.Root{Path: rootfs},
-		Mounts: []specs.Mount{
-			{Destination: "/proc", Type: "proc", Source: "proc"},
-			{Destination: "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "strictatime", "mode=755", "size=65536k"}},
-			{Destination: "/dev/pts", Type: "devpts", Source: "devpts", Options: []string{"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"}},
-			{Destination: "/dev/shm", Type: "tmpfs", Source: "shm", Options: []string{"nosuid", "noexec", "nodev", "mode=1777", "size=65536k"}},
-			{Destination: "/dev/mqueue", Type: "mqueue", Source: "mqueue", Options: []string{"nosuid", "noexec", "nodev"}},
-			{Destination: "/sys", Type: "sysfs", Source: "sysfs", Options: []string{"nosuid", "noexec", "nodev", "ro"}},
-		},
-		Linux: &specs.Linux{
-			CgroupsPath: "/" + f.CgroupParent + "/" + id,
-			Namespaces: []specs.LinuxNamespace{
-				{Type: specs.PIDNamespace}, {Type: specs.MountNamespace},
-				{Type: specs.NetworkNamespace, Path: ns("net")}, {Type: specs.IPCNamespace, Path: ns("ipc")},
-				{Type: specs.UTSNamespace, Path: ns("uts")},
-			},
-			MaskedPaths:   []string{"/proc/kcore", "/proc/keys", "/proc/timer_list", "/sys/firmware"},
-			ReadonlyPaths: []string{"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"},
 		},
 	}
 }

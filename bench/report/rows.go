@@ -89,10 +89,10 @@ func Rows(r *Result) []Row {
 	floor, okF = r.series(FigJoin, Floor)
 	if okP && okR && okF {
 		add(Row{Figure: "join (container start), p50", Podbox: ms(pb.P50), Peer: ms(peer.P50), Ratio: faster(pb.P50, peer.P50),
-			Target: fmt.Sprintf("≤ 1.2× raw runc run -d (%s: %.2f×) and ≥ 3× faster than crictl create+start", ms(floor.P50), pb.P50/floor.P50),
+			Target: fmt.Sprintf("≤ 1.2× raw runc run -d of the same spec (%s: %.2f×) and ≥ 3× faster than crictl create+start", ms(floor.P50), pb.P50/floor.P50),
 			Met:    verdict(pb.P50 <= targetJoinOverFloor*floor.P50 && peer.P50/pb.P50 >= targetJoinSpeedup)})
 	} else {
-		missing("join (container start), p50", "≤ 1.2× raw runc run -d and ≥ 3× faster than crictl create+start")
+		missing("join (container start), p50", "≤ 1.2× raw runc run -d of the same spec and ≥ 3× faster than crictl create+start")
 	}
 
 	// Teardown.

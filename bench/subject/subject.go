@@ -8,6 +8,7 @@ package subject
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -15,6 +16,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/podbox/podbox/bench/timed"
 	"github.com/podbox/podbox/sandbox"
@@ -78,6 +81,25 @@ func (p *Podbox) Run(ctx context.Context, sandboxID, rootfs string, args ...stri
 func (p *Podbox) RemoveContainer(ctx context.Context, id string) error {
 	_, _, err := p.Cmd(ctx, "rm", "-f", id)
 	return err
+}
+
+// Spec returns the OCI spec that podbox's shim gave runc for container id:
+// the config.json of its bundle, as joined to its sandbox. The floor runs
+// the same spec (floor.Floor.JoinSpec).
+func (p *Podbox) Spec(id string) (*specs.Spec, error) {
+	rec, err := sandbox.Store{Root: p.Root}.ResolveContainer(id)
+	if err != nil {
+		return nil, fmt.Errorf("container %s: %w", id, err)
+	}
+	b, err := os.ReadFile(filepath.Join(rec.Bundle, "config.json"))
+	if err != nil {
+		return nil, fmt.Errorf("container %s: spec: %w", id, err)
+	}
+	var spec specs.Spec
+	if err := json.Unmarshal(b, &spec); err != nil {
+		return nil, fmt.Errorf("container %s: spec %s: %w", id, filepath.Join(rec.Bundle, "config.json"), err)
+	}
+	return &spec, nil
 }
 
 // Processes returns the shim and pause PIDs of sandbox id, from its record.

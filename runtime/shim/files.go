@@ -3,7 +3,8 @@ package shim
 import (
 	"encoding/json"
 	"os"
-	"path/filepath"
+
+	"github.com/podbox/podbox/sandbox"
 )
 
 func readJSON(path string, v any) error {
@@ -14,25 +15,11 @@ func readJSON(path string, v any) error {
 	return json.Unmarshal(b, v)
 }
 
-// writeJSON replaces path atomically, keeping its mode.
+// writeJSON replaces path atomically (sandbox.ReplaceFile).
 func writeJSON(path string, v any) error {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".config.*")
-	if err != nil {
-		return err
-	}
-	_, err = tmp.Write(b)
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), path)
-	}
-	if err != nil {
-		os.Remove(tmp.Name())
-	}
-	return err
+	return sandbox.ReplaceFile(path, b)
 }

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -188,10 +187,6 @@ func (s *Service) Create(ctx context.Context, req *taskapi.CreateTaskRequest) (*
 	s.containers[req.ID] = c
 	rec.State, rec.PID = sandbox.ContainerCreated, p.pid
 	s.saveContainer(rec)
-	sb.Containers = append(sb.Containers, req.ID)
-	if err := s.node.Store.SaveSandbox(sb); err != nil {
-		s.log.Error("save sandbox", "error", err)
-	}
 	s.log.Info("container created", "id", req.ID, "pid", p.pid)
 	s.publish(events.TopicTaskCreate, &apievents.TaskCreate{
 		ContainerID: req.ID, Bundle: req.Bundle, Rootfs: req.Rootfs, Pid: uint32(p.pid),
@@ -660,16 +655,7 @@ func (s *Service) removeContainer(ctx context.Context, c *container) error {
 	if w := s.startedOOMWatcher(); w != nil {
 		w.Remove(c.rec.ID)
 	}
-	if err := s.node.Store.RemoveContainerRecord(c.rec); err != nil {
-		return err
-	}
-	if s.sb != nil {
-		s.sb.Containers = slices.DeleteFunc(s.sb.Containers, func(id string) bool { return id == c.rec.ID })
-		if err := s.node.Store.SaveSandbox(s.sb); err != nil {
-			s.log.Error("save sandbox", "error", err)
-		}
-	}
-	return nil
+	return s.node.Store.RemoveContainerRecord(c.rec)
 }
 
 func mapsValues(m map[string]*process) []*process {

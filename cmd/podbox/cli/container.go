@@ -206,8 +206,11 @@ func (a *App) run(ctx context.Context, g *globals, o runOptions) error {
 	return nil
 }
 
+// writeSpec writes the container's first spec. Compact, not indented: the
+// shim reads it back and replaces it with the joined spec at once, which is
+// what runc and users get to read.
 func writeSpec(path string, spec *specs.Spec) error {
-	b, err := json.MarshalIndent(spec, "", "  ")
+	b, err := json.Marshal(spec)
 	if err != nil {
 		return err
 	}
@@ -671,7 +674,14 @@ func (a *App) stopCommand(g *globals) *cobra.Command {
 }
 
 // stopTask stops task id: SIGTERM, wait up to timeout, then SIGKILL to every
-// process of the container. A task that is not running is already stopped.
+// process of the container; with a zero timeout (rm -f) SIGKILL at once. A
+// task that is not running is already stopped.
+//
+// One Wait covers both signals and is never given up early: the shim answers
+// a Wait whatever the client did with it, and ttrpc's client logs the answer
+// to a call whose context it already cancelled ("received message on
+// inactive stream") on our stderr. So the grace period is a timer here, not a
+// deadline on the call.
 func stopTask(ctx context.Context, c *shimclient.Client, id string, timeout time.Duration) error {
 	s, ok, err := taskState(ctx, c, id)
 	if err != nil {
@@ -680,22 +690,41 @@ func stopTask(ctx context.Context, c *shimclient.Client, id string, timeout time
 	if !ok || s.Status != tasktypes.Status_RUNNING && s.Status != tasktypes.Status_PAUSED {
 		return nil
 	}
-	if _, err := c.Task.Kill(ctx, &taskapi.KillRequest{ID: id, Signal: uint32(syscall.SIGTERM)}); err != nil {
+	exited := make(chan error, 1)
+	go func() {
+		_, err := c.Task.Wait(ctx, &taskapi.WaitRequest{ID: id})
+		exited <- err
+	}()
+	kill := func(sig syscall.Signal, all bool) error {
+		_, err := c.Task.Kill(ctx, &taskapi.KillRequest{ID: id, Signal: uint32(sig), All: all})
+		if status.Code(err) == codes.NotFound {
+			return nil // it has just exited; the Wait says so
+		}
 		return err
 	}
-	wctx, cancel := context.WithTimeout(ctx, timeout)
-	_, err = c.Task.Wait(wctx, &taskapi.WaitRequest{ID: id})
-	cancel()
-	if err == nil {
-		return nil
+	if timeout > 0 {
+		if err := kill(syscall.SIGTERM, false); err != nil {
+			return err
+		}
+		grace := time.NewTimer(timeout)
+		select {
+		case err := <-exited:
+			grace.Stop()
+			return err
+		case <-grace.C:
+		}
 	}
-	if _, err := c.Task.Kill(ctx, &taskapi.KillRequest{ID: id, Signal: uint32(syscall.SIGKILL), All: true}); err != nil {
+	if err := kill(syscall.SIGKILL, true); err != nil {
 		return err
 	}
-	wctx, cancel = context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	_, err = c.Task.Wait(wctx, &taskapi.WaitRequest{ID: id})
-	return err
+	limit := time.NewTimer(30 * time.Second)
+	defer limit.Stop()
+	select {
+	case err := <-exited:
+		return err
+	case <-limit.C:
+		return fmt.Errorf("task %s: still running 30 s after SIGKILL", id)
+	}
 }
 
 func (a *App) rmCommand(g *globals) *cobra.Command {
