@@ -71,11 +71,18 @@ func (c Cgroup) create(hs []hierarchy) error {
 	return nil
 }
 
-// ensureCpuset creates each level of path under a v1 cpuset mount, copying
-// the parent's cpus and mems, without which the kernel refuses new tasks.
+// ensureCpuset creates each level of path under a v1 cpuset mount. The
+// kernel refuses tasks in a cpuset without cpus and mems, and a new one has
+// none unless its parent has cgroup.clone_children set: then the kernel
+// copies the parent's into it at mkdir. So each level that is not the leaf
+// gets that flag, and a level made without it gets its parent's values
+// written. The write is what to avoid: setting cpuset.cpus makes the kernel
+// rebuild its scheduling domains, a walk over every cpuset on the host, of
+// which a node has two per sandbox.
 func ensureCpuset(mount, path string) error {
 	parent := mount
-	for _, part := range strings.Split(filepath.Clean(path), "/") {
+	parts := strings.Split(filepath.Clean(path), "/")
+	for i, part := range parts {
 		dir := filepath.Join(parent, part)
 		if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
 			return err
@@ -93,7 +100,29 @@ func ensureCpuset(mount, path string) error {
 				return fmt.Errorf("%s: %w", filepath.Join(dir, f), err)
 			}
 		}
+		if i < len(parts)-1 {
+			if err := cloneChildren(dir); err != nil {
+				return err
+			}
+		}
 		parent = dir
+	}
+	return nil
+}
+
+// cloneChildren sets cgroup.clone_children on the cpuset dir, unless set
+// already (inherited from its parent, as it is below the first level).
+func cloneChildren(dir string) error {
+	f := filepath.Join(dir, "cgroup.clone_children")
+	cur, err := os.ReadFile(f)
+	if err != nil {
+		return err
+	}
+	if strings.TrimSpace(string(cur)) == "1" {
+		return nil
+	}
+	if err := os.WriteFile(f, []byte("1"), 0o644); err != nil {
+		return fmt.Errorf("%s: %w", f, err)
 	}
 	return nil
 }

@@ -50,3 +50,54 @@ func TestCgroupCreateAddRemove(t *testing.T) {
 		t.Fatalf("second Remove: %v", err)
 	}
 }
+
+// A cpuset made below a sandbox cgroup gets its cpus and mems from the
+// kernel at mkdir (cgroup.clone_children), so neither a later sandbox nor
+// runc, for a container, needs to write cpuset.cpus, which makes the kernel
+// walk every cpuset on the host.
+func TestCgroupCpusetInherited(t *testing.T) {
+	testnode.RequirePrivileged(t)
+	hs, err := hierarchies()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mount string
+	for _, h := range hs {
+		if h.cpuset {
+			mount = h.mount
+		}
+	}
+	if mount == "" {
+		testnode.Skip(t, "no v1 cpuset hierarchy: nothing to inherit") // pure v2 host
+	}
+	parent := "podbox-test-" + NewID()[:12]
+	t.Cleanup(func() { Cgroup{Path: parent}.Remove() })
+	if err := (Cgroup{Path: parent + "/sb1/pause"}).Create(); err != nil {
+		t.Fatal(err)
+	}
+	want, err := os.ReadFile(filepath.Join(mount, parent, "cpuset.cpus"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Plain mkdirs, as a second sandbox's or runc's, below each level.
+	for _, dir := range []string{parent + "/sb2", parent + "/sb1/ctr"} {
+		if err := os.Mkdir(filepath.Join(mount, dir), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range []string{"cpuset.cpus", "cpuset.mems"} {
+			got, err := os.ReadFile(filepath.Join(mount, dir, f))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if strings.TrimSpace(string(got)) == "" {
+				t.Errorf("%s of a new cpuset %s is empty: not inherited", f, dir)
+			}
+			if f == "cpuset.cpus" && string(got) != string(want) {
+				t.Errorf("%s of %s = %q, want the parent's %q", f, dir, got, want)
+			}
+		}
+	}
+	if err := (Cgroup{Path: parent}).Remove(); err != nil {
+		t.Fatal(err)
+	}
+}
