@@ -25,7 +25,7 @@ type hierarchy struct {
 // hierarchies lists the cgroup trees mounted on this host, so the same code
 // serves v1, hybrid (v1 plus a unified mount) and pure v2 hosts.
 func hierarchies() ([]hierarchy, error) {
-	ms, err := CgroupMounts(MountInfo)
+	ms, err := HostCgroupMounts()
 	if err != nil {
 		return nil, err
 	}
