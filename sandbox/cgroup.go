@@ -74,11 +74,13 @@ func (c Cgroup) create(hs []hierarchy) error {
 // ensureCpuset creates each level of path under a v1 cpuset mount. The
 // kernel refuses tasks in a cpuset without cpus and mems, and a new one has
 // none unless its parent has cgroup.clone_children set: then the kernel
-// copies the parent's into it at mkdir. So each level that is not the leaf
-// gets that flag, and a level made without it gets its parent's values
-// written. The write is what to avoid: setting cpuset.cpus makes the kernel
-// rebuild its scheduling domains, a walk over every cpuset on the host, of
-// which a node has two per sandbox.
+// copies the parent's into it at mkdir. So the two levels above the leaf
+// (for a pause, PARENT/ID/pause, the node's cgroup parent and the sandbox's
+// cgroup, whose children are all ours) get that flag, and a level made
+// without it gets its parent's values written. The write is what to avoid:
+// setting cpuset.cpus makes the kernel rebuild its scheduling domains, a
+// walk over every cpuset on the host, of which a node has two per sandbox.
+// Levels further up may be someone else's, and keep their flag.
 func ensureCpuset(mount, path string) error {
 	parent := mount
 	parts := strings.Split(filepath.Clean(path), "/")
@@ -100,7 +102,7 @@ func ensureCpuset(mount, path string) error {
 				return fmt.Errorf("%s: %w", filepath.Join(dir, f), err)
 			}
 		}
-		if i < len(parts)-1 {
+		if i < len(parts)-1 && i >= len(parts)-3 {
 			if err := cloneChildren(dir); err != nil {
 				return err
 			}

@@ -70,8 +70,10 @@ func TestCgroupCpusetInherited(t *testing.T) {
 	if mount == "" {
 		testnode.Skip(t, "no v1 cpuset hierarchy: nothing to inherit") // pure v2 host
 	}
-	parent := "podbox-test-" + NewID()[:12]
-	t.Cleanup(func() { Cgroup{Path: parent}.Remove() })
+	// A two-level parent: its upper level is not ours to change.
+	top := "podbox-test-" + NewID()[:12]
+	parent := top + "/nodes"
+	t.Cleanup(func() { Cgroup{Path: top}.Remove() })
 	if err := (Cgroup{Path: parent + "/sb1/pause"}).Create(); err != nil {
 		t.Fatal(err)
 	}
@@ -97,7 +99,10 @@ func TestCgroupCpusetInherited(t *testing.T) {
 			}
 		}
 	}
-	if err := (Cgroup{Path: parent}).Remove(); err != nil {
+	if b, err := os.ReadFile(filepath.Join(mount, top, "cgroup.clone_children")); err != nil || strings.TrimSpace(string(b)) != "0" {
+		t.Errorf("clone_children of %s, above the parent, = %q, %v; want it left 0", top, b, err)
+	}
+	if err := (Cgroup{Path: top}).Remove(); err != nil {
 		t.Fatal(err)
 	}
 }
