@@ -105,19 +105,16 @@ func (n Network) bridgeLink(node *netlink.Handle) (*netlink.Bridge, error) {
 // two subnets through one bridge, so it is an error instead.
 func (n Network) ensureBridgeAddr(node *netlink.Handle, br *netlink.Bridge) error {
 	want := n.GatewayPrefix()
-	addrs, err := node.AddrList(br, netlink.FAMILY_V4)
+	addrs, err := linkAddrs(n.NodeNetNS, br.Index, unix.AF_INET)
 	if err != nil {
 		return fmt.Errorf("bridge %q: list addresses: %w", n.Bridge, err)
 	}
 	found := false
-	for _, a := range addrs {
-		p, ok := PrefixOf(a.IPNet)
-		switch {
-		case ok && p == want:
-			found = true
-		default:
-			return fmt.Errorf("bridge %q: has address %s, want %s", n.Bridge, a.IPNet, want)
+	for _, p := range addrs {
+		if p != want {
+			return fmt.Errorf("bridge %q: has address %s, want %s", n.Bridge, p, want)
 		}
+		found = true
 	}
 	if found {
 		return nil

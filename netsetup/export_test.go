@@ -38,3 +38,6 @@ func (n Network) EnsureVethOnBridgeIndex(sandboxID, netnsPath string, bridgeInde
 	})
 	return err
 }
+
+// LinkAddrs is linkAddrs, the per-link address dump.
+var LinkAddrs = linkAddrs

@@ -25,7 +25,7 @@ type hierarchy struct {
 // hierarchies lists the cgroup trees mounted on this host, so the same code
 // serves v1, hybrid (v1 plus a unified mount) and pure v2 hosts.
 func hierarchies() ([]hierarchy, error) {
-	ms, err := CgroupMounts(MountInfo)
+	ms, err := HostCgroupMounts()
 	if err != nil {
 		return nil, err
 	}
@@ -71,28 +71,20 @@ func (c Cgroup) create(hs []hierarchy) error {
 	return nil
 }
 
-// ensureCpuset creates each level of path under a v1 cpuset mount with the
-// parent's cpus and mems, without which the kernel refuses new tasks.
-//
-// A new cpuset starts with none, and writing them costs: every write of
-// cpuset.cpus rebuilds the scheduler's domains under a global lock, about
-// half a millisecond of CPU here, twice per sandbox and again for each
-// container runc makes. A parent with cgroup.clone_children set has the
-// kernel copy its cpus and mems into each new child instead, with no
-// rebuild, and passes the flag on to children made afterwards. So every
-// level below the top one we create gets it from its parent: the sandbox's
-// cgroup and the pause's, and runc's container cgroups below the sandbox's,
-// which runc then finds complete. The flag matters to the cpuset
-// controller alone, and the hierarchy's root is never changed: its other
-// children are not ours.
+// ensureCpuset creates each level of path under a v1 cpuset mount. The
+// kernel refuses tasks in a cpuset without cpus and mems, and a new one has
+// none unless its parent has cgroup.clone_children set: then the kernel
+// copies the parent's into it at mkdir. So the two levels above the leaf
+// (for a pause, PARENT/ID/pause, the node's cgroup parent and the sandbox's
+// cgroup, whose children are all ours) get that flag, and a level made
+// without it gets its parent's values written. The write is what to avoid:
+// setting cpuset.cpus makes the kernel rebuild its scheduling domains, a
+// walk over every cpuset on the host, of which a node has two per sandbox.
+// Levels further up may be someone else's, and keep their flag.
 func ensureCpuset(mount, path string) error {
 	parent := mount
-	for _, part := range strings.Split(filepath.Clean(path), "/") {
-		if parent != mount {
-			if err := setCloneChildren(parent); err != nil {
-				return err
-			}
-		}
+	parts := strings.Split(filepath.Clean(path), "/")
+	for i, part := range parts {
 		dir := filepath.Join(parent, part)
 		if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
 			return err
@@ -110,16 +102,25 @@ func ensureCpuset(mount, path string) error {
 				return fmt.Errorf("%s: %w", filepath.Join(dir, f), err)
 			}
 		}
+		if i < len(parts)-1 && i >= len(parts)-3 {
+			if err := cloneChildren(dir); err != nil {
+				return err
+			}
+		}
 		parent = dir
 	}
 	return nil
 }
 
-// setCloneChildren sets cgroup.clone_children in the cpuset cgroup dir,
-// unless it is set already (a read is cheaper than a write).
-func setCloneChildren(dir string) error {
+// cloneChildren sets cgroup.clone_children on the cpuset dir, unless set
+// already (inherited from its parent, as it is below the first level).
+func cloneChildren(dir string) error {
 	f := filepath.Join(dir, "cgroup.clone_children")
-	if cur, err := os.ReadFile(f); err == nil && strings.TrimSpace(string(cur)) == "1" {
+	cur, err := os.ReadFile(f)
+	if err != nil {
+		return err
+	}
+	if strings.TrimSpace(string(cur)) == "1" {
 		return nil
 	}
 	if err := os.WriteFile(f, []byte("1"), 0o644); err != nil {

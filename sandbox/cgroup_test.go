@@ -51,12 +51,11 @@ func TestCgroupCreateAddRemove(t *testing.T) {
 	}
 }
 
-// On a v1 cpuset hierarchy, the sandbox's cgroup has the kernel copy cpus
-// and mems into new children (cgroup.clone_children), so neither the pause's
-// cgroup nor the container cgroups runc makes below it need them written
-// (each write rebuilds the scheduler domains); and the pause's cgroup holds
-// the parent's cpus and mems, so that a task can join it.
-func TestCgroupCpusetClonesChildren(t *testing.T) {
+// A cpuset made below a sandbox cgroup gets its cpus and mems from the
+// kernel at mkdir (cgroup.clone_children), so neither a later sandbox nor
+// runc, for a container, needs to write cpuset.cpus, which makes the kernel
+// walk every cpuset on the host.
+func TestCgroupCpusetInherited(t *testing.T) {
 	testnode.RequirePrivileged(t)
 	hs, err := hierarchies()
 	if err != nil {
@@ -69,46 +68,41 @@ func TestCgroupCpusetClonesChildren(t *testing.T) {
 		}
 	}
 	if mount == "" {
-		testnode.Skip(t, "no cgroup v1 cpuset hierarchy on this host")
+		testnode.Skip(t, "no v1 cpuset hierarchy: nothing to inherit") // pure v2 host
 	}
-	rootFlag, err := os.ReadFile(filepath.Join(mount, "cgroup.clone_children"))
+	// A two-level parent: its upper level is not ours to change.
+	top := "podbox-test-" + NewID()[:12]
+	parent := top + "/nodes"
+	t.Cleanup(func() { Cgroup{Path: top}.Remove() })
+	if err := (Cgroup{Path: parent + "/sb1/pause"}).Create(); err != nil {
+		t.Fatal(err)
+	}
+	want, err := os.ReadFile(filepath.Join(mount, parent, "cpuset.cpus"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	parent := "podbox-test-" + NewID()[:12]
-	if err := (Cgroup{Path: parent + "/sb/pause"}).Create(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { Cgroup{Path: parent}.Remove() })
-	read := func(rel string) string {
-		t.Helper()
-		b, err := os.ReadFile(filepath.Join(mount, rel))
-		if err != nil {
+	// Plain mkdirs, as a second sandbox's or runc's, below each level.
+	for _, dir := range []string{parent + "/sb2", parent + "/sb1/ctr"} {
+		if err := os.Mkdir(filepath.Join(mount, dir), 0o755); err != nil {
 			t.Fatal(err)
 		}
-		return strings.TrimSpace(string(b))
-	}
-	for _, dir := range []string{parent, parent + "/sb"} {
-		if got := read(dir + "/cgroup.clone_children"); got != "1" {
-			t.Errorf("%s: cgroup.clone_children = %q, want 1", dir, got)
-		}
-	}
-	// The root's children are not all ours: its flag stays as it was.
-	if got, want := read("cgroup.clone_children"), strings.TrimSpace(string(rootFlag)); got != want {
-		t.Errorf("root cgroup.clone_children = %q, was %q", got, want)
-	}
-	// A child made the way runc makes a container's cgroup, a bare mkdir,
-	// can take tasks at once.
-	ctr := filepath.Join(mount, parent, "sb", "ctr")
-	if err := os.Mkdir(ctr, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range []string{"cpuset.cpus", "cpuset.mems"} {
-		want := read(f)
-		for _, dir := range []string{parent + "/sb/pause", parent + "/sb/ctr"} {
-			if got := read(dir + "/" + f); got != want || got == "" {
-				t.Errorf("%s/%s = %q, want the root's %q", dir, f, got, want)
+		for _, f := range []string{"cpuset.cpus", "cpuset.mems"} {
+			got, err := os.ReadFile(filepath.Join(mount, dir, f))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if strings.TrimSpace(string(got)) == "" {
+				t.Errorf("%s of a new cpuset %s is empty: not inherited", f, dir)
+			}
+			if f == "cpuset.cpus" && string(got) != string(want) {
+				t.Errorf("%s of %s = %q, want the parent's %q", f, dir, got, want)
 			}
 		}
+	}
+	if b, err := os.ReadFile(filepath.Join(mount, top, "cgroup.clone_children")); err != nil || strings.TrimSpace(string(b)) != "0" {
+		t.Errorf("clone_children of %s, above the parent, = %q, %v; want it left 0", top, b, err)
+	}
+	if err := (Cgroup{Path: top}).Remove(); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 )
 
@@ -21,11 +22,40 @@ type CgroupMount struct {
 	Controllers []string // v1 only: "cpu", "cpuacct", "name=systemd", …
 }
 
+// ProcCgroup lists the calling process's cgroup in each hierarchy the kernel
+// has, one "ID:CONTROLLERS:PATH" line per hierarchy ("0::PATH" for v2).
+const ProcCgroup = "/proc/self/cgroup"
+
 // CgroupMounts lists the cgroup trees in the mountinfo file at path (pass
-// MountInfo), in mount order. It is the one reader of cgroup mounts that the
-// sandbox's cgroups, the metrics and the OOM watcher share, so v1, hybrid and
-// pure v2 hosts are told apart in one place.
+// MountInfo), in mount order, reading the whole file. It is the one reader
+// of cgroup mounts that the sandbox's cgroups, the metrics and the OOM
+// watcher share, so v1, hybrid and pure v2 hosts are told apart in one place.
 func CgroupMounts(path string) ([]CgroupMount, error) {
+	return cgroupMounts(path, "")
+}
+
+// HostCgroupMounts is CgroupMounts(MountInfo) that stops reading as soon as
+// every hierarchy the kernel lists in ProcCgroup has been found mounted at
+// its root. The cgroup trees are mounted at boot, so they come before the
+// mounts a busy node adds later (a netns pin per sandbox): without the stop,
+// every create and remove would read a table that grows with the node, the
+// kernel formatting each pin's line (a path lookup) on the way. A hierarchy
+// that is not mounted in this namespace leaves the whole table read, and a
+// tree mounted twice is found at its first mount.
+func HostCgroupMounts() ([]CgroupMount, error) {
+	return cgroupMounts(MountInfo, ProcCgroup)
+}
+
+// cgroupMounts is CgroupMounts, stopping once each hierarchy listed in the
+// /proc/PID/cgroup file procCgroup (if not "") has a mount.
+func cgroupMounts(path, procCgroup string) ([]CgroupMount, error) {
+	var want []string
+	if procCgroup != "" {
+		var err error
+		if want, err = cgroupHierarchies(procCgroup); err != nil {
+			return nil, err
+		}
+	}
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("cgroup mounts: %w", err)
@@ -55,9 +85,10 @@ func CgroupMounts(path string) ([]CgroupMount, error) {
 		if len(pf) < 5 || len(sf) < 3 {
 			continue
 		}
+		var m CgroupMount
 		switch sf[0] {
 		case "cgroup2":
-			ms = append(ms, CgroupMount{Path: UnescapeMount(pf[4]), V2: true})
+			m = CgroupMount{Path: UnescapeMount(pf[4]), V2: true}
 		case "cgroup":
 			// The super options name the controllers: "rw,cpu,cpuacct".
 			var ctrl []string
@@ -66,13 +97,52 @@ func CgroupMounts(path string) ([]CgroupMount, error) {
 					ctrl = append(ctrl, o)
 				}
 			}
-			ms = append(ms, CgroupMount{Path: UnescapeMount(pf[4]), Controllers: ctrl})
+			m = CgroupMount{Path: UnescapeMount(pf[4]), Controllers: ctrl}
+		default:
+			continue
+		}
+		ms = append(ms, m)
+		if pf[3] == "/" {
+			want = slices.DeleteFunc(want, m.holds)
+			if procCgroup != "" && len(want) == 0 {
+				break
+			}
 		}
 	}
 	if err := sc.Err(); err != nil {
 		return nil, fmt.Errorf("cgroup mounts: %s: %w", path, err)
 	}
 	return ms, nil
+}
+
+// holds reports whether m mounts the hierarchy h, named as cgroupHierarchies
+// names it: "" for v2, else one of its controllers.
+func (m CgroupMount) holds(h string) bool {
+	if h == "" {
+		return m.V2
+	}
+	return !m.V2 && slices.Contains(m.Controllers, h)
+}
+
+// cgroupHierarchies names each hierarchy listed in the /proc/PID/cgroup file
+// at path: "" for the v2 tree, else its first controller ("cpu",
+// "name=systemd"), which no other hierarchy has.
+func cgroupHierarchies(path string) ([]string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("cgroup mounts: %w", err)
+	}
+	var hs []string
+	for line := range strings.SplitSeq(strings.TrimSpace(string(b)), "\n") {
+		// "4:cpu,cpuacct:/user.slice", "0::/"
+		f := strings.SplitN(line, ":", 3)
+		if len(f) != 3 {
+			return nil, fmt.Errorf("cgroup mounts: %s: malformed line %q", path, line)
+		}
+		ctrl, _, _ := strings.Cut(f[1], ",")
+		hs = append(hs, ctrl)
+	}
+	return hs, nil
 }
 
 // UnescapeMount undoes mountinfo's octal escapes ("\040" for a space) in a

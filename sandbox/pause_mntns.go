@@ -25,7 +25,8 @@ const maxMountNSCandidates = 4
 // its own network, IPC, UTS and PID namespaces, and containers never join
 // the pause's mount namespace.
 func (n Node) pauseMountNS(self, rootDir string) *os.File {
-	ids, err := n.Store.SandboxIDs()
+	// One more than the candidates, since self may be among them.
+	ids, err := n.Store.SomeSandboxIDs(maxMountNSCandidates + 1)
 	if err != nil {
 		return nil
 	}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -173,6 +174,35 @@ func (s Store) resolve(kind, ref string, ids []string) (string, error) {
 	}
 }
 
+// listDirN is listDir stopping after n names: os.ReadDir sorts, so it reads
+// the whole directory, and File.ReadDir(n) only as many blocks as it needs.
+func listDirN(dir string, n int) ([]string, error) {
+	f, err := os.Open(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var ids []string
+	for len(ids) < n {
+		entries, err := f.ReadDir(n - len(ids))
+		for _, e := range entries {
+			if !strings.HasPrefix(e.Name(), ".") {
+				ids = append(ids, e.Name())
+			}
+		}
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return ids, nil
+}
+
 func listDir(dir string) ([]string, error) {
 	entries, err := os.ReadDir(dir)
 	if errors.Is(err, os.ErrNotExist) {
@@ -244,6 +274,17 @@ func (s Store) LoadSandbox(id string) (*Sandbox, error) {
 // SandboxIDs lists the IDs of every sandbox with a state directory.
 func (s Store) SandboxIDs() ([]string, error) {
 	ids, err := listDir(filepath.Join(s.Root, "sandboxes"))
+	if err != nil {
+		return nil, fmt.Errorf("list sandboxes in %s: %w", s.Root, err)
+	}
+	return ids, nil
+}
+
+// SomeSandboxIDs lists the IDs of up to n sandboxes with a state directory,
+// in no particular order, for a caller that wants a few: it reads only as
+// much of a node's sandbox directory, which holds thousands, as it needs.
+func (s Store) SomeSandboxIDs(n int) ([]string, error) {
+	ids, err := listDirN(filepath.Join(s.Root, "sandboxes"), n)
 	if err != nil {
 		return nil, fmt.Errorf("list sandboxes in %s: %w", s.Root, err)
 	}

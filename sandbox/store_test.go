@@ -216,3 +216,40 @@ func TestRemoveRefusesMountedPin(t *testing.T) {
 		t.Fatalf("record gone after refused remove: %v", err)
 	}
 }
+
+// SomeSandboxIDs gives at most n of the sandboxes, each one that exists, and
+// all of them when there are fewer.
+func TestSomeSandboxIDs(t *testing.T) {
+	s := Store{Root: t.TempDir()}
+	if ids, err := s.SomeSandboxIDs(3); err != nil || len(ids) != 0 {
+		t.Fatalf("empty store: %v, %v", ids, err)
+	}
+	all := map[string]bool{}
+	for range 10 {
+		id := NewID()
+		if err := s.CreateSandboxRecord(&Sandbox{ID: id, Name: id[:12]}); err != nil {
+			t.Fatal(err)
+		}
+		all[id] = true
+	}
+	// A temporary entry, as a record being written leaves, is no sandbox.
+	if err := os.Mkdir(filepath.Join(s.Root, "sandboxes", ".tmp"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []int{1, 3, 10, 50} {
+		ids, err := s.SomeSandboxIDs(n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen := map[string]bool{}
+		for _, id := range ids {
+			if !all[id] || seen[id] {
+				t.Errorf("n=%d: %q is not a sandbox, or listed twice: %v", n, id, ids)
+			}
+			seen[id] = true
+		}
+		if want := min(n, len(all)); len(ids) != want {
+			t.Errorf("n=%d: %d IDs, want %d", n, len(ids), want)
+		}
+	}
+}

@@ -32,7 +32,11 @@ import (
 // hosts) and a *cgroup2/stats.Metrics on a pure v2 host. A cgroup that does
 // not exist is an error wrapping os.ErrNotExist.
 func Read(cgroupPath string) (proto.Message, error) {
-	h, err := mountedHierarchies(sandbox.MountInfo)
+	ms, err := sandbox.HostCgroupMounts()
+	if err != nil {
+		return nil, fmt.Errorf("cgroup %s: metrics: %w", cgroupPath, err)
+	}
+	h, err := mountedHierarchies(ms)
 	if err != nil {
 		return nil, fmt.Errorf("cgroup %s: metrics: %w", cgroupPath, err)
 	}
@@ -66,14 +70,10 @@ type hierarchies struct {
 	partitions string
 }
 
-// mountedHierarchies reads the cgroup mounts of a mountinfo file. As soon as
+// mountedHierarchies sorts the cgroup mounts ms (sandbox.CgroupMounts). As soon as
 // any v1 controller is mounted the host is read as v1: on hybrid hosts the
 // controllers live there, and the unified mount holds none of them.
-func mountedHierarchies(mountinfo string) (hierarchies, error) {
-	ms, err := sandbox.CgroupMounts(mountinfo)
-	if err != nil {
-		return hierarchies{}, err
-	}
+func mountedHierarchies(ms []sandbox.CgroupMount) (hierarchies, error) {
 	h := hierarchies{v1: map[string]string{}, partitions: "/proc/partitions"}
 	for _, m := range ms {
 		if m.V2 {

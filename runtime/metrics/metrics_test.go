@@ -38,7 +38,7 @@ func TestReadRealCgroup(t *testing.T) {
 			t.Errorf("cleanup: %v", err)
 		}
 	})
-	h, err := mountedHierarchies("/proc/self/mountinfo")
+	h, err := mountedHierarchiesIn(t, "/proc/self/mountinfo")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -275,7 +275,7 @@ func TestMountedHierarchies(t *testing.T) {
 `
 	root := tree(t, map[string]string{"hybrid": hybrid, "pure": pure, "none": "25 30 0:23 / /sys rw - sysfs sysfs rw\n"})
 
-	h, err := mountedHierarchies(filepath.Join(root, "hybrid"))
+	h, err := mountedHierarchiesIn(t, filepath.Join(root, "hybrid"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -284,7 +284,7 @@ func TestMountedHierarchies(t *testing.T) {
 		t.Errorf("hybrid host read as %+v", h)
 	}
 
-	h, err = mountedHierarchies(filepath.Join(root, "pure"))
+	h, err = mountedHierarchiesIn(t, filepath.Join(root, "pure"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -295,7 +295,7 @@ func TestMountedHierarchies(t *testing.T) {
 		t.Errorf("unescape: %q", got)
 	}
 
-	if _, err := mountedHierarchies(filepath.Join(root, "none")); err == nil {
+	if _, err := mountedHierarchiesIn(t, filepath.Join(root, "none")); err == nil {
 		t.Error("a host without cgroups read without error")
 	}
 }
@@ -449,4 +449,14 @@ func TestToMetricRoundTrip(t *testing.T) {
 	if _, err := ToMetric("x", nil); err == nil {
 		t.Error("ToMetric(nil) succeeded")
 	}
+}
+
+// mountedHierarchiesIn is mountedHierarchies of the mountinfo file at path.
+func mountedHierarchiesIn(t *testing.T, path string) (hierarchies, error) {
+	t.Helper()
+	ms, err := sandbox.CgroupMounts(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return mountedHierarchies(ms)
 }

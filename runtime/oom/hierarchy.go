@@ -16,14 +16,10 @@ type memoryHierarchy struct {
 	v2 bool
 }
 
-// findMemoryHierarchy picks it from the cgroup mounts of a mountinfo file: a
+// findMemoryHierarchy picks it from the cgroup mounts ms: a
 // mounted v1 memory controller wins, since on hybrid hosts the unified mount
 // holds no controllers; otherwise the unified tree is used.
-func findMemoryHierarchy(mountinfo string) (memoryHierarchy, error) {
-	ms, err := sandbox.CgroupMounts(mountinfo)
-	if err != nil {
-		return memoryHierarchy{}, err
-	}
+func findMemoryHierarchy(ms []sandbox.CgroupMount) (memoryHierarchy, error) {
 	var v2 string
 	for _, m := range ms {
 		switch {

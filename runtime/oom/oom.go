@@ -84,7 +84,11 @@ type watch struct {
 // New finds the host's memory cgroup hierarchy and starts the watcher's
 // goroutine. log may be nil.
 func New(log *slog.Logger) (*Watcher, error) {
-	mem, err := findMemoryHierarchy(sandbox.MountInfo)
+	ms, err := sandbox.HostCgroupMounts()
+	if err != nil {
+		return nil, fmt.Errorf("oom watcher: %w", err)
+	}
+	mem, err := findMemoryHierarchy(ms)
 	if err != nil {
 		return nil, fmt.Errorf("oom watcher: %w", err)
 	}

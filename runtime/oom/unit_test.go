@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/podbox/podbox/sandbox"
 )
 
 func TestFindMemoryHierarchy(t *testing.T) {
@@ -39,7 +41,11 @@ func TestFindMemoryHierarchy(t *testing.T) {
 			if err := os.WriteFile(p, []byte(c.mountinfo), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			got, err := findMemoryHierarchy(p)
+			ms, err := sandbox.CgroupMounts(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := findMemoryHierarchy(ms)
 			if (err != nil) != c.err || got != c.want {
 				t.Errorf("got %+v, %v; want %+v, error %v", got, err, c.want, c.err)
 			}
