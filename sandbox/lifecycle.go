@@ -96,7 +96,7 @@ func (n Node) nodeNetwork() (netsetup.Network, error) {
 // NetNSPin is where the network namespace of sandbox id is pinned when the
 // sandbox owns it (networks bridge and none): ROOT/netns/ID, beside rather
 // than inside the sandbox's directory, so that it can be made before the
-// sandbox's record exists (PrepareNetNS).
+// sandbox's record exists (PrepareNetwork).
 func (n Node) NetNSPin(id string) string { return filepath.Join(n.Store.Root, "netns", id) }
 
 // ownPin is the pin of sb's own network namespace: the path its record
@@ -109,16 +109,32 @@ func (n Node) ownPin(sb *Sandbox) string {
 	return n.NetNSPin(sb.ID)
 }
 
-// PrepareNetNS makes the network namespace of sandbox id, which Create
-// (networks bridge and none) finds at NetNSPin and adopts instead of making
-// one. A caller that starts the sandbox's shim runs it while the shim
-// starts, which takes the namespace's creation off the way to a ready
-// sandbox. If the sandbox is then not created, DiscardNetNS removes it.
-func (n Node) PrepareNetNS(id string) error {
+// PrepareNetwork builds the network of sandbox id ahead of Create, the way
+// a CRI runtime sets up a pod's network before it asks for the sandbox: the
+// namespace at NetNSPin and, for NetworkBridge, the veth pair and the
+// leased address in it; for NetworkNone, lo up. Create finds and adopts
+// them: it makes the namespace only if there is none, and Setup returns an
+// existing attachment after checking it. A caller that starts the sandbox's
+// shim runs this while the shim process starts, which takes the network
+// off the way to a ready sandbox, and off the shim's one P, where it would
+// take turns with the pause's start. If the sandbox is then not created,
+// DiscardNetwork removes it all. On error nothing is left.
+func (n Node) PrepareNetwork(ctx context.Context, id, network string) error {
 	if err := checkPinID(id); err != nil {
 		return err
 	}
-	return netsetup.CreateNetNS(n.NetNSPin(id))
+	switch network {
+	case NetworkBridge:
+		net, err := n.nodeNetwork()
+		if err != nil {
+			return err
+		}
+		_, err = net.Setup(ctx, id, n.NetNSPin(id))
+		return err
+	case NetworkNone:
+		return netsetup.SetupLoopbackOnly(ctx, n.NetNSPin(id))
+	}
+	return fmt.Errorf("sandbox %q: prepare network: unknown network mode %q", id, network)
 }
 
 // checkPinID rejects an ID that would put a pin outside ROOT/netns.
@@ -129,10 +145,10 @@ func checkPinID(id string) error {
 	return nil
 }
 
-// DiscardNetNS removes the namespace PrepareNetNS made for sandbox id,
-// unless a sandbox id exists after all: its namespace is then its own, and
-// Remove's to remove. Nothing to remove is success.
-func (n Node) DiscardNetNS(id string) error {
+// DiscardNetwork removes what PrepareNetwork built for sandbox id (pin,
+// veth pair, lease), unless a sandbox id exists after all: its network is
+// then its own, and Remove's to remove. Nothing to remove is success.
+func (n Node) DiscardNetwork(ctx context.Context, id string) error {
 	if err := checkPinID(id); err != nil {
 		return err
 	}
@@ -140,9 +156,11 @@ func (n Node) DiscardNetNS(id string) error {
 		if err == nil {
 			return nil
 		}
-		return fmt.Errorf("sandbox %q: discard prepared netns: %w", id, err)
+		return fmt.Errorf("sandbox %q: discard prepared network: %w", id, err)
 	}
-	return netsetup.RemoveNetNS(n.NetNSPin(id))
+	// Teardown finds each piece by the ID and accepts its absence, so it
+	// serves a loopback-only namespace, or a half-prepared one, as well.
+	return n.network().Teardown(ctx, id, n.NetNSPin(id))
 }
 
 // Create builds a ready sandbox: its record (reserving the name), network
@@ -207,7 +225,7 @@ func (n Node) Create(ctx context.Context, o Options) (_ *Sandbox, retErr error) 
 	go func() { cg <- n.createPauseCgroup(sb) }()
 	var err error
 	if o.Network != NetworkExternal {
-		// A namespace PrepareNetNS made is adopted as it is.
+		// A namespace PrepareNetwork made is adopted as it is.
 		err = netsetup.CreateNetNS(sb.NetNSPath)
 	}
 	if err != nil {

@@ -180,11 +180,13 @@ func TestJoinSpec(t *testing.T) {
 	}
 }
 
-// A namespace made ahead by PrepareNetNS is the one Create gives the
-// sandbox; DiscardNetNS then leaves it to the sandbox, and Remove removes
-// it. One prepared for a create that fails is DiscardNetNS's to remove.
-func TestCreateAdoptsPreparedNetNS(t *testing.T) {
-	n := testNode(t)
+// A network built ahead by PrepareNetwork is the one Create gives the
+// sandbox: the same namespace, address and veth. DiscardNetwork then leaves
+// it to the sandbox, and Remove removes it. One prepared for a create that
+// fails is DiscardNetwork's to remove (the leak check sees veth, lease and
+// pin gone).
+func TestCreateAdoptsPreparedNetwork(t *testing.T) {
+	n, tn := testNodeNS(t)
 	ctx := context.Background()
 	nsIno := func(path string) uint64 {
 		t.Helper()
@@ -195,26 +197,33 @@ func TestCreateAdoptsPreparedNetNS(t *testing.T) {
 		return st.Ino
 	}
 	id := NewID()
-	if err := n.PrepareNetNS(id); err != nil {
+	if err := n.PrepareNetwork(ctx, id, NetworkBridge); err != nil {
 		t.Fatal(err)
 	}
 	pin := n.NetNSPin(id)
 	prepared := nsIno(pin)
+	veth, err := tn.Handle.LinkByName(netsetup.HostVethName(id))
+	if err != nil {
+		t.Fatalf("prepared veth: %v", err)
+	}
 	sb, err := n.Create(ctx, Options{ID: id, Name: "prepared"})
 	if err != nil {
-		n.DiscardNetNS(id)
+		n.DiscardNetwork(ctx, id)
 		t.Fatal(err)
 	}
 	go func() { p, _ := os.FindProcess(sb.PausePID); p.Wait() }()
 	t.Cleanup(func() { n.Remove(ctx, sb, nil) })
-	if sb.NetNSPath != pin {
-		t.Errorf("sandbox netns %s, want the prepared %s", sb.NetNSPath, pin)
+	if sb.NetNSPath != pin || sb.IP != "10.89.0.2" {
+		t.Errorf("sandbox netns %s, IP %s; want the prepared %s, 10.89.0.2", sb.NetNSPath, sb.IP, pin)
 	}
 	if got := nsIno("/proc/" + itoa(sb.PausePID) + "/ns/net"); got != prepared {
 		t.Errorf("the pause is in namespace %d, not the prepared %d", got, prepared)
 	}
-	if err := n.DiscardNetNS(id); err != nil || !netsetup.IsNetNSPin(pin) {
-		t.Fatalf("DiscardNetNS of a created sandbox: %v, pinned %v; want it left alone", err, netsetup.IsNetNSPin(pin))
+	if l, err := tn.Handle.LinkByName(sb.HostVeth); err != nil || l.Attrs().Index != veth.Attrs().Index {
+		t.Errorf("sandbox veth %s: %v; want the prepared one (index %d)", sb.HostVeth, err, veth.Attrs().Index)
+	}
+	if err := n.DiscardNetwork(ctx, id); err != nil || !netsetup.IsNetNSPin(pin) {
+		t.Fatalf("DiscardNetwork of a created sandbox: %v, pinned %v; want it left alone", err, netsetup.IsNetNSPin(pin))
 	}
 	if err := n.Remove(ctx, sb, nil); err != nil {
 		t.Fatal(err)
@@ -223,30 +232,41 @@ func TestCreateAdoptsPreparedNetNS(t *testing.T) {
 		t.Errorf("pin %s after Remove: %v", pin, err)
 	}
 
-	// The name is taken: the create fails before it takes the namespace.
-	other := NewID()
-	if err := n.PrepareNetNS(other); err != nil {
-		t.Fatal(err)
-	}
+	// The name is taken: the create fails before it takes the network.
 	sb2, err := n.Create(ctx, Options{ID: NewID(), Name: "taken"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	go func() { p, _ := os.FindProcess(sb2.PausePID); p.Wait() }()
 	t.Cleanup(func() { n.Remove(ctx, sb2, nil) })
+	other := NewID()
+	if err := n.PrepareNetwork(ctx, other, NetworkBridge); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := n.Create(ctx, Options{ID: other, Name: "taken"}); !errors.Is(err, ErrNameInUse) {
 		t.Fatalf("create of a taken name: %v", err)
 	}
-	if err := n.DiscardNetNS(other); err != nil {
+	if err := n.DiscardNetwork(ctx, other); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(n.NetNSPin(other)); !os.IsNotExist(err) {
-		t.Errorf("prepared pin after DiscardNetNS: %v", err)
+		t.Errorf("prepared pin after DiscardNetwork: %v", err)
 	}
-	if err := n.DiscardNetNS(other); err != nil {
-		t.Errorf("second DiscardNetNS: %v", err)
+	if err := n.DiscardNetwork(ctx, other); err != nil {
+		t.Errorf("second DiscardNetwork: %v", err)
 	}
-	if err := n.DiscardNetNS("../x"); err == nil {
-		t.Error("DiscardNetNS accepted an ID with a slash")
+	if err := n.DiscardNetwork(ctx, "../x"); err == nil {
+		t.Error("DiscardNetwork accepted an ID with a slash")
+	}
+	// Loopback only: a namespace with lo up, nothing on the bridge.
+	lo := NewID()
+	if err := n.PrepareNetwork(ctx, lo, NetworkNone); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tn.Handle.LinkByName(netsetup.HostVethName(lo)); err == nil {
+		t.Error("a loopback-only sandbox got a veth")
+	}
+	if err := n.DiscardNetwork(ctx, lo); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -29,12 +29,18 @@ type testEnv struct {
 	root   string
 	marker string
 	env    map[string]string
+	// nodeNetNS is App.NodeNetNS: by default a namespace that does not
+	// exist, so that a create's network preparation fails before it
+	// touches anything (the tests run in the machine's own namespace); a
+	// test that wants it sets a test node's.
+	nodeNetNS string
 }
 
 func newTestEnv(t *testing.T) *testEnv {
 	t.Helper()
 	dir := t.TempDir()
-	e := &testEnv{t: t, root: filepath.Join(dir, "root"), marker: filepath.Join(dir, "shim-ran")}
+	e := &testEnv{t: t, root: filepath.Join(dir, "root"), marker: filepath.Join(dir, "shim-ran"),
+		nodeNetNS: filepath.Join(dir, "no-node-netns")}
 	shim := filepath.Join(dir, ShimBinary)
 	script := "#!/bin/sh\ntouch " + e.marker + "\necho 'fake shim: no sandboxes here' >&2\nexit 1\n"
 	if err := os.WriteFile(shim, []byte(script), 0o755); err != nil {
@@ -44,8 +50,9 @@ func newTestEnv(t *testing.T) *testEnv {
 		t.Fatal(err)
 	}
 	e.env = map[string]string{"PODBOX_ROOT": e.root, "PODBOX_SHIM": shim, "PODBOX_RUNTIME": "/bin/true"}
-	// A fake shim never takes the network namespace the CLI prepares for a
-	// create (as root): remove what it left, before the directory goes.
+	// A fake shim never takes the network the CLI prepares for a create
+	// (as root, --network none, or a test node's bridge): remove the
+	// namespaces it left, before the directory goes.
 	t.Cleanup(func() {
 		pins, _ := filepath.Glob(filepath.Join(e.root, "netns", "*"))
 		for _, p := range pins {
@@ -66,6 +73,7 @@ func (e *testEnv) run(args ...string) (int, string, string) {
 		Stdin: strings.NewReader(""), Stdout: &out, Stderr: &errb,
 		Getenv: func(k string) string { return e.env[k] }, Executable: "/nonexistent/podbox",
 		Now: func() time.Time { return time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC) }, Version: "test",
+		NodeNetNS: e.nodeNetNS,
 	}
 	code := app.Run(context.Background(), args)
 	return code, out.String(), errb.String()

@@ -14,6 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/podbox/podbox/netsetup"
 	sbapi "github.com/podbox/podbox/runtime/sandboxapi"
 	"github.com/podbox/podbox/runtime/shimclient"
 	"github.com/podbox/podbox/sandbox"
@@ -170,17 +171,22 @@ func (a *App) sandboxCreate(ctx context.Context, g *globals, o createOptions) er
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	// The sandbox's network namespace is made here, meanwhile the shim
-	// process starts, and the shim adopts it (sandbox.Node.PrepareNetNS):
-	// its creation is then off the way to a ready sandbox. Should it fail,
-	// the shim makes one itself. Whatever ends the create early discards it.
-	node := sandbox.Node{Store: st}
+	// The sandbox's network (namespace, veth pair, address) is built here
+	// meanwhile the shim process starts, as a CRI runtime builds a pod's
+	// network before it asks for the sandbox, and the shim adopts it (see
+	// sandbox.Node.PrepareNetwork). Should that fail, the shim builds it
+	// itself. Whatever ends the create early discards it.
+	node := sandbox.Node{Store: st, Network: netsetup.Network{NodeNetNS: a.NodeNetNS}}
 	prep := make(chan error, 1)
-	go func() { prep <- node.PrepareNetNS(id) }()
+	go func() { prep <- node.PrepareNetwork(ctx, id, o.network) }()
 	prepared := sync.OnceValue(func() error { return <-prep })
 	discard := func(err error) error {
-		prepared()
-		if derr := node.DiscardNetNS(id); derr != nil {
+		// A preparation that failed left nothing (PrepareNetwork undoes
+		// itself).
+		if prepared() != nil {
+			return err
+		}
+		if derr := node.DiscardNetwork(context.WithoutCancel(ctx), id); derr != nil {
 			err = errors.Join(err, derr)
 		}
 		return err
@@ -207,10 +213,10 @@ func (a *App) sandboxCreate(ctx context.Context, g *globals, o createOptions) er
 	}
 	defer c.Close()
 
-	// The namespace must be complete before the shim looks for it, or both
-	// would make one.
+	// The network must be complete before the shim looks for it, or both
+	// would build one.
 	if err := prepared(); err != nil {
-		g.log.Debug("prepare network namespace: the shim makes it", "sandbox", id, "error", err)
+		g.log.Debug("prepare network: the shim builds it", "sandbox", id, "error", err)
 	}
 	g.log.Debug("create sandbox", "sandbox", id, "address", addr, "annotations", ann)
 	// No StartSandbox after it, as containerd sends: podbox's CreateSandbox
@@ -232,7 +238,7 @@ func (a *App) sandboxCreate(ctx context.Context, g *globals, o createOptions) er
 		if _, serr := c.Sandbox.ShutdownSandbox(sctx, &sbapi.ShutdownSandboxRequest{SandboxId: id}); serr != nil && !isClosed(serr) {
 			err = errors.Join(err, fmt.Errorf("shut down shim: %s", rpcMessage(serr)))
 		}
-		// A create refused before the shim took the namespace (a name in
+		// A create refused before the shim took the network (a name in
 		// use) leaves it to us.
 		return discard(err)
 	}
