@@ -86,7 +86,7 @@ lint:
 generate:
 	@dpkg-query -W -f='$${Status}' protobuf-compiler libprotobuf-dev 2>/dev/null | grep -c "install ok installed" | grep -qx 2 || \
 	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends protobuf-compiler libprotobuf-dev; }
-	bash hack/gen-sandboxapi.sh
+	bash hack/gen-api.sh
 
 demo: deps build
 	BIN=$(BIN) bash integration/demo/demo.sh

@@ -12,7 +12,9 @@ import (
 // TestBinariesLinkNoGRPC checks the reason this package exists: the shim and
 // the CLI speak the Sandbox API through it, and neither links grpc nor
 // containerd's sandbox/v1 package (whose grpc stubs would bring grpc back,
-// and whose proto registrations would collide with this package's).
+// and whose proto registrations would collide with this package's). Nor
+// containerd's api/events, whose task events runtime/taskevents registers
+// under the same names (and whose other events cost every shim start).
 func TestBinariesLinkNoGRPC(t *testing.T) {
 	mod, err := exec.Command("go", "env", "GOMOD").Output()
 	if err != nil || len(strings.TrimSpace(string(mod))) == 0 {
@@ -22,6 +24,7 @@ func TestBinariesLinkNoGRPC(t *testing.T) {
 	forbidden := []string{
 		"google.golang.org/grpc",
 		"github.com/containerd/containerd/api/runtime/sandbox/v1",
+		"github.com/containerd/containerd/api/events",
 	}
 	for _, bin := range []string{"containerd-shim-podbox-v1", "podbox"} {
 		t.Run(bin, func(t *testing.T) {

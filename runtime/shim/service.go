@@ -12,12 +12,12 @@ import (
 	"syscall"
 	"time"
 
-	apievents "github.com/containerd/containerd/api/events"
 	taskapi "github.com/containerd/containerd/api/runtime/task/v2"
 	"github.com/containerd/ttrpc"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/podbox/podbox/runtime/events"
+	apievents "github.com/podbox/podbox/runtime/taskevents"
 	"github.com/podbox/podbox/runtime/oom"
 	"github.com/podbox/podbox/runtime/reaper"
 	"github.com/podbox/podbox/runtime/runc"

@@ -15,7 +15,6 @@ import (
 	"syscall"
 	"time"
 
-	apievents "github.com/containerd/containerd/api/events"
 	taskapi "github.com/containerd/containerd/api/runtime/task/v2"
 	"github.com/containerd/containerd/api/types"
 	"github.com/containerd/containerd/api/types/task"
@@ -24,6 +23,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/podbox/podbox/runtime/events"
+	apievents "github.com/podbox/podbox/runtime/taskevents"
 	"github.com/podbox/podbox/runtime/metrics"
 	"github.com/podbox/podbox/runtime/reaper"
 	"github.com/podbox/podbox/runtime/runc"
