@@ -13,10 +13,10 @@
 // sandbox has its own shim, plus their init time on every start. This
 // package has no grpc stubs.
 //
-// The types sandbox.proto imports (mounts, platforms, metrics, Any,
-// Timestamp) are containerd's and protobuf's Go packages, shared with the
-// Task API. Because this package registers the same proto file and message
-// names as containerd's, a binary must never link both: nothing in podbox
-// imports containerd's sandbox/v1 (TestBinariesLinkNoGRPC checks the
-// binaries).
+// The types sandbox.proto imports (mounts, platforms, metrics) are
+// runtime/apitypes, shared with the Task API (runtime/taskapi); see
+// runtime/apitypes for why none of these is containerd's Go package. Because
+// this package registers the same proto file and message names as
+// containerd's, a binary must never link both: nothing in podbox imports
+// containerd's sandbox/v1 (TestBinariesLinkNoGRPC checks the binaries).
 package sandboxapi

@@ -12,17 +12,17 @@ import (
 	"syscall"
 	"time"
 
-	taskapi "github.com/containerd/containerd/api/runtime/task/v2"
 	"github.com/containerd/ttrpc"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/podbox/podbox/runtime/events"
-	apievents "github.com/podbox/podbox/runtime/taskevents"
 	"github.com/podbox/podbox/runtime/oom"
 	"github.com/podbox/podbox/runtime/reaper"
 	"github.com/podbox/podbox/runtime/runc"
 	sbapi "github.com/podbox/podbox/runtime/sandboxapi"
 	"github.com/podbox/podbox/runtime/shimclient"
+	"github.com/podbox/podbox/runtime/taskapi"
+	apievents "github.com/podbox/podbox/runtime/taskevents"
 	"github.com/podbox/podbox/sandbox"
 )
 

@@ -15,19 +15,19 @@ import (
 	"syscall"
 	"time"
 
-	taskapi "github.com/containerd/containerd/api/runtime/task/v2"
-	"github.com/containerd/containerd/api/types"
-	"github.com/containerd/containerd/api/types/task"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"google.golang.org/protobuf/types/known/emptypb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	types "github.com/podbox/podbox/runtime/apitypes"
 	"github.com/podbox/podbox/runtime/events"
-	apievents "github.com/podbox/podbox/runtime/taskevents"
 	"github.com/podbox/podbox/runtime/metrics"
 	"github.com/podbox/podbox/runtime/reaper"
 	"github.com/podbox/podbox/runtime/runc"
 	"github.com/podbox/podbox/runtime/stdio"
+	"github.com/podbox/podbox/runtime/taskapi"
+	apievents "github.com/podbox/podbox/runtime/taskevents"
+	task "github.com/podbox/podbox/runtime/tasktypes"
 	"github.com/podbox/podbox/sandbox"
 )
 

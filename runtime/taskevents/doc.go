@@ -6,15 +6,9 @@
 // ("containerd.events.TaskExit"), they are containerd's own, so containerd
 // decodes what the shim publishes unchanged.
 //
-// It exists because containerd's Go package for these messages
-// (github.com/containerd/containerd/api/events) registers every containerd
-// event at package initialisation (containers, content, images, namespaces,
-// snapshots, sandboxes and tasks): about 45 KB of heap and their page
-// faults on every shim start, kept for the shim's life, of which a shim
-// only ever sends the task events.
-//
-// Because this package registers the same proto file and message names as
-// containerd's, a binary must never link both: nothing in podbox imports
-// containerd's api/events (TestBinariesLinkNoGRPC in runtime/sandboxapi
-// checks the binaries).
+// It holds only the task events, of which containerd's api/events package
+// has them among every other containerd event (containers, content, images,
+// namespaces, snapshots, sandboxes), all registered at package
+// initialisation; see runtime/apitypes for the rest of the reason, and for
+// why a binary must never link both.
 package taskevents

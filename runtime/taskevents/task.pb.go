@@ -22,7 +22,7 @@
 package taskevents
 
 import (
-	types "github.com/containerd/containerd/api/types"
+	apitypes "github.com/podbox/podbox/runtime/apitypes"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
@@ -42,7 +42,7 @@ type TaskCreate struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	ContainerID   string                 `protobuf:"bytes,1,opt,name=container_id,json=containerId,proto3" json:"container_id,omitempty"`
 	Bundle        string                 `protobuf:"bytes,2,opt,name=bundle,proto3" json:"bundle,omitempty"`
-	Rootfs        []*types.Mount         `protobuf:"bytes,3,rep,name=rootfs,proto3" json:"rootfs,omitempty"`
+	Rootfs        []*apitypes.Mount      `protobuf:"bytes,3,rep,name=rootfs,proto3" json:"rootfs,omitempty"`
 	IO            *TaskIO                `protobuf:"bytes,4,opt,name=io,proto3" json:"io,omitempty"`
 	Checkpoint    string                 `protobuf:"bytes,5,opt,name=checkpoint,proto3" json:"checkpoint,omitempty"`
 	Pid           uint32                 `protobuf:"varint,6,opt,name=pid,proto3" json:"pid,omitempty"`
@@ -94,7 +94,7 @@ func (x *TaskCreate) GetBundle() string {
 	return ""
 }
 
-func (x *TaskCreate) GetRootfs() []*types.Mount {
+func (x *TaskCreate) GetRootfs() []*apitypes.Mount {
 	if x != nil {
 		return x.Rootfs
 	}
@@ -696,7 +696,7 @@ var File_github_com_containerd_containerd_api_events_task_proto protoreflect.Fil
 
 const file_github_com_containerd_containerd_api_events_task_proto_rawDesc = "" +
 	"\n" +
-	"6github.com/containerd/containerd/api/events/task.proto\x12\x11containerd.events\x1a\x1fgoogle/protobuf/timestamp.proto\x1a6github.com/containerd/containerd/api/types/mount.proto\x1a:github.com/containerd/containerd/api/types/fieldpath.proto\"\xd5\x01\n" +
+	"6github.com/containerd/containerd/api/events/task.proto\x12\x11containerd.events\x1a\x1fgoogle/protobuf/timestamp.proto\x1a6github.com/containerd/containerd/api/types/mount.proto\"\xd5\x01\n" +
 	"\n" +
 	"TaskCreate\x12!\n" +
 	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerId\x12\x16\n" +
@@ -748,7 +748,7 @@ const file_github_com_containerd_containerd_api_events_task_proto_rawDesc = "" +
 	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerId\x12\x1e\n" +
 	"\n" +
 	"checkpoint\x18\x02 \x01(\tR\n" +
-	"checkpointB8\xa0\xf4\x1e\x01Z2github.com/containerd/containerd/api/events;eventsb\x06proto3"
+	"checkpointB4Z2github.com/containerd/containerd/api/events;eventsb\x06proto3"
 
 var (
 	file_github_com_containerd_containerd_api_events_task_proto_rawDescOnce sync.Once
@@ -775,7 +775,7 @@ var file_github_com_containerd_containerd_api_events_task_proto_goTypes = []any{
 	(*TaskPaused)(nil),            // 8: containerd.events.TaskPaused
 	(*TaskResumed)(nil),           // 9: containerd.events.TaskResumed
 	(*TaskCheckpointed)(nil),      // 10: containerd.events.TaskCheckpointed
-	(*types.Mount)(nil),           // 11: containerd.types.Mount
+	(*apitypes.Mount)(nil),        // 11: containerd.types.Mount
 	(*timestamppb.Timestamp)(nil), // 12: google.protobuf.Timestamp
 }
 var file_github_com_containerd_containerd_api_events_task_proto_depIdxs = []int32{
