@@ -32,6 +32,7 @@ func TestBinariesLinkNoGRPC(t *testing.T) {
 		"github.com/containerd/containerd/api/events",
 		"github.com/containerd/containerd/api/services/ttrpc/events/v1",
 		"google.golang.org/protobuf/types/descriptorpb",
+		"github.com/opencontainers/go-digest",
 	}
 	for _, bin := range []string{"containerd-shim-podbox-v1", "podbox"} {
 		t.Run(bin, func(t *testing.T) {
