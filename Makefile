@@ -78,8 +78,9 @@ lint:
 	$(GO) vet ./...
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK) ./...
 
-# Regenerates the checked-in Go code of containerd's Sandbox v1 API without its
-# grpc stubs (runtime/sandboxapi); not part of build or test. Needs protoc and
+# Regenerates the checked-in Go code of the containerd APIs podbox speaks
+# (runtime/apitypes, tasktypes, taskapi, sandboxapi, eventsapi, taskevents:
+# see hack/gen-api.sh); not part of build or test. Needs protoc and
 # the well-known types' .proto files (Debian's protobuf-compiler and
 # libprotobuf-dev); the result must equal what is committed:
 # `make generate && git diff --exit-code`.
