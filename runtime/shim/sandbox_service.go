@@ -227,7 +227,7 @@ func (s *Service) ShutdownSandbox(ctx context.Context, req *sbapi.ShutdownSandbo
 			return nil, toStatus(err)
 		}
 	}
-	s.requestExit()
+	s.exitAfterAnswer(ctx)
 	return &sbapi.ShutdownSandboxResponse{}, nil
 }
 

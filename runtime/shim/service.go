@@ -80,6 +80,20 @@ func (s *Service) oomWatcher() *oom.Watcher {
 
 func (s *Service) requestExit() { s.exitOnce.Do(func() { close(s.exit) }) }
 
+// exitAfterAnswer requests the shim's exit once the request whose context is
+// ctx has been answered. ttrpc ends a request's context only after the
+// request's connection took the answer, and a connection writes an answer it
+// took before it honours the server's Shutdown. An exit requested from inside
+// the handler raced the answer instead: Shutdown takes a connection that has
+// not yet taken its answer for idle and may close it first, and containerd 2
+// reports a ShutdownSandbox answered that way ("ttrpc: closed") as failed.
+func (s *Service) exitAfterAnswer(ctx context.Context) {
+	go func() {
+		<-ctx.Done()
+		s.requestExit()
+	}()
+}
+
 // watchPause records the pause's exit. An exit nobody asked for (the pause
 // crashed or was killed) makes the sandbox notready and stops its
 // containers: without the pause the sandbox's namespaces are orphaned.

@@ -633,7 +633,7 @@ func (s *Service) removeSandbox(ctx context.Context) error {
 	}
 	s.sb, s.implicit = nil, false
 	if s.exitWhenIdle && len(s.containers) == 0 {
-		s.requestExit()
+		s.exitAfterAnswer(ctx)
 	}
 	return nil
 }
@@ -872,7 +872,7 @@ func (s *Service) Shutdown(ctx context.Context, req *taskapi.ShutdownRequest) (*
 	}
 	s.mu.Unlock()
 	if idle || req.Now {
-		s.requestExit()
+		s.exitAfterAnswer(ctx)
 	}
 	return &emptypb.Empty{}, nil
 }
