@@ -78,15 +78,16 @@ lint:
 	$(GO) vet ./...
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK) ./...
 
-# Regenerates the checked-in Go code of containerd's Sandbox v1 API without its
-# grpc stubs (runtime/sandboxapi); not part of build or test. Needs protoc and
+# Regenerates the checked-in Go code of the containerd APIs podbox speaks
+# (runtime/apitypes, tasktypes, taskapi, sandboxapi, eventsapi, taskevents:
+# see hack/gen-api.sh); not part of build or test. Needs protoc and
 # the well-known types' .proto files (Debian's protobuf-compiler and
 # libprotobuf-dev); the result must equal what is committed:
 # `make generate && git diff --exit-code`.
 generate:
 	@dpkg-query -W -f='$${Status}' protobuf-compiler libprotobuf-dev 2>/dev/null | grep -c "install ok installed" | grep -qx 2 || \
 	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends protobuf-compiler libprotobuf-dev; }
-	bash hack/gen-sandboxapi.sh
+	bash hack/gen-api.sh
 
 demo: deps build
 	BIN=$(BIN) bash integration/demo/demo.sh

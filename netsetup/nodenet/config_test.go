@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -182,4 +183,18 @@ func TestNetworkOfConfig(t *testing.T) {
 	if n.Bridge != "podbox0" || n.Subnet != c.PodCIDR || n.Gateway != addr("10.244.1.1") || n.MTU != 1450 || n.StateRoot != "/run/x" {
 		t.Errorf("Network = %+v", n)
 	}
+}
+
+// FuzzIsPeerName checks the hand-written peer name rule against the regexp
+// it replaces.
+func FuzzIsPeerName(f *testing.F) {
+	re := regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$`)
+	for _, s := range []string{"n2", "-x", "a.b_c-d", "", "a/b", "é", "10.100.0.3", strings.Repeat("a", 63), strings.Repeat("a", 64)} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if got, want := isPeerName(s), re.MatchString(s); got != want {
+			t.Fatalf("isPeerName(%q) = %v, the rule's regexp says %v", s, got, want)
+		}
+	})
 }

@@ -20,12 +20,13 @@ import (
 	"sync"
 	"time"
 
-	eventsapi "github.com/containerd/containerd/api/services/ttrpc/events/v1"
-	"github.com/containerd/containerd/api/types"
 	"github.com/containerd/ttrpc"
 	"github.com/containerd/typeurl/v2"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
+
+	types "github.com/podbox/podbox/runtime/apitypes"
+	"github.com/podbox/podbox/runtime/eventsapi"
 )
 
 // Topics of the task events, as containerd's shims publish them (containerd's

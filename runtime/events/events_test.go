@@ -12,13 +12,14 @@ import (
 	"testing"
 	"time"
 
-	apievents "github.com/containerd/containerd/api/events"
-	eventsapi "github.com/containerd/containerd/api/services/ttrpc/events/v1"
-	"github.com/containerd/containerd/api/types"
 	"github.com/containerd/ttrpc"
 	"github.com/containerd/typeurl/v2"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/emptypb"
+
+	types "github.com/podbox/podbox/runtime/apitypes"
+	"github.com/podbox/podbox/runtime/eventsapi"
+	apievents "github.com/podbox/podbox/runtime/taskevents"
 )
 
 // fakeContainerd serves containerd's ttrpc Events service and records what

@@ -70,7 +70,7 @@ func testImport(t *testing.T, containerdBin, archive, ref string, d Digests) {
 	out := c.ctr(t, "images", "import", archive)
 	t.Logf("ctr images import: %s", out)
 	c.cleanup(t, "images", "rm", ref)
-	if ls := c.ctr(t, "images", "ls"); !strings.Contains(ls, ref) || !strings.Contains(ls, d.Manifest.String()) {
+	if ls := c.ctr(t, "images", "ls"); !strings.Contains(ls, ref) || !strings.Contains(ls, d.Manifest) {
 		t.Fatalf("ctr images ls does not show %s %s:\n%s", ref, d.Manifest, ls)
 	} else {
 		t.Logf("ctr images ls:\n%s", ls)

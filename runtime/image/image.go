@@ -18,8 +18,9 @@ import (
 	"archive/tar"
 	"bytes"
 	"compress/gzip"
-	_ "crypto/sha256" // registers SHA-256 for go-digest
+	"crypto/sha256"
 	"debug/elf"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -30,10 +31,6 @@ import (
 	"slices"
 	"strings"
 	"time"
-
-	"github.com/opencontainers/go-digest"
-	specs "github.com/opencontainers/image-spec/specs-go"
-	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
 // AnnotationImageName is containerd's index annotation naming an image in an
@@ -86,14 +83,15 @@ type Image struct {
 	Labels map[string]string
 }
 
-// Digests are what an archive's content hashes to.
+// Digests are what an archive's content hashes to, each as an OCI digest
+// string ("sha256:" and 64 hex digits).
 type Digests struct {
 	// Manifest is the image digest containerd shows (ctr images ls).
-	Manifest digest.Digest
-	Config   digest.Digest
+	Manifest string
+	Config   string
 	// Layer is the compressed layer blob; DiffID the uncompressed tar.
-	Layer  digest.Digest
-	DiffID digest.Digest
+	Layer  string
+	DiffID string
 }
 
 // Write writes img to w as an OCI image layout tar archive and returns its
@@ -110,58 +108,59 @@ func Write(w io.Writer, img Image) (Digests, error) {
 	if err != nil {
 		return Digests{}, fmt.Errorf("image %q: compress layer: %w", img.Ref, err)
 	}
-	d := Digests{Layer: digest.FromBytes(layer), DiffID: digest.FromBytes(layerTar)}
+	d := Digests{Layer: sha256Digest(layer), DiffID: sha256Digest(layerTar)}
 
-	platform := ocispec.Platform{OS: img.OS, Architecture: img.Architecture}
+	platform := ociPlatform{OS: img.OS, Architecture: img.Architecture}
 	// No "created" time and no history: both would have to be fixed values
 	// anyway (see epoch), and containerd needs neither.
-	config, err := json.Marshal(ocispec.Image{
-		Platform: platform,
-		Config: ocispec.ImageConfig{
+	config, err := json.Marshal(ociImage{
+		Architecture: platform.Architecture,
+		OS:           platform.OS,
+		Config: ociImageConfig{
 			User:       img.User,
 			Entrypoint: img.Entrypoint,
 			Labels:     img.Labels,
 		},
-		RootFS: ocispec.RootFS{Type: "layers", DiffIDs: []digest.Digest{d.DiffID}},
+		RootFS: ociRootFS{Type: "layers", DiffIDs: []string{d.DiffID}},
 	})
 	if err != nil {
 		return Digests{}, fmt.Errorf("image %q: encode config: %w", img.Ref, err)
 	}
-	d.Config = digest.FromBytes(config)
+	d.Config = sha256Digest(config)
 
-	manifest, err := json.Marshal(ocispec.Manifest{
-		Versioned: specs.Versioned{SchemaVersion: 2},
-		MediaType: ocispec.MediaTypeImageManifest,
-		Config:    descriptor(ocispec.MediaTypeImageConfig, config),
-		Layers:    []ocispec.Descriptor{descriptor(ocispec.MediaTypeImageLayerGzip, layer)},
+	manifest, err := json.Marshal(ociManifest{
+		SchemaVersion: 2,
+		MediaType:     mediaTypeManifest,
+		Config:        descriptor(mediaTypeConfig, config),
+		Layers:        []ociDescriptor{descriptor(mediaTypeLayerGzip, layer)},
 	})
 	if err != nil {
 		return Digests{}, fmt.Errorf("image %q: encode manifest: %w", img.Ref, err)
 	}
-	d.Manifest = digest.FromBytes(manifest)
+	d.Manifest = sha256Digest(manifest)
 
-	md := descriptor(ocispec.MediaTypeImageManifest, manifest)
+	md := descriptor(mediaTypeManifest, manifest)
 	md.Platform = &platform
 	md.Annotations = map[string]string{
-		ocispec.AnnotationRefName: img.Ref,
-		AnnotationImageName:       img.Ref,
+		annotationRefName:   img.Ref,
+		AnnotationImageName: img.Ref,
 	}
-	index, err := json.Marshal(ocispec.Index{
-		Versioned: specs.Versioned{SchemaVersion: 2},
-		MediaType: ocispec.MediaTypeImageIndex,
-		Manifests: []ocispec.Descriptor{md},
+	index, err := json.Marshal(ociIndex{
+		SchemaVersion: 2,
+		MediaType:     mediaTypeIndex,
+		Manifests:     []ociDescriptor{md},
 	})
 	if err != nil {
 		return Digests{}, fmt.Errorf("image %q: encode index: %w", img.Ref, err)
 	}
-	layout, err := json.Marshal(ocispec.ImageLayout{Version: ocispec.ImageLayoutVersion})
+	layout, err := json.Marshal(ociLayout{Version: "1.0.0"})
 	if err != nil {
 		return Digests{}, fmt.Errorf("image %q: encode oci-layout: %w", img.Ref, err)
 	}
 
 	entries := []tarEntry{
-		{name: ocispec.ImageLayoutFile, mode: 0o444, data: layout},
-		{name: ocispec.ImageIndexFile, mode: 0o444, data: index},
+		{name: "oci-layout", mode: 0o444, data: layout},
+		{name: "index.json", mode: 0o444, data: index},
 		{name: "blobs/", mode: 0o755, dir: true},
 		{name: "blobs/sha256/", mode: 0o755, dir: true},
 		{name: blobPath(d.Layer), mode: 0o444, data: layer},
@@ -258,12 +257,21 @@ func (img Image) validate() error {
 	return nil
 }
 
-func descriptor(mediaType string, blob []byte) ocispec.Descriptor {
-	return ocispec.Descriptor{MediaType: mediaType, Digest: digest.FromBytes(blob), Size: int64(len(blob))}
+func descriptor(mediaType string, blob []byte) ociDescriptor {
+	return ociDescriptor{MediaType: mediaType, Digest: sha256Digest(blob), Size: int64(len(blob))}
 }
 
-func blobPath(d digest.Digest) string {
-	return path.Join(ocispec.ImageBlobsDir, d.Algorithm().String(), d.Encoded())
+// sha256Digest is blob's OCI digest, "sha256:" and the hex of its SHA-256.
+func sha256Digest(blob []byte) string {
+	sum := sha256.Sum256(blob)
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
+// blobPath is where an OCI image layout keeps the blob of digest d
+// ("sha256:HEX" → blobs/sha256/HEX).
+func blobPath(d string) string {
+	alg, hexSum, _ := strings.Cut(d, ":")
+	return path.Join("blobs", alg, hexSum)
 }
 
 // layerTar is the uncompressed layer: files at paths relative to the root

@@ -143,7 +143,7 @@ func TestPauseImageReadsBack(t *testing.T) {
 		t.Fatalf("index: %+v", index)
 	}
 	md := index.Manifests[0]
-	if md.MediaType != ocispec.MediaTypeImageManifest || md.Digest != d.Manifest {
+	if md.MediaType != ocispec.MediaTypeImageManifest || string(md.Digest) != d.Manifest {
 		t.Errorf("index manifest descriptor %+v, want %s", md, d.Manifest)
 	}
 	for _, k := range []string{ocispec.AnnotationRefName, AnnotationImageName} {
@@ -158,8 +158,8 @@ func TestPauseImageReadsBack(t *testing.T) {
 	var m ocispec.Manifest
 	decode(t, "manifest", a.blob(t, md), &m)
 	if m.SchemaVersion != 2 || m.MediaType != ocispec.MediaTypeImageManifest ||
-		m.Config.MediaType != ocispec.MediaTypeImageConfig || m.Config.Digest != d.Config ||
-		len(m.Layers) != 1 || m.Layers[0].MediaType != ocispec.MediaTypeImageLayerGzip || m.Layers[0].Digest != d.Layer {
+		m.Config.MediaType != ocispec.MediaTypeImageConfig || string(m.Config.Digest) != d.Config ||
+		len(m.Layers) != 1 || m.Layers[0].MediaType != ocispec.MediaTypeImageLayerGzip || string(m.Layers[0].Digest) != d.Layer {
 		t.Fatalf("manifest %+v, digests %+v", m, d)
 	}
 
@@ -180,7 +180,7 @@ func TestPauseImageReadsBack(t *testing.T) {
 	if err != nil {
 		t.Fatalf("decompress layer: %v", err)
 	}
-	if cfg.RootFS.Type != "layers" || len(cfg.RootFS.DiffIDs) != 1 || cfg.RootFS.DiffIDs[0] != digest.FromBytes(layerTar) || d.DiffID != cfg.RootFS.DiffIDs[0] {
+	if cfg.RootFS.Type != "layers" || len(cfg.RootFS.DiffIDs) != 1 || cfg.RootFS.DiffIDs[0] != digest.FromBytes(layerTar) || d.DiffID != string(cfg.RootFS.DiffIDs[0]) {
 		t.Errorf("rootfs %+v: want one diff_id, the uncompressed layer's %s", cfg.RootFS, digest.FromBytes(layerTar))
 	}
 	layer := readArchive(t, layerTar)
@@ -288,7 +288,7 @@ func TestWriteNestedFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	a := readArchive(t, b.Bytes())
-	zr, err := gzip.NewReader(bytes.NewReader(a.files["blobs/sha256/"+d.Layer.Encoded()]))
+	zr, err := gzip.NewReader(bytes.NewReader(a.files["blobs/sha256/"+strings.TrimPrefix(d.Layer, "sha256:")]))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,11 +17,11 @@ import (
 	"path/filepath"
 	"slices"
 
-	"github.com/containerd/containerd/api/types"
 	"github.com/containerd/typeurl/v2"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	types "github.com/podbox/podbox/runtime/apitypes"
 	"github.com/podbox/podbox/sandbox"
 )
 

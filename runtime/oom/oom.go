@@ -10,7 +10,9 @@
 // cgroup.event_control and an eventfd per cgroup; on pure cgroup v2 hosts it
 // watches each cgroup's memory.events with inotify and reports when its
 // oom_kill counter grows. Either way one goroutine and one epoll instance
-// serve every cgroup of the shim.
+// serve every cgroup of the shim, and the goroutine waits in Go's network
+// poller, not in epoll_wait: a goroutine blocked in a system call holds an OS
+// thread for as long as it blocks, which for an idle shim is forever.
 package oom
 
 import (
@@ -21,6 +23,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 
@@ -53,8 +56,12 @@ type Watcher struct {
 	log *slog.Logger
 	mem memoryHierarchy
 
-	epfd    int
-	wake    int // eventfd: Close writes to it so that epoll_wait returns
+	epfd int
+	// ep owns epfd once New succeeds, registered with Go's network poller
+	// (an epoll descriptor is readable while it has events to report): the
+	// loop parks in the poller instead of in epoll_wait.
+	ep      *os.File
+	wake    int // eventfd: Close writes to it so that the loop wakes up
 	inotify int // v2 only; -1 on v1
 
 	events  chan string
@@ -136,7 +143,16 @@ func newWatcher(log *slog.Logger, mem memoryHierarchy, buffer int) (_ *Watcher, 
 			return nil, fmt.Errorf("oom watcher: %w", err)
 		}
 	}
-	go w.run()
+	// Non-blocking, so that os.NewFile registers it with the poller.
+	if err := unix.SetNonblock(w.epfd, true); err != nil {
+		return nil, fmt.Errorf("oom watcher: epoll descriptor: %w", err)
+	}
+	w.ep = os.NewFile(uintptr(w.epfd), "oom-epoll")
+	rc, err := w.ep.SyscallConn()
+	if err != nil {
+		return nil, fmt.Errorf("oom watcher: epoll descriptor: %w", err)
+	}
+	go w.run(rc)
 	return w, nil
 }
 
@@ -249,6 +265,10 @@ func (w *Watcher) Close() error {
 }
 
 func (w *Watcher) closeFDs() {
+	if w.ep != nil {
+		w.ep.Close() // and with it epfd
+		w.ep, w.epfd = nil, -1
+	}
 	for _, fd := range []*int{&w.inotify, &w.wake, &w.epfd} {
 		if *fd >= 0 {
 			unix.Close(*fd)
@@ -271,13 +291,26 @@ func epollToken(ev unix.EpollEvent) uint64 {
 
 // run is the watcher's only goroutine: it waits on every registration at
 // once and sends the IDs of the containers whose cgroups saw an OOM kill.
-func (w *Watcher) run() {
+// rc is the epoll descriptor as the poller knows it.
+func (w *Watcher) run(rc syscall.RawConn) {
 	defer close(w.done)
 	evs := make([]unix.EpollEvent, 32)
 	for {
-		n, err := unix.EpollWait(w.epfd, evs, -1)
-		if errors.Is(err, unix.EINTR) {
-			continue
+		var n int
+		var err error
+		// Read calls the function again each time the poller reports the
+		// descriptor readable, until it returns true: epoll_wait with no
+		// timeout never blocks the thread.
+		rerr := rc.Read(func(fd uintptr) bool {
+			for {
+				n, err = unix.EpollWait(int(fd), evs, 0)
+				if !errors.Is(err, unix.EINTR) {
+					return err != nil || n > 0
+				}
+			}
+		})
+		if err == nil {
+			err = rerr
 		}
 		if err != nil {
 			// Only a broken epoll descriptor gets here; OOM kills can no

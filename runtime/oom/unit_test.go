@@ -273,3 +273,34 @@ func openFDs(t *testing.T) []string {
 	}
 	return out
 }
+
+// TestWatcherWaitsInPoller: an idle watcher's goroutine is parked in Go's
+// network poller ("IO wait"), not blocked in epoll_wait ("syscall"), which
+// would hold an OS thread of every idle shim for good.
+func TestWatcherWaitsInPoller(t *testing.T) {
+	f := newFakeV2(t, "a")
+	w := f.watcher(eventBuffer)
+	if err := w.Add("a", "a"); err != nil {
+		t.Fatal(err)
+	}
+	state := func() string {
+		buf := make([]byte, 1<<20)
+		for _, g := range strings.Split(string(buf[:runtime.Stack(buf, true)]), "\n\n") {
+			if strings.Contains(g, "oom.(*Watcher).run(") {
+				head, _, _ := strings.Cut(g, "\n")
+				return head
+			}
+		}
+		return "no watcher goroutine"
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for !strings.Contains(state(), "[IO wait") && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if s := state(); !strings.Contains(s, "[IO wait") {
+		t.Fatalf("idle watcher goroutine: %s, want it parked in the poller ([IO wait])", s)
+	}
+	// And it still wakes up for a kill.
+	f.set("a", 0, 1)
+	expectID(t, w.Events(), "a", 2*time.Second)
+}

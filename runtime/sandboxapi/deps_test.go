@@ -12,7 +12,11 @@ import (
 // TestBinariesLinkNoGRPC checks the reason this package exists: the shim and
 // the CLI speak the Sandbox API through it, and neither links grpc nor
 // containerd's sandbox/v1 package (whose grpc stubs would bring grpc back,
-// and whose proto registrations would collide with this package's).
+// and whose proto registrations would collide with this package's). Nor
+// any other package of containerd's api module, whose files podbox's own
+// copies (runtime/apitypes and its siblings) register under the same names,
+// nor what they would bring back: go-digest's regular expressions and
+// protobuf's descriptorpb, compiled and registered at every start.
 func TestBinariesLinkNoGRPC(t *testing.T) {
 	mod, err := exec.Command("go", "env", "GOMOD").Output()
 	if err != nil || len(strings.TrimSpace(string(mod))) == 0 {
@@ -22,6 +26,13 @@ func TestBinariesLinkNoGRPC(t *testing.T) {
 	forbidden := []string{
 		"google.golang.org/grpc",
 		"github.com/containerd/containerd/api/runtime/sandbox/v1",
+		"github.com/containerd/containerd/api/runtime/task/v2",
+		"github.com/containerd/containerd/api/types",
+		"github.com/containerd/containerd/api/types/task",
+		"github.com/containerd/containerd/api/events",
+		"github.com/containerd/containerd/api/services/ttrpc/events/v1",
+		"google.golang.org/protobuf/types/descriptorpb",
+		"github.com/opencontainers/go-digest",
 	}
 	for _, bin := range []string{"containerd-shim-podbox-v1", "podbox"} {
 		t.Run(bin, func(t *testing.T) {

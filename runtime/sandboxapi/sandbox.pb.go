@@ -22,7 +22,7 @@
 package sandboxapi
 
 import (
-	types "github.com/containerd/containerd/api/types"
+	apitypes "github.com/podbox/podbox/runtime/apitypes"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	anypb "google.golang.org/protobuf/types/known/anypb"
@@ -43,7 +43,7 @@ type CreateSandboxRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	SandboxId     string                 `protobuf:"bytes,1,opt,name=sandbox_id,json=sandboxId,proto3" json:"sandbox_id,omitempty"`
 	BundlePath    string                 `protobuf:"bytes,2,opt,name=bundle_path,json=bundlePath,proto3" json:"bundle_path,omitempty"`
-	Rootfs        []*types.Mount         `protobuf:"bytes,3,rep,name=rootfs,proto3" json:"rootfs,omitempty"`
+	Rootfs        []*apitypes.Mount      `protobuf:"bytes,3,rep,name=rootfs,proto3" json:"rootfs,omitempty"`
 	Options       *anypb.Any             `protobuf:"bytes,4,opt,name=options,proto3" json:"options,omitempty"`
 	NetnsPath     string                 `protobuf:"bytes,5,opt,name=netns_path,json=netnsPath,proto3" json:"netns_path,omitempty"`
 	Annotations   map[string]string      `protobuf:"bytes,6,rep,name=annotations,proto3" json:"annotations,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
@@ -95,7 +95,7 @@ func (x *CreateSandboxRequest) GetBundlePath() string {
 	return ""
 }
 
-func (x *CreateSandboxRequest) GetRootfs() []*types.Mount {
+func (x *CreateSandboxRequest) GetRootfs() []*apitypes.Mount {
 	if x != nil {
 		return x.Rootfs
 	}
@@ -301,7 +301,7 @@ func (x *PlatformRequest) GetSandboxId() string {
 
 type PlatformResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	Platform      *types.Platform        `protobuf:"bytes,1,opt,name=platform,proto3" json:"platform,omitempty"`
+	Platform      *apitypes.Platform     `protobuf:"bytes,1,opt,name=platform,proto3" json:"platform,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -336,7 +336,7 @@ func (*PlatformResponse) Descriptor() ([]byte, []int) {
 	return file_github_com_containerd_containerd_api_runtime_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{5}
 }
 
-func (x *PlatformResponse) GetPlatform() *types.Platform {
+func (x *PlatformResponse) GetPlatform() *apitypes.Platform {
 	if x != nil {
 		return x.Platform
 	}
@@ -973,7 +973,7 @@ func (x *SandboxMetricsRequest) GetSandboxId() string {
 
 type SandboxMetricsResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	Metrics       *types.Metric          `protobuf:"bytes,1,opt,name=metrics,proto3" json:"metrics,omitempty"`
+	Metrics       *apitypes.Metric       `protobuf:"bytes,1,opt,name=metrics,proto3" json:"metrics,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1008,7 +1008,7 @@ func (*SandboxMetricsResponse) Descriptor() ([]byte, []int) {
 	return file_github_com_containerd_containerd_api_runtime_sandbox_v1_sandbox_proto_rawDescGZIP(), []int{19}
 }
 
-func (x *SandboxMetricsResponse) GetMetrics() *types.Metric {
+func (x *SandboxMetricsResponse) GetMetrics() *apitypes.Metric {
 	if x != nil {
 		return x.Metrics
 	}
@@ -1145,11 +1145,11 @@ var file_github_com_containerd_containerd_api_runtime_sandbox_v1_sandbox_proto_g
 	nil,                             // 20: containerd.runtime.sandbox.v1.CreateSandboxRequest.AnnotationsEntry
 	nil,                             // 21: containerd.runtime.sandbox.v1.UpdateSandboxRequest.AnnotationsEntry
 	nil,                             // 22: containerd.runtime.sandbox.v1.SandboxStatusResponse.InfoEntry
-	(*types.Mount)(nil),             // 23: containerd.types.Mount
+	(*apitypes.Mount)(nil),          // 23: containerd.types.Mount
 	(*anypb.Any)(nil),               // 24: google.protobuf.Any
 	(*timestamppb.Timestamp)(nil),   // 25: google.protobuf.Timestamp
-	(*types.Platform)(nil),          // 26: containerd.types.Platform
-	(*types.Metric)(nil),            // 27: containerd.types.Metric
+	(*apitypes.Platform)(nil),       // 26: containerd.types.Platform
+	(*apitypes.Metric)(nil),         // 27: containerd.types.Metric
 }
 var file_github_com_containerd_containerd_api_runtime_sandbox_v1_sandbox_proto_depIdxs = []int32{
 	23, // 0: containerd.runtime.sandbox.v1.CreateSandboxRequest.rootfs:type_name -> containerd.types.Mount

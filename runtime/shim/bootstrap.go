@@ -12,13 +12,13 @@ import (
 	"syscall"
 	"time"
 
-	taskapi "github.com/containerd/containerd/api/runtime/task/v2"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/podbox/podbox/runtime/reaper"
 	"github.com/podbox/podbox/runtime/runc"
 	"github.com/podbox/podbox/runtime/shimclient"
+	"github.com/podbox/podbox/runtime/taskapi"
 	"github.com/podbox/podbox/sandbox"
 )
 

@@ -7,8 +7,9 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/containerd/containerd/api/types"
 	"golang.org/x/sys/unix"
+
+	types "github.com/podbox/podbox/runtime/apitypes"
 )
 
 // mountFlags are the mount options that are flags rather than filesystem

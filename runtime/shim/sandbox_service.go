@@ -7,9 +7,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/containerd/containerd/api/types"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	types "github.com/podbox/podbox/runtime/apitypes"
 	sbapi "github.com/podbox/podbox/runtime/sandboxapi"
 	"github.com/podbox/podbox/sandbox"
 )
@@ -227,7 +227,7 @@ func (s *Service) ShutdownSandbox(ctx context.Context, req *sbapi.ShutdownSandbo
 			return nil, toStatus(err)
 		}
 	}
-	s.requestExit()
+	s.exitAfterAnswer(ctx)
 	return &sbapi.ShutdownSandboxResponse{}, nil
 }
 

@@ -13,8 +13,6 @@ import (
 	"syscall"
 	"time"
 
-	apievents "github.com/containerd/containerd/api/events"
-	taskapi "github.com/containerd/containerd/api/runtime/task/v2"
 	"github.com/containerd/ttrpc"
 	"google.golang.org/protobuf/proto"
 
@@ -24,6 +22,8 @@ import (
 	"github.com/podbox/podbox/runtime/runc"
 	sbapi "github.com/podbox/podbox/runtime/sandboxapi"
 	"github.com/podbox/podbox/runtime/shimclient"
+	"github.com/podbox/podbox/runtime/taskapi"
+	apievents "github.com/podbox/podbox/runtime/taskevents"
 	"github.com/podbox/podbox/sandbox"
 )
 
@@ -90,6 +90,20 @@ func (s *Service) startedOOMWatcher() *oom.Watcher {
 }
 
 func (s *Service) requestExit() { s.exitOnce.Do(func() { close(s.exit) }) }
+
+// exitAfterAnswer requests the shim's exit once the request whose context is
+// ctx has been answered. ttrpc ends a request's context only after the
+// request's connection took the answer, and a connection writes an answer it
+// took before it honours the server's Shutdown. An exit requested from inside
+// the handler raced the answer instead: Shutdown takes a connection that has
+// not yet taken its answer for idle and may close it first, and containerd 2
+// reports a ShutdownSandbox answered that way ("ttrpc: closed") as failed.
+func (s *Service) exitAfterAnswer(ctx context.Context) {
+	go func() {
+		<-ctx.Done()
+		s.requestExit()
+	}()
+}
 
 // watchPause records the pause's exit. An exit nobody asked for (the pause
 // crashed or was killed) makes the sandbox notready and stops its

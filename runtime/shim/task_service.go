@@ -14,19 +14,19 @@ import (
 	"syscall"
 	"time"
 
-	apievents "github.com/containerd/containerd/api/events"
-	taskapi "github.com/containerd/containerd/api/runtime/task/v2"
-	"github.com/containerd/containerd/api/types"
-	"github.com/containerd/containerd/api/types/task"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"google.golang.org/protobuf/types/known/emptypb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	types "github.com/podbox/podbox/runtime/apitypes"
 	"github.com/podbox/podbox/runtime/events"
 	"github.com/podbox/podbox/runtime/metrics"
 	"github.com/podbox/podbox/runtime/reaper"
 	"github.com/podbox/podbox/runtime/runc"
 	"github.com/podbox/podbox/runtime/stdio"
+	"github.com/podbox/podbox/runtime/taskapi"
+	apievents "github.com/podbox/podbox/runtime/taskevents"
+	task "github.com/podbox/podbox/runtime/tasktypes"
 	"github.com/podbox/podbox/sandbox"
 )
 
@@ -630,7 +630,7 @@ func (s *Service) removeSandbox(ctx context.Context) error {
 	}
 	s.sb, s.implicit = nil, false
 	if s.exitWhenIdle && len(s.containers) == 0 {
-		s.requestExit()
+		s.exitAfterAnswer(ctx)
 	}
 	return nil
 }
@@ -860,7 +860,7 @@ func (s *Service) Shutdown(ctx context.Context, req *taskapi.ShutdownRequest) (*
 	}
 	s.mu.Unlock()
 	if idle || req.Now {
-		s.requestExit()
+		s.exitAfterAnswer(ctx)
 	}
 	return &emptypb.Empty{}, nil
 }

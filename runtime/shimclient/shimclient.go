@@ -25,10 +25,10 @@ import (
 	"syscall"
 	"time"
 
-	taskapi "github.com/containerd/containerd/api/runtime/task/v2"
 	"github.com/containerd/ttrpc"
 
 	sbapi "github.com/podbox/podbox/runtime/sandboxapi"
+	"github.com/podbox/podbox/runtime/taskapi"
 )
 
 // Namespace is the containerd namespace the CLI starts its shims in; with

@@ -14,8 +14,6 @@ import (
 	"syscall"
 	"time"
 
-	taskapi "github.com/containerd/containerd/api/runtime/task/v2"
-	tasktypes "github.com/containerd/containerd/api/types/task"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc/codes"
@@ -23,6 +21,8 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/podbox/podbox/runtime/shimclient"
+	"github.com/podbox/podbox/runtime/taskapi"
+	"github.com/podbox/podbox/runtime/tasktypes"
 	"github.com/podbox/podbox/sandbox"
 )
 

@@ -14,8 +14,6 @@ import (
 	"testing"
 	"time"
 
-	taskapi "github.com/containerd/containerd/api/runtime/task/v2"
-	tasktypes "github.com/containerd/containerd/api/types/task"
 	"github.com/containerd/ttrpc"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"google.golang.org/grpc/codes"
@@ -25,6 +23,8 @@ import (
 	"github.com/podbox/podbox/integration/testnode"
 	"github.com/podbox/podbox/netsetup"
 	sbapi "github.com/podbox/podbox/runtime/sandboxapi"
+	"github.com/podbox/podbox/runtime/taskapi"
+	"github.com/podbox/podbox/runtime/tasktypes"
 	"github.com/podbox/podbox/sandbox"
 )
 
