@@ -10,8 +10,11 @@ import (
 	"log/slog"
 	"os"
 	"runtime"
+	"slices"
+	"strings"
 
 	"github.com/podbox/podbox/runtime/shim"
+	"github.com/podbox/podbox/runtime/shimclient"
 )
 
 var version = "dev"
@@ -23,6 +26,17 @@ func init() {
 	// foreign namespace. /proc/self shows the main thread's view, so a
 	// parked main thread would make it lie about mounts and namespaces.
 	runtime.LockOSThread()
+	// The Go runtime settings `start` gave the serving shim have been read:
+	// put the environment back as the caller gave it, so that runc and the
+	// containers' inits do not run with them (see shimclient.CallerEnv).
+	if env, back := os.Environ(), shimclient.CallerEnv(os.Environ()); !slices.Equal(back, env) {
+		os.Clearenv()
+		for _, kv := range back {
+			if k, v, ok := strings.Cut(kv, "="); ok {
+				os.Setenv(k, v)
+			}
+		}
+	}
 }
 
 func main() {

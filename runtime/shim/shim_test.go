@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -22,6 +23,7 @@ import (
 	"github.com/podbox/podbox/integration/testnode"
 	sbapi "github.com/podbox/podbox/runtime/sandboxapi"
 	"github.com/podbox/podbox/runtime/shimclient"
+	"github.com/podbox/podbox/runtime/taskapi"
 	"github.com/podbox/podbox/sandbox"
 )
 
@@ -227,4 +229,51 @@ func epollFDs(t *testing.T, pid int) int {
 		}
 	}
 	return n
+}
+
+// The Go runtime settings a serving shim gets from `start` are its own: runc
+// runs with the environment the shim's caller gave (with GOMAXPROCS=1 runc
+// is slower).
+func TestRuncGetsTheCallersEnvironment(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	dir := t.TempDir()
+	envFile := filepath.Join(dir, "runc-env")
+	fake := filepath.Join(dir, "fake-runc")
+	script := "#!/bin/sh\nenv > " + envFile + "\necho '{\"level\":\"error\",\"msg\":\"fake runc\"}' >&3\nexit 1\n"
+	if err := os.WriteFile(fake, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	e.opts.Runtime = fake
+	id := sandbox.NewID()
+	c := e.start(t, id)
+	if _, err := c.Sandbox.CreateSandbox(ctx, &sbapi.CreateSandboxRequest{SandboxId: id,
+		Annotations: map[string]string{"io.podbox.name": "env", "io.podbox.network": "none"}}); err != nil {
+		t.Fatal(err)
+	}
+	bundle := filepath.Join(dir, "bundle")
+	spec := `{"ociVersion": "1.0.2", "process": {"args": ["true"], "cwd": "/"}, "root": {"path": "` + dir + `"}, "linux": {}}`
+	if err := os.MkdirAll(bundle, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(bundle, "config.json"), []byte(spec), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := c.Task.Create(ctx, &taskapi.CreateTaskRequest{ID: "ctr-" + id[:12], Bundle: bundle})
+	if err == nil || !strings.Contains(err.Error(), "fake runc") {
+		t.Fatalf("Create with the fake runc: %v", err)
+	}
+	env, err := os.ReadFile(envFile)
+	if err != nil {
+		t.Fatalf("the fake runc did not run: %v", err)
+	}
+	for _, line := range strings.Split(string(env), "\n") {
+		k, v, _ := strings.Cut(line, "=")
+		switch k {
+		case "GOMAXPROCS", "GODEBUG", shimclient.EnvServingSet:
+			if mine, ok := os.LookupEnv(k); !ok || mine != v {
+				t.Errorf("runc's environment has %s, which the shim's caller (this test, %q set=%v) did not give", line, mine, ok)
+			}
+		}
+	}
 }
