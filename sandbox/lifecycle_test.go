@@ -180,12 +180,12 @@ func TestJoinSpec(t *testing.T) {
 	}
 }
 
-// A network built ahead by PrepareNetwork is the one Create gives the
-// sandbox: the same namespace, address and veth. DiscardNetwork then leaves
-// it to the sandbox, and Remove removes it. One prepared for a create that
-// fails is DiscardNetwork's to remove (the leak check sees veth, lease and
-// pin gone).
-func TestCreateAdoptsPreparedNetwork(t *testing.T) {
+// A network and cgroup built ahead by Prepare are the ones Create gives the
+// sandbox: the same namespace, address, veth and cgroup. Discard then leaves
+// them to the sandbox, and Remove removes them. Those prepared for a create
+// that fails are Discard's to remove (the leak check sees veth, lease, pin
+// and cgroup gone).
+func TestCreateAdoptsPreparedParts(t *testing.T) {
 	n, tn := testNodeNS(t)
 	ctx := context.Background()
 	nsIno := func(path string) uint64 {
@@ -197,7 +197,7 @@ func TestCreateAdoptsPreparedNetwork(t *testing.T) {
 		return st.Ino
 	}
 	id := NewID()
-	if err := n.PrepareNetwork(ctx, id, NetworkBridge); err != nil {
+	if err := n.Prepare(ctx, id, NetworkBridge); err != nil {
 		t.Fatal(err)
 	}
 	pin := n.NetNSPin(id)
@@ -206,9 +206,18 @@ func TestCreateAdoptsPreparedNetwork(t *testing.T) {
 	if err != nil {
 		t.Fatalf("prepared veth: %v", err)
 	}
-	sb, err := n.Create(ctx, Options{ID: id, Name: "prepared"})
+	hs, err := hierarchies()
 	if err != nil {
-		n.DiscardNetwork(ctx, id)
+		t.Fatal(err)
+	}
+	for _, h := range hs {
+		if _, err := os.Stat(filepath.Join(h.mount, n.pauseCgroup(id).Path)); err != nil {
+			t.Errorf("prepared pause cgroup: %v", err)
+		}
+	}
+	sb, err := n.Create(ctx, Options{ID: id, Name: "prepared", Prepared: true})
+	if err != nil {
+		n.Discard(ctx, id)
 		t.Fatal(err)
 	}
 	go func() { p, _ := os.FindProcess(sb.PausePID); p.Wait() }()
@@ -222,7 +231,7 @@ func TestCreateAdoptsPreparedNetwork(t *testing.T) {
 	if l, err := tn.Handle.LinkByName(sb.HostVeth); err != nil || l.Attrs().Index != veth.Attrs().Index {
 		t.Errorf("sandbox veth %s: %v; want the prepared one (index %d)", sb.HostVeth, err, veth.Attrs().Index)
 	}
-	if err := n.DiscardNetwork(ctx, id); err != nil || !netsetup.IsNetNSPin(pin) {
+	if err := n.Discard(ctx, id); err != nil || !netsetup.IsNetNSPin(pin) {
 		t.Fatalf("DiscardNetwork of a created sandbox: %v, pinned %v; want it left alone", err, netsetup.IsNetNSPin(pin))
 	}
 	if err := n.Remove(ctx, sb, nil); err != nil {
@@ -240,33 +249,46 @@ func TestCreateAdoptsPreparedNetwork(t *testing.T) {
 	go func() { p, _ := os.FindProcess(sb2.PausePID); p.Wait() }()
 	t.Cleanup(func() { n.Remove(ctx, sb2, nil) })
 	other := NewID()
-	if err := n.PrepareNetwork(ctx, other, NetworkBridge); err != nil {
+	if err := n.Prepare(ctx, other, NetworkBridge); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := n.Create(ctx, Options{ID: other, Name: "taken"}); !errors.Is(err, ErrNameInUse) {
+	if _, err := n.Create(ctx, Options{ID: other, Name: "taken", Prepared: true}); !errors.Is(err, ErrNameInUse) {
 		t.Fatalf("create of a taken name: %v", err)
 	}
-	if err := n.DiscardNetwork(ctx, other); err != nil {
+	if err := n.Discard(ctx, other); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(n.NetNSPin(other)); !os.IsNotExist(err) {
 		t.Errorf("prepared pin after DiscardNetwork: %v", err)
 	}
-	if err := n.DiscardNetwork(ctx, other); err != nil {
+	if err := n.Discard(ctx, other); err != nil {
 		t.Errorf("second DiscardNetwork: %v", err)
 	}
-	if err := n.DiscardNetwork(ctx, "../x"); err == nil {
+	if err := n.Discard(ctx, "../x"); err == nil {
 		t.Error("DiscardNetwork accepted an ID with a slash")
+	}
+	// A create told its parts are prepared when they are not builds them.
+	sb3, err := n.Create(ctx, Options{ID: NewID(), Name: "claims", Prepared: true})
+	if err != nil {
+		t.Fatalf("create claiming prepared parts that are not: %v", err)
+	}
+	go func() { p, _ := os.FindProcess(sb3.PausePID); p.Wait() }()
+	t.Cleanup(func() { n.Remove(ctx, sb3, nil) })
+	if sb3.IP == "" || sb3.HostVeth == "" {
+		t.Errorf("sandbox without its network: %+v", sb3)
+	}
+	if _, err := tn.Handle.LinkByName(sb3.HostVeth); err != nil {
+		t.Errorf("its veth: %v", err)
 	}
 	// Loopback only: a namespace with lo up, nothing on the bridge.
 	lo := NewID()
-	if err := n.PrepareNetwork(ctx, lo, NetworkNone); err != nil {
+	if err := n.Prepare(ctx, lo, NetworkNone); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := tn.Handle.LinkByName(netsetup.HostVethName(lo)); err == nil {
 		t.Error("a loopback-only sandbox got a veth")
 	}
-	if err := n.DiscardNetwork(ctx, lo); err != nil {
+	if err := n.Discard(ctx, lo); err != nil {
 		t.Fatal(err)
 	}
 }

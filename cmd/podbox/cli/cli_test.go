@@ -49,16 +49,22 @@ func newTestEnv(t *testing.T) *testEnv {
 	if err := os.MkdirAll(e.root, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	e.env = map[string]string{"PODBOX_ROOT": e.root, "PODBOX_SHIM": shim, "PODBOX_RUNTIME": "/bin/true"}
-	// A fake shim never takes the network the CLI prepares for a create
-	// (as root, --network none, or a test node's bridge): remove the
-	// namespaces it left, before the directory goes.
+	// The CLI prepares a create's cgroup under the parent the shim would use.
+	cg := "podbox-test-" + sandbox.NewID()[:12]
+	e.env = map[string]string{"PODBOX_ROOT": e.root, "PODBOX_SHIM": shim, "PODBOX_RUNTIME": "/bin/true",
+		"PODBOX_CGROUP_PARENT": cg}
+	// A fake shim never takes the network and cgroup the CLI prepares for a
+	// create (as root: --network none, or a test node's bridge): remove the
+	// namespaces and cgroups it left, before the directory goes.
 	t.Cleanup(func() {
 		pins, _ := filepath.Glob(filepath.Join(e.root, "netns", "*"))
 		for _, p := range pins {
 			if err := netsetup.RemoveNetNS(p); err != nil {
 				t.Error(err)
 			}
+		}
+		if err := (sandbox.Cgroup{Path: cg}).Remove(); err != nil && os.Geteuid() == 0 {
+			t.Error(err)
 		}
 	})
 	return e

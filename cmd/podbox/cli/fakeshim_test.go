@@ -279,6 +279,9 @@ func TestSandboxCreateFlow(t *testing.T) {
 			t.Errorf("annotation %s = %q, want %q", k, f.created.Annotations[k], v)
 		}
 	}
+	if _, ok := f.created.Annotations["io.podbox.prepared"]; ok {
+		t.Error("io.podbox.prepared sent though the preparation failed (no node namespace here)")
+	}
 	if got := f.callList(); !slices.Equal(got, []string{"CreateSandbox"}) {
 		t.Errorf("calls %q", got)
 	}
@@ -332,6 +335,9 @@ func TestSandboxCreatePreparesNetwork(t *testing.T) {
 		}
 		if want := (seen{true, true, true}); atCreate != want {
 			t.Errorf("fail=%v: at CreateSandbox pinned/veth/leased = %+v, want all", fail, atCreate)
+		}
+		if got := f.created.Annotations["io.podbox.prepared"]; got != "true" {
+			t.Errorf("fail=%v: annotation io.podbox.prepared = %q, want true", fail, got)
 		}
 		id := f.created.SandboxId
 		if !fail {
