@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -47,15 +48,21 @@ func (n Network) Setup(ctx context.Context, sandboxID, netnsPath string) (_ *Att
 		return nil, wrap(err)
 	}
 
-	// One handle per namespace for the whole setup. The node's is opened
-	// first so that it is closed last, after the undo steps that use it:
-	// the netlink package quietly sends a closed Handle's requests to the
-	// caller's own namespace, where an undo could hit the machine's links.
-	node, err := openHandle(n.NodeNetNS)
-	if err != nil {
-		return nil, wrap(err)
-	}
-	defer node.Close()
+	// The lease needs nothing of the namespaces: it is taken meanwhile the
+	// sandbox's namespace is made and the bridge checked, a few hundred
+	// microseconds each, which a caller with more than one P gets back.
+	leasec := make(chan leaseResult, 1)
+	go func() {
+		// ipam's errors name the pool's subnet and the owner.
+		pool, err := ipam.Open(n.leaseDir(), n.Subnet, n.Gateway)
+		if err != nil {
+			leasec <- leaseResult{err: err}
+			return
+		}
+		ip, fresh, err := pool.Acquire(sandboxID)
+		leasec <- leaseResult{pool, ip, fresh, err}
+	}()
+	lease := sync.OnceValue(func() leaseResult { return <-leasec })
 
 	// Undo steps, run last to first if Setup fails.
 	var undo []func() error
@@ -69,6 +76,26 @@ func (n Network) Setup(ctx context.Context, sandboxID, netnsPath string) (_ *Att
 			}
 		}
 	}()
+	// Only a lease this Setup took is its to free: one an earlier Setup
+	// took may be on eth0 already, and a failure now must not free it for
+	// another sandbox.
+	undo = append(undo, func() error {
+		if l := lease(); l.err == nil && l.fresh {
+			return l.pool.Release(sandboxID)
+		}
+		return nil
+	})
+
+	// One handle per namespace for the whole setup. The node's is opened
+	// before the undo steps that use it, and closed after them (deferred
+	// calls run last to first): the netlink package quietly sends a closed
+	// Handle's requests to the caller's own namespace, where an undo could
+	// hit the machine's links.
+	node, err := openHandle(n.NodeNetNS)
+	if err != nil {
+		return nil, wrap(err)
+	}
+	defer node.Close()
 
 	created, err := createNetNS(netnsPath)
 	if err != nil {
@@ -97,25 +124,11 @@ func (n Network) Setup(ctx context.Context, sandboxID, netnsPath string) (_ *Att
 		return nil, wrap(err)
 	}
 
-	// ipam's errors name the pool's subnet and the owner.
-	pool, err := ipam.Open(n.leaseDir(), n.Subnet, n.Gateway)
-	if err != nil {
-		return nil, wrap(err)
+	l := lease()
+	if l.err != nil {
+		return nil, wrap(l.err)
 	}
-	ip, err := pool.Lease(sandboxID)
-	if err != nil {
-		return nil, wrap(err)
-	}
-	// If the veth already joined this sandbox to the bridge, an earlier
-	// Setup took the lease and eth0 holds the address: a failure now must
-	// not free it for another sandbox.
-	attachedBefore := false
-	undo = append(undo, func() error {
-		if attachedBefore {
-			return nil
-		}
-		return pool.Release(sandboxID)
-	})
+	ip := l.ip
 
 	v := vethPair{
 		sandboxID: sandboxID,
@@ -289,6 +302,14 @@ func SetupLoopbackOnly(ctx context.Context, netnsPath string) (retErr error) {
 		return fmt.Errorf("netns %q: %w", netnsPath, err)
 	}
 	return nil
+}
+
+// leaseResult is the lease Setup takes alongside its other steps.
+type leaseResult struct {
+	pool  *ipam.Pool
+	ip    netip.Addr
+	fresh bool // taken by this Setup
+	err   error
 }
 
 // vethPair names one sandbox's veth pair.

@@ -186,11 +186,18 @@ func (p *Pool) Gateway() netip.Addr { return p.gateway }
 // sandbox, and lets netsetup free a lease while the kernel is still
 // destroying the namespace that held the address.
 func (p *Pool) Lease(owner string) (netip.Addr, error) {
+	ip, _, err := p.Acquire(owner)
+	return ip, err
+}
+
+// Acquire is Lease that also reports whether this call allocated the
+// address (fresh) rather than found owner holding it: a caller undoing its
+// own work releases only what it took.
+func (p *Pool) Acquire(owner string) (ip netip.Addr, fresh bool, err error) {
 	if err := checkOwner(owner); err != nil {
-		return netip.Addr{}, fmt.Errorf("ipam %s: lease: %w", p.subnet, err)
+		return netip.Addr{}, false, fmt.Errorf("ipam %s: lease: %w", p.subnet, err)
 	}
-	var ip netip.Addr
-	err := p.withLock(unix.LOCK_EX, func() error {
+	err = p.withLock(unix.LOCK_EX, func() error {
 		st, _, err := p.load()
 		if err != nil {
 			return err
@@ -209,13 +216,13 @@ func (p *Pool) Lease(owner string) (netip.Addr, error) {
 		if err := p.store(st); err != nil {
 			return err
 		}
-		ip = got
+		ip, fresh = got, true
 		return nil
 	})
 	if err != nil {
-		return netip.Addr{}, fmt.Errorf("ipam %s: lease for %q: %w", p.subnet, owner, err)
+		return netip.Addr{}, false, fmt.Errorf("ipam %s: lease for %q: %w", p.subnet, owner, err)
 	}
-	return ip, nil
+	return ip, fresh, nil
 }
 
 // allocate picks a free host address, resuming after st.last and wrapping.

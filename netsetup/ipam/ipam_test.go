@@ -207,6 +207,26 @@ func TestLeaseIsIdempotent(t *testing.T) {
 	}
 }
 
+// Acquire says whether it allocated: fresh the first time for an owner,
+// not again, and fresh again after a release.
+func TestAcquireReportsFresh(t *testing.T) {
+	p := mustOpen(t, t.TempDir(), subnet29, gw29)
+	ip, fresh, err := p.Acquire("a")
+	if err != nil || !fresh {
+		t.Fatalf("first Acquire: %s, fresh %v, %v; want fresh", ip, fresh, err)
+	}
+	again, fresh, err := p.Acquire("a")
+	if err != nil || fresh || again != ip {
+		t.Fatalf("second Acquire: %s, fresh %v, %v; want %s, not fresh", again, fresh, err, ip)
+	}
+	if err := p.Release("a"); err != nil {
+		t.Fatal(err)
+	}
+	if _, fresh, err := p.Acquire("a"); err != nil || !fresh {
+		t.Fatalf("Acquire after Release: fresh %v, %v; want fresh", fresh, err)
+	}
+}
+
 func TestReleaseIsIdempotent(t *testing.T) {
 	p := mustOpen(t, t.TempDir(), subnet29, gw29)
 	if err := p.Release("never-leased"); err != nil {
