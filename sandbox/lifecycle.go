@@ -42,10 +42,7 @@ type Options struct {
 	// NetNSPath is the namespace made by the caller, for NetworkExternal.
 	NetNSPath string
 	SharePID  bool
-	// Prepared says that Prepare built the sandbox's network and cgroup,
-	// which Create then takes over with a look rather than a build.
-	Prepared bool
-	Labels   map[string]string
+	Labels    map[string]string
 }
 
 func (n Node) cgroupParent() string {
@@ -99,7 +96,7 @@ func (n Node) nodeNetwork() (netsetup.Network, error) {
 // NetNSPin is where the network namespace of sandbox id is pinned when the
 // sandbox owns it (networks bridge and none): ROOT/netns/ID, beside rather
 // than inside the sandbox's directory, so that it can be made before the
-// sandbox's record exists (Prepare).
+// sandbox's record exists (PrepareNetNS).
 func (n Node) NetNSPin(id string) string { return filepath.Join(n.Store.Root, "netns", id) }
 
 // ownPin is the pin of sb's own network namespace: the path its record
@@ -112,43 +109,16 @@ func (n Node) ownPin(sb *Sandbox) string {
 	return n.NetNSPin(sb.ID)
 }
 
-// Prepare builds, ahead of Create, the parts of sandbox id that need no
-// shim: its network, the way a CRI runtime sets up a pod's network before it
-// asks for the sandbox (the namespace at NetNSPin and, for NetworkBridge,
-// the veth pair and the leased address in it; for NetworkNone, lo up), and
-// the pause's cgroup. Create, told with Options.Prepared, adopts them: it
-// makes the namespace and the cgroup only if missing, and takes the network
-// as Network.Attached finds it (or, if anything is missing, has Setup
-// complete it). A caller that starts the sandbox's shim runs Prepare while
-// the shim process starts, which takes this work off the way to a ready
-// sandbox, and off the shim's one P, where it would take turns with the
-// pause's start. If the sandbox is then not created, Discard removes it
-// all. On error nothing is left.
-func (n Node) Prepare(ctx context.Context, id, network string) error {
+// PrepareNetNS makes the network namespace of sandbox id, which Create
+// (networks bridge and none) finds at NetNSPin and adopts instead of making
+// one. A caller that starts the sandbox's shim runs it while the shim
+// starts, which takes the namespace's creation off the way to a ready
+// sandbox. If the sandbox is then not created, DiscardNetNS removes it.
+func (n Node) PrepareNetNS(id string) error {
 	if err := checkPinID(id); err != nil {
 		return err
 	}
-	var netErr error
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		switch network {
-		case NetworkBridge:
-			var net netsetup.Network
-			if net, netErr = n.nodeNetwork(); netErr == nil {
-				_, netErr = net.Setup(ctx, id, n.NetNSPin(id))
-			}
-		case NetworkNone:
-			netErr = netsetup.SetupLoopbackOnly(ctx, n.NetNSPin(id))
-		default:
-			netErr = fmt.Errorf("unknown network mode %q", network)
-		}
-	})
-	cgErr := n.pauseCgroup(id).Create()
-	wg.Wait()
-	if err := errors.Join(netErr, cgErr); err != nil {
-		return errors.Join(fmt.Errorf("sandbox %q: prepare: %w", id, err), n.Discard(context.WithoutCancel(ctx), id))
-	}
-	return nil
+	return netsetup.CreateNetNS(n.NetNSPin(id))
 }
 
 // checkPinID rejects an ID that would put a pin outside ROOT/netns.
@@ -159,10 +129,10 @@ func checkPinID(id string) error {
 	return nil
 }
 
-// Discard removes what Prepare built for sandbox id (pin, veth pair,
-// lease, cgroup), unless a sandbox id exists after all: it is then the
-// sandbox's, and Remove's to remove. Nothing to remove is success.
-func (n Node) Discard(ctx context.Context, id string) error {
+// DiscardNetNS removes the namespace PrepareNetNS made for sandbox id,
+// unless a sandbox id exists after all: its namespace is then its own, and
+// Remove's to remove. Nothing to remove is success.
+func (n Node) DiscardNetNS(id string) error {
 	if err := checkPinID(id); err != nil {
 		return err
 	}
@@ -170,17 +140,9 @@ func (n Node) Discard(ctx context.Context, id string) error {
 		if err == nil {
 			return nil
 		}
-		return fmt.Errorf("sandbox %q: discard prepared parts: %w", id, err)
+		return fmt.Errorf("sandbox %q: discard prepared netns: %w", id, err)
 	}
-	// Teardown finds each piece by the ID and accepts its absence, so it
-	// serves a loopback-only namespace, or a half-prepared one, as well.
-	err := n.network().Teardown(ctx, id, n.NetNSPin(id))
-	return errors.Join(err, n.SandboxCgroup(id).Remove())
-}
-
-// pauseCgroup is the cgroup of sandbox id's pause.
-func (n Node) pauseCgroup(id string) Cgroup {
-	return Cgroup{Path: n.SandboxCgroup(id).Path + "/pause"}
+	return netsetup.RemoveNetNS(n.NetNSPin(id))
 }
 
 // Create builds a ready sandbox: its record (reserving the name), network
@@ -245,7 +207,7 @@ func (n Node) Create(ctx context.Context, o Options) (_ *Sandbox, retErr error) 
 	go func() { cg <- n.createPauseCgroup(sb) }()
 	var err error
 	if o.Network != NetworkExternal {
-		// A namespace Prepare made is adopted as it is.
+		// A namespace PrepareNetNS made is adopted as it is.
 		err = netsetup.CreateNetNS(sb.NetNSPath)
 	}
 	if err != nil {
@@ -253,7 +215,7 @@ func (n Node) Create(ctx context.Context, o Options) (_ *Sandbox, retErr error) 
 		return nil, wrap(err)
 	}
 	netErr := make(chan error, 1)
-	go func() { netErr <- n.setupNetwork(ctx, sb, o.Prepared) }()
+	go func() { netErr <- n.setupNetwork(ctx, sb) }()
 	err = n.startPause(sb, <-cg)
 	if err := errors.Join(<-netErr, err); err != nil {
 		return nil, wrap(err)
@@ -265,24 +227,17 @@ func (n Node) Create(ctx context.Context, o Options) (_ *Sandbox, retErr error) 
 	return sb, nil
 }
 
-// setupNetwork attaches sb's namespace to its network (or, prepared, takes
-// over the attachment Prepare made) and writes the hosts files, which name
-// its address. It sets only sb's network fields, so it may run alongside
-// startPause.
-func (n Node) setupNetwork(ctx context.Context, sb *Sandbox, prepared bool) error {
+// setupNetwork attaches sb's namespace to its network and writes the hosts
+// files, which name its address. It sets only sb's network fields, so it may
+// run alongside startPause.
+func (n Node) setupNetwork(ctx context.Context, sb *Sandbox) error {
 	switch sb.Network {
 	case NetworkBridge:
 		net, err := n.nodeNetwork()
 		if err != nil {
 			return err
 		}
-		var att *netsetup.Attachment
-		if prepared {
-			att, err = net.Attached(ctx, sb.ID, sb.NetNSPath)
-		}
-		if !prepared || errors.Is(err, netsetup.ErrNotAttached) {
-			att, err = net.Setup(ctx, sb.ID, sb.NetNSPath)
-		}
+		att, err := net.Setup(ctx, sb.ID, sb.NetNSPath)
 		if err != nil {
 			return err
 		}
@@ -311,7 +266,7 @@ func (n Node) createPauseCgroup(sb *Sandbox) cgroupResult {
 	if err != nil {
 		return cgroupResult{err: err}
 	}
-	r := cgroupResult{cg: n.pauseCgroup(sb.ID), hs: hs}
+	r := cgroupResult{cg: Cgroup{Path: n.SandboxCgroup(sb.ID).Path + "/pause"}, hs: hs}
 	r.err = r.cg.create(hs)
 	return r
 }

@@ -180,13 +180,11 @@ func TestJoinSpec(t *testing.T) {
 	}
 }
 
-// A network and cgroup built ahead by Prepare are the ones Create gives the
-// sandbox: the same namespace, address, veth and cgroup. Discard then leaves
-// them to the sandbox, and Remove removes them. Those prepared for a create
-// that fails are Discard's to remove (the leak check sees veth, lease, pin
-// and cgroup gone).
-func TestCreateAdoptsPreparedParts(t *testing.T) {
-	n, tn := testNodeNS(t)
+// A namespace made ahead by PrepareNetNS is the one Create gives the
+// sandbox; DiscardNetNS then leaves it to the sandbox, and Remove removes
+// it. One prepared for a create that fails is DiscardNetNS's to remove.
+func TestCreateAdoptsPreparedNetNS(t *testing.T) {
+	n := testNode(t)
 	ctx := context.Background()
 	nsIno := func(path string) uint64 {
 		t.Helper()
@@ -197,42 +195,26 @@ func TestCreateAdoptsPreparedParts(t *testing.T) {
 		return st.Ino
 	}
 	id := NewID()
-	if err := n.Prepare(ctx, id, NetworkBridge); err != nil {
+	if err := n.PrepareNetNS(id); err != nil {
 		t.Fatal(err)
 	}
 	pin := n.NetNSPin(id)
 	prepared := nsIno(pin)
-	veth, err := tn.Handle.LinkByName(netsetup.HostVethName(id))
+	sb, err := n.Create(ctx, Options{ID: id, Name: "prepared"})
 	if err != nil {
-		t.Fatalf("prepared veth: %v", err)
-	}
-	hs, err := hierarchies()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, h := range hs {
-		if _, err := os.Stat(filepath.Join(h.mount, n.pauseCgroup(id).Path)); err != nil {
-			t.Errorf("prepared pause cgroup: %v", err)
-		}
-	}
-	sb, err := n.Create(ctx, Options{ID: id, Name: "prepared", Prepared: true})
-	if err != nil {
-		n.Discard(ctx, id)
+		n.DiscardNetNS(id)
 		t.Fatal(err)
 	}
 	go func() { p, _ := os.FindProcess(sb.PausePID); p.Wait() }()
 	t.Cleanup(func() { n.Remove(ctx, sb, nil) })
-	if sb.NetNSPath != pin || sb.IP != "10.89.0.2" {
-		t.Errorf("sandbox netns %s, IP %s; want the prepared %s, 10.89.0.2", sb.NetNSPath, sb.IP, pin)
+	if sb.NetNSPath != pin {
+		t.Errorf("sandbox netns %s, want the prepared %s", sb.NetNSPath, pin)
 	}
 	if got := nsIno("/proc/" + itoa(sb.PausePID) + "/ns/net"); got != prepared {
 		t.Errorf("the pause is in namespace %d, not the prepared %d", got, prepared)
 	}
-	if l, err := tn.Handle.LinkByName(sb.HostVeth); err != nil || l.Attrs().Index != veth.Attrs().Index {
-		t.Errorf("sandbox veth %s: %v; want the prepared one (index %d)", sb.HostVeth, err, veth.Attrs().Index)
-	}
-	if err := n.Discard(ctx, id); err != nil || !netsetup.IsNetNSPin(pin) {
-		t.Fatalf("DiscardNetwork of a created sandbox: %v, pinned %v; want it left alone", err, netsetup.IsNetNSPin(pin))
+	if err := n.DiscardNetNS(id); err != nil || !netsetup.IsNetNSPin(pin) {
+		t.Fatalf("DiscardNetNS of a created sandbox: %v, pinned %v; want it left alone", err, netsetup.IsNetNSPin(pin))
 	}
 	if err := n.Remove(ctx, sb, nil); err != nil {
 		t.Fatal(err)
@@ -241,54 +223,30 @@ func TestCreateAdoptsPreparedParts(t *testing.T) {
 		t.Errorf("pin %s after Remove: %v", pin, err)
 	}
 
-	// The name is taken: the create fails before it takes the network.
+	// The name is taken: the create fails before it takes the namespace.
+	other := NewID()
+	if err := n.PrepareNetNS(other); err != nil {
+		t.Fatal(err)
+	}
 	sb2, err := n.Create(ctx, Options{ID: NewID(), Name: "taken"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	go func() { p, _ := os.FindProcess(sb2.PausePID); p.Wait() }()
 	t.Cleanup(func() { n.Remove(ctx, sb2, nil) })
-	other := NewID()
-	if err := n.Prepare(ctx, other, NetworkBridge); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := n.Create(ctx, Options{ID: other, Name: "taken", Prepared: true}); !errors.Is(err, ErrNameInUse) {
+	if _, err := n.Create(ctx, Options{ID: other, Name: "taken"}); !errors.Is(err, ErrNameInUse) {
 		t.Fatalf("create of a taken name: %v", err)
 	}
-	if err := n.Discard(ctx, other); err != nil {
+	if err := n.DiscardNetNS(other); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(n.NetNSPin(other)); !os.IsNotExist(err) {
-		t.Errorf("prepared pin after DiscardNetwork: %v", err)
+		t.Errorf("prepared pin after DiscardNetNS: %v", err)
 	}
-	if err := n.Discard(ctx, other); err != nil {
-		t.Errorf("second DiscardNetwork: %v", err)
+	if err := n.DiscardNetNS(other); err != nil {
+		t.Errorf("second DiscardNetNS: %v", err)
 	}
-	if err := n.Discard(ctx, "../x"); err == nil {
-		t.Error("DiscardNetwork accepted an ID with a slash")
-	}
-	// A create told its parts are prepared when they are not builds them.
-	sb3, err := n.Create(ctx, Options{ID: NewID(), Name: "claims", Prepared: true})
-	if err != nil {
-		t.Fatalf("create claiming prepared parts that are not: %v", err)
-	}
-	go func() { p, _ := os.FindProcess(sb3.PausePID); p.Wait() }()
-	t.Cleanup(func() { n.Remove(ctx, sb3, nil) })
-	if sb3.IP == "" || sb3.HostVeth == "" {
-		t.Errorf("sandbox without its network: %+v", sb3)
-	}
-	if _, err := tn.Handle.LinkByName(sb3.HostVeth); err != nil {
-		t.Errorf("its veth: %v", err)
-	}
-	// Loopback only: a namespace with lo up, nothing on the bridge.
-	lo := NewID()
-	if err := n.Prepare(ctx, lo, NetworkNone); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := tn.Handle.LinkByName(netsetup.HostVethName(lo)); err == nil {
-		t.Error("a loopback-only sandbox got a veth")
-	}
-	if err := n.Discard(ctx, lo); err != nil {
-		t.Fatal(err)
+	if err := n.DiscardNetNS("../x"); err == nil {
+		t.Error("DiscardNetNS accepted an ID with a slash")
 	}
 }

@@ -22,7 +22,6 @@ const (
 	annHostname    = "io.podbox.hostname"
 	annNetwork     = "io.podbox.network"
 	annSharePID    = "io.podbox.share-pid"
-	annPrepared    = "io.podbox.prepared"
 	annLabelPrefix = "io.podbox.label."
 )
 
@@ -32,14 +31,12 @@ func optionsFrom(req *sbapi.CreateSandboxRequest) (sandbox.Options, error) {
 		ID: req.SandboxId, Name: a[annName], Hostname: a[annHostname], Network: a[annNetwork],
 		NetNSPath: req.NetnsPath, Labels: map[string]string{},
 	}
-	for k, v := range map[string]*bool{annSharePID: &o.SharePID, annPrepared: &o.Prepared} {
-		switch a[k] {
-		case "", "false":
-		case "true":
-			*v = true
-		default:
-			return o, fmt.Errorf("%w: %s=%q: want true or false", errInvalid, k, a[k])
-		}
+	switch a[annSharePID] {
+	case "", "false":
+	case "true":
+		o.SharePID = true
+	default:
+		return o, fmt.Errorf("%w: %s=%q: want true or false", errInvalid, annSharePID, a[annSharePID])
 	}
 	for k, v := range a {
 		if l, ok := strings.CutPrefix(k, annLabelPrefix); ok {

@@ -29,18 +29,12 @@ type testEnv struct {
 	root   string
 	marker string
 	env    map[string]string
-	// nodeNetNS is App.NodeNetNS: by default a namespace that does not
-	// exist, so that a create's network preparation fails before it
-	// touches anything (the tests run in the machine's own namespace); a
-	// test that wants it sets a test node's.
-	nodeNetNS string
 }
 
 func newTestEnv(t *testing.T) *testEnv {
 	t.Helper()
 	dir := t.TempDir()
-	e := &testEnv{t: t, root: filepath.Join(dir, "root"), marker: filepath.Join(dir, "shim-ran"),
-		nodeNetNS: filepath.Join(dir, "no-node-netns")}
+	e := &testEnv{t: t, root: filepath.Join(dir, "root"), marker: filepath.Join(dir, "shim-ran")}
 	shim := filepath.Join(dir, ShimBinary)
 	script := "#!/bin/sh\ntouch " + e.marker + "\necho 'fake shim: no sandboxes here' >&2\nexit 1\n"
 	if err := os.WriteFile(shim, []byte(script), 0o755); err != nil {
@@ -49,22 +43,15 @@ func newTestEnv(t *testing.T) *testEnv {
 	if err := os.MkdirAll(e.root, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	// The CLI prepares a create's cgroup under the parent the shim would use.
-	cg := "podbox-test-" + sandbox.NewID()[:12]
-	e.env = map[string]string{"PODBOX_ROOT": e.root, "PODBOX_SHIM": shim, "PODBOX_RUNTIME": "/bin/true",
-		"PODBOX_CGROUP_PARENT": cg}
-	// A fake shim never takes the network and cgroup the CLI prepares for a
-	// create (as root: --network none, or a test node's bridge): remove the
-	// namespaces and cgroups it left, before the directory goes.
+	e.env = map[string]string{"PODBOX_ROOT": e.root, "PODBOX_SHIM": shim, "PODBOX_RUNTIME": "/bin/true"}
+	// A fake shim never takes the network namespace the CLI prepares for a
+	// create (as root): remove what it left, before the directory goes.
 	t.Cleanup(func() {
 		pins, _ := filepath.Glob(filepath.Join(e.root, "netns", "*"))
 		for _, p := range pins {
 			if err := netsetup.RemoveNetNS(p); err != nil {
 				t.Error(err)
 			}
-		}
-		if err := (sandbox.Cgroup{Path: cg}).Remove(); err != nil && os.Geteuid() == 0 {
-			t.Error(err)
 		}
 	})
 	return e
@@ -79,7 +66,6 @@ func (e *testEnv) run(args ...string) (int, string, string) {
 		Stdin: strings.NewReader(""), Stdout: &out, Stderr: &errb,
 		Getenv: func(k string) string { return e.env[k] }, Executable: "/nonexistent/podbox",
 		Now: func() time.Time { return time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC) }, Version: "test",
-		NodeNetNS: e.nodeNetNS,
 	}
 	code := app.Run(context.Background(), args)
 	return code, out.String(), errb.String()

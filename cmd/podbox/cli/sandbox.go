@@ -14,7 +14,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/podbox/podbox/netsetup"
 	sbapi "github.com/podbox/podbox/runtime/sandboxapi"
 	"github.com/podbox/podbox/runtime/shimclient"
 	"github.com/podbox/podbox/sandbox"
@@ -26,7 +25,6 @@ const (
 	annHostname    = "io.podbox.hostname"
 	annNetwork     = "io.podbox.network"
 	annSharePID    = "io.podbox.share-pid"
-	annPrepared    = "io.podbox.prepared"
 	annLabelPrefix = "io.podbox.label."
 )
 
@@ -172,22 +170,17 @@ func (a *App) sandboxCreate(ctx context.Context, g *globals, o createOptions) er
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	// The sandbox's network (namespace, veth pair, address) and cgroup are
-	// built here meanwhile the shim process starts, as a CRI runtime builds
-	// a pod's network before it asks for the sandbox, and the shim takes
-	// them over (see sandbox.Node.Prepare). Should that fail, the shim
-	// builds them itself. Whatever ends the create early discards them.
-	node := sandbox.Node{Store: st, CgroupParent: a.Getenv(shimclient.EnvCgroupParent),
-		Network: netsetup.Network{NodeNetNS: a.NodeNetNS}}
+	// The sandbox's network namespace is made here, meanwhile the shim
+	// process starts, and the shim adopts it (sandbox.Node.PrepareNetNS):
+	// its creation is then off the way to a ready sandbox. Should it fail,
+	// the shim makes one itself. Whatever ends the create early discards it.
+	node := sandbox.Node{Store: st}
 	prep := make(chan error, 1)
-	go func() { prep <- node.Prepare(ctx, id, o.network) }()
+	go func() { prep <- node.PrepareNetNS(id) }()
 	prepared := sync.OnceValue(func() error { return <-prep })
 	discard := func(err error) error {
-		// A preparation that failed left nothing (Prepare undoes itself).
-		if prepared() != nil {
-			return err
-		}
-		if derr := node.Discard(context.WithoutCancel(ctx), id); derr != nil {
+		prepared()
+		if derr := node.DiscardNetNS(id); derr != nil {
 			err = errors.Join(err, derr)
 		}
 		return err
@@ -214,12 +207,10 @@ func (a *App) sandboxCreate(ctx context.Context, g *globals, o createOptions) er
 	}
 	defer c.Close()
 
-	// The network must be complete before the shim looks for it, or both
-	// would build one.
+	// The namespace must be complete before the shim looks for it, or both
+	// would make one.
 	if err := prepared(); err != nil {
-		g.log.Debug("prepare network and cgroup: the shim builds them", "sandbox", id, "error", err)
-	} else {
-		ann[annPrepared] = "true"
+		g.log.Debug("prepare network namespace: the shim makes it", "sandbox", id, "error", err)
 	}
 	g.log.Debug("create sandbox", "sandbox", id, "address", addr, "annotations", ann)
 	// No StartSandbox after it, as containerd sends: podbox's CreateSandbox
@@ -241,8 +232,8 @@ func (a *App) sandboxCreate(ctx context.Context, g *globals, o createOptions) er
 		if _, serr := c.Sandbox.ShutdownSandbox(sctx, &sbapi.ShutdownSandboxRequest{SandboxId: id}); serr != nil && !isClosed(serr) {
 			err = errors.Join(err, fmt.Errorf("shut down shim: %s", rpcMessage(serr)))
 		}
-		// A create refused before the shim took them over (a name in use)
-		// leaves the prepared parts to us.
+		// A create refused before the shim took the namespace (a name in
+		// use) leaves it to us.
 		return discard(err)
 	}
 	fmt.Fprintln(a.Stdout, id)
