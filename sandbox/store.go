@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/podbox/podbox/netsetup"
+	"github.com/podbox/podbox/netsetup/nodenet"
 )
 
 // ErrNotFound is wrapped by lookups of a sandbox or container that does not
@@ -21,24 +22,9 @@ var (
 	ErrNameInUse = errors.New("name already in use")
 )
 
-// isName tells whether s follows the name rule for sandboxes and containers,
-// ^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$: it can never be a path, never start with
-// a dot or dash, and fits a DNS label's length. A loop, not a regexp: the
-// compiled expression (the bounded repetition unrolled) cost every process
-// that imports this package 59 KB of heap at start.
-func isName(s string) bool {
-	if len(s) < 1 || len(s) > 63 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		alnum := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
-		if !alnum && (i == 0 || c != '_' && c != '.' && c != '-') {
-			return false
-		}
-	}
-	return true
-}
+// isName tells whether s follows the name rule for sandboxes and containers
+// (nodenet.IsName, where node peers follow it too).
+func isName(s string) bool { return nodenet.IsName(s) }
 
 // ValidName reports an error if name is not a valid sandbox or container name.
 func ValidName(kind, name string) error {

@@ -195,12 +195,13 @@ func (p Peer) String() string {
 	return "peer " + p.NodeIP.String()
 }
 
-// isPeerName tells whether s follows the peer name rule,
-// ^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$ (the sandbox name rule). A loop, not a
+// IsName tells whether s follows podbox's name rule, for peers here and for
+// sandboxes and containers (package sandbox, which sits above this one):
+// ^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$. Such a name can never be a path, never
+// start with a dot or dash, and fits a DNS label's length. A loop, not a
 // regexp: a package-level compiled expression (the bounded repetition
-// unrolled) cost every shim and CLI start 59 KB of heap in 848 allocations,
-// though only `podbox node peer add` ever checks a peer name.
-func isPeerName(s string) bool {
+// unrolled) cost every shim and CLI start 59 KB of heap in 848 allocations.
+func IsName(s string) bool {
 	if len(s) < 1 || len(s) > 63 {
 		return false
 	}
@@ -260,7 +261,7 @@ func (c *Config) findPeer(ref string) int {
 // collisions with this node and the other peers. An identical peer already
 // present is reported by exists, not as an error.
 func (c *Config) checkPeer(p Peer) (exists bool, err error) {
-	if p.Name != "" && !isPeerName(p.Name) {
+	if p.Name != "" && !IsName(p.Name) {
 		return false, fmt.Errorf("node: peer name %q is invalid: use 1 to 63 of [a-zA-Z0-9_.-], starting with a letter or digit", p.Name)
 	}
 	if !p.NodeIP.IsValid() {

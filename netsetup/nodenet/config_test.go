@@ -185,16 +185,16 @@ func TestNetworkOfConfig(t *testing.T) {
 	}
 }
 
-// FuzzIsPeerName checks the hand-written peer name rule against the regexp
-// it replaces.
-func FuzzIsPeerName(f *testing.F) {
+// FuzzIsName checks the hand-written name rule against the regexp it
+// replaces.
+func FuzzIsName(f *testing.F) {
 	re := regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$`)
 	for _, s := range []string{"n2", "-x", "a.b_c-d", "", "a/b", "é", "10.100.0.3", strings.Repeat("a", 63), strings.Repeat("a", 64)} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		if got, want := isPeerName(s), re.MatchString(s); got != want {
-			t.Fatalf("isPeerName(%q) = %v, the rule's regexp says %v", s, got, want)
+		if got, want := IsName(s), re.MatchString(s); got != want {
+			t.Fatalf("IsName(%q) = %v, the rule's regexp says %v", s, got, want)
 		}
 	})
 }
