@@ -203,8 +203,23 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	sbapi.RegisterTTRPCSandboxService(srv, svc)
 	taskapi.RegisterTaskService(srv, svc)
 
+	clients := newClientCounter(l)
+	go func() {
+		for range clients.idle {
+			if svc.abandoned() {
+				// The namespace a CLI pinned for the sandbox it never
+				// asked for (see sandbox.Node.PrepareNetNS).
+				if err := svc.node.DiscardNetNS(cfg.ID); err != nil {
+					log.Warn("discard prepared network namespace", "error", err)
+				}
+				log.Info("exiting: no sandbox, no container and no client left")
+				svc.requestExit()
+				return
+			}
+		}
+	}()
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(ctx, l) }()
+	go func() { serveErr <- srv.Serve(ctx, clients) }()
 	select {
 	case <-svc.exit:
 	case err := <-serveErr:

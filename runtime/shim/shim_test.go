@@ -21,6 +21,7 @@ import (
 
 	"github.com/podbox/podbox/integration/leakcheck"
 	"github.com/podbox/podbox/integration/testnode"
+	"github.com/podbox/podbox/netsetup"
 	sbapi "github.com/podbox/podbox/runtime/sandboxapi"
 	"github.com/podbox/podbox/runtime/shimclient"
 	"github.com/podbox/podbox/runtime/taskapi"
@@ -276,4 +277,59 @@ func TestRuncGetsTheCallersEnvironment(t *testing.T) {
 			}
 		}
 	}
+}
+
+// A shim whose only client goes before asking for anything (a CLI killed
+// between starting the shim and CreateSandbox) exits, and removes the
+// network namespace the CLI pinned for the sandbox; the leak check sees no
+// process, pin or socket left. One that serves a sandbox stays.
+func TestAbandonedShimExits(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	node := sandbox.Node{Store: sandbox.Store{Root: e.opts.Root}}
+
+	id := sandbox.NewID()
+	if err := node.PrepareNetNS(id); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { node.DiscardNetNS(id) })
+	c := e.start(t, id) // connected, nothing asked
+	c.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for netsetup.IsNetNSPin(node.NetNSPin(id)) {
+		if time.Now().After(deadline) {
+			t.Fatal("the abandoned shim left its prepared namespace pinned")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	path, err := shimclient.SocketPath(shimclient.SocketAddress(e.opts.Root, shimclient.Namespace, id))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := os.Stat(path); os.IsNotExist(err) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the abandoned shim still has its socket")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+
+	// A client that goes after the sandbox is built leaves it served.
+	id2 := sandbox.NewID()
+	c2 := e.start(t, id2)
+	if _, err := c2.Sandbox.CreateSandbox(ctx, &sbapi.CreateSandboxRequest{SandboxId: id2,
+		Annotations: map[string]string{"io.podbox.name": "kept", "io.podbox.network": "none"}}); err != nil {
+		t.Fatal(err)
+	}
+	addr := shimclient.SocketAddress(e.opts.Root, shimclient.Namespace, id2)
+	c2.Close()
+	time.Sleep(300 * time.Millisecond)
+	c3, err := shimclient.Dial(ctx, addr)
+	if err != nil {
+		t.Fatalf("the shim of a built sandbox went with its client: %v", err)
+	}
+	shutdown(t, c3, id2)
+	c3.Close()
 }

@@ -1,0 +1,71 @@
+package shim
+
+import (
+	"net"
+	"sync"
+)
+
+// clientCounter is the shim's listener, counting the client connections
+// still open: when the last one closes it signals idle, and the shim asks
+// itself whether anyone still needs it (Service.abandoned).
+//
+// A shim is started for one sandbox and told to build it on its first
+// connection. A client that goes before it asked for anything (a CLI killed
+// between starting the shim and CreateSandbox) would otherwise leave an
+// idle shim for good, and the network namespace the CLI pinned for the
+// sandbox with it.
+type clientCounter struct {
+	net.Listener
+	mu   sync.Mutex
+	open int
+	idle chan struct{} // one slot: a pending signal is enough
+}
+
+func newClientCounter(l net.Listener) *clientCounter {
+	return &clientCounter{Listener: l, idle: make(chan struct{}, 1)}
+}
+
+func (l *clientCounter) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	l.mu.Lock()
+	l.open++
+	l.mu.Unlock()
+	return &countedConn{Conn: c, l: l}, nil
+}
+
+// countedConn is a client connection whose Close (ttrpc closes a
+// connection once its client has gone) counts down.
+type countedConn struct {
+	net.Conn
+	l    *clientCounter
+	once sync.Once
+}
+
+func (c *countedConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(func() {
+		c.l.mu.Lock()
+		c.l.open--
+		last := c.l.open == 0
+		c.l.mu.Unlock()
+		if last {
+			select {
+			case c.l.idle <- struct{}{}:
+			default:
+			}
+		}
+	})
+	return err
+}
+
+// abandoned reports whether the shim serves nothing and nobody: no sandbox,
+// no container, no removal under way. Its clients are gone, so none will
+// ever ask it for one.
+func (s *Service) abandoned() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.sb == nil && len(s.containers) == 0 && !s.removing
+}
