@@ -157,24 +157,29 @@ func Windows(createMs []float64, size int) []Window {
 	return out
 }
 
-// Bend finds where create latency bends: the first window whose p50 exceeds
-// twice the first window's p50. It returns the first sandbox count of that
-// window (0 if latency never doubled) and a sentence saying so.
+// Bend finds where create latency bends: the first window whose p50 is at
+// least bendRatio times the first window's. It returns the first sandbox
+// count of that window (0 if there is none) and a sentence saying so.
 func Bend(ws []Window) (int, string) {
 	if len(ws) < 2 {
 		return 0, "too few sandboxes to tell"
 	}
 	base := ws[0].Create.P50
 	for _, w := range ws[1:] {
-		if w.Create.P50 > 2*base {
-			return w.From, fmt.Sprintf("create p50 doubles at sandboxes %d-%d: %.1f ms against %.1f ms for the first %d",
-				w.From, w.To, w.Create.P50, base, ws[0].To)
+		if r := w.Create.P50 / base; r >= bendRatio {
+			return w.From, fmt.Sprintf("create p50 bends at sandboxes %d-%d: %.1f ms, %.2f× the %.1f ms of the first %d",
+				w.From, w.To, w.Create.P50, r, base, ws[0].To)
 		}
 	}
 	last := ws[len(ws)-1]
 	return 0, fmt.Sprintf("no bend: create p50 %.1f ms for the first %d, %.1f ms for sandboxes %d-%d (%.2f×)",
 		base, ws[0].To, last.Create.P50, last.From, last.To, last.Create.P50/base)
 }
+
+// bendRatio is how far a window's create p50 must rise above the first
+// window's to count as a bend: half again, well clear of the run-to-run
+// noise of a window's p50 here (about 10%).
+const bendRatio = 1.5
 
 // Figure returns the figure with id, or nil.
 func (r *Result) Figure(id string) *Figure {

@@ -167,8 +167,13 @@ func TestWindowsAndBend(t *testing.T) {
 		t.Errorf("Bend of flat latency = %d %q", at, why)
 	}
 	bent := []float64{10, 10, 10, 10, 25, 30, 40, 50}
-	if at, why := Bend(Windows(bent, 2)); at != 5 || !strings.Contains(why, "doubles at sandboxes 5-6") {
+	if at, why := Bend(Windows(bent, 2)); at != 5 || !strings.Contains(why, "bends at sandboxes 5-6") {
 		t.Errorf("Bend of bent latency = %d %q, want 5", at, why)
+	}
+	// Not doubled, but more than half again: a bend too.
+	rising := []float64{10, 10, 12, 12, 16, 17}
+	if at, why := Bend(Windows(rising, 2)); at != 5 || !strings.Contains(why, "1.60×") {
+		t.Errorf("Bend of latency rising 1.6× = %d %q, want 5", at, why)
 	}
 }
 
