@@ -1,8 +1,6 @@
 package integration
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
 	"os"
 	"os/exec"
@@ -59,20 +57,7 @@ func newCLINodeAt(t testing.TB, root string) *cliNode {
 // run runs podbox args inside the node and returns its exit code and output.
 func (n *cliNode) run(args ...string) (int, string, string) {
 	n.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	cmd := n.node.Command(ctx, n.podbox, args...)
-	cmd.Env = n.env
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		n.t.Fatalf("podbox %s: %v", strings.Join(args, " "), err)
-	}
-	return code, out.String(), errb.String()
+	return n.node.Run(n.t, n.env, n.podbox, args...)
 }
 
 func (n *cliNode) mustRun(args ...string) string {

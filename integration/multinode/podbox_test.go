@@ -1,12 +1,9 @@
 package multinode
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -99,20 +96,7 @@ func newPodboxNode(t *testing.T, n *lanNode, bin binaries) *podboxNode {
 // run runs podbox args inside the node and returns its exit code and output.
 func (n *podboxNode) run(args ...string) (int, string, string) {
 	n.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	cmd := n.Command(ctx, n.bin.podbox, args...)
-	cmd.Env = n.env
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		n.t.Fatalf("%s: podbox %s: %v", n.name, strings.Join(args, " "), err)
-	}
-	return code, out.String(), errb.String()
+	return n.Run(n.t, n.env, n.bin.podbox, args...)
 }
 
 func (n *podboxNode) mustRun(args ...string) string {

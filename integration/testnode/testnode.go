@@ -6,6 +6,7 @@
 package testnode
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -16,6 +17,7 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -156,6 +158,27 @@ func (n *Node) AddLAN(t testing.TB, name string, addr netip.Prefix) netlink.Link
 // runc and containerd need; `ip netns exec` would remount /sys).
 func (n *Node) Command(ctx context.Context, name string, args ...string) *exec.Cmd {
 	return exec.CommandContext(ctx, "nsenter", append([]string{"--net=" + n.Path, "--", name}, args...)...)
+}
+
+// Run runs name with args and env inside the node's network namespace, with a
+// minute to finish, and returns its exit code, stdout and stderr. A command
+// that cannot run at all (not one that exits non-zero) fails the test.
+func (n *Node) Run(tb testing.TB, env []string, name string, args ...string) (int, string, string) {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := n.Command(ctx, name, args...)
+	cmd.Env = env
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		tb.Fatalf("%s %s: %v", filepath.Base(name), strings.Join(args, " "), err)
+	}
+	return code, out.String(), errb.String()
 }
 
 // Do runs fn on an OS thread inside the node namespace.
