@@ -13,6 +13,8 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/sirupsen/logrus"
+
 	"github.com/podbox/podbox/runtime/shim"
 	"github.com/podbox/podbox/runtime/shimclient"
 )
@@ -68,7 +70,15 @@ func main() {
 	if cfg.Debug {
 		level = slog.LevelDebug
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})).With("shim", cfg.ID)
+	out := os.Stderr
+	if fs.Arg(0) == "" {
+		// Serving: fd 2 may be containerd's log FIFO, see shim.LogOutput.
+		// ttrpc logs through logrus, which writes to os.Stderr unless
+		// told otherwise.
+		out = shim.LogOutput()
+		logrus.SetOutput(out)
+	}
+	log := slog.New(slog.NewTextHandler(out, &slog.HandlerOptions{Level: level})).With("shim", cfg.ID)
 	ctx := context.Background()
 
 	var err error

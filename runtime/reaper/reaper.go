@@ -1,8 +1,14 @@
 // Package reaper makes the shim a child subreaper and owns the reaping of
 // every child it has: the OCI runtime processes it starts, and the container
-// and exec processes that reparent to it when runc exits. One loop answers
-// SIGCHLD with wait4(-1, WNOHANG) and hands each exit (pid, status, time) to
-// whoever registered interest in that pid.
+// and exec processes that reparent to it when runc exits. One loop waits for
+// any child to exit, reaps every exited child with wait4(-1, WNOHANG) and
+// hands each exit (pid, status, time) to whoever registered interest in that
+// pid.
+//
+// The loop learns of exits by waiting for them (waitid with WNOWAIT), not
+// from SIGCHLD: os/signal's Notify keeps two threads of its own in the
+// process, one of them locked to a goroutine that only manages signal masks,
+// and a shim serving one sandbox is mostly such fixed costs.
 //
 // Because the loop reaps every child, nothing else in the process may wait
 // for a child: once a Reaper runs, every command must be started with
@@ -30,10 +36,9 @@ package reaper
 import (
 	"errors"
 	"fmt"
-	"os"
 	"os/exec"
-	"os/signal"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -66,9 +71,19 @@ type Reaper struct {
 	// claim them is open.
 	retained map[int]retainedExit
 
-	sigc chan os.Signal
-	stop chan struct{}
-	done chan struct{}
+	// kick wakes the loop when it waits for a first child (see loop).
+	kick chan struct{}
+	// echildPoll is how often the loop looks for a first child while a
+	// window is open: a process started without a claim yet (`runc
+	// exec`'s, whose pid comes later) is noticed within it.
+	echildPoll time.Duration
+	// parked is set while the loop has no child to wait for (tests).
+	parked atomic.Bool
+	stop   chan struct{}
+	// reaping is held while the loop reaps, so that Close can wait for
+	// it: after Close, this Reaper takes no exit any more.
+	reaping   sync.Mutex
+	closeOnce sync.Once
 }
 
 type retainedExit struct {
@@ -87,43 +102,78 @@ func New() (*Reaper, error) {
 		subs:     make(map[int][]chan Exit),
 		windows:  make(map[uint64]struct{}),
 		retained: make(map[int]retainedExit),
-		// One slot is enough: signals coalesce anyway, and every wake-up
-		// reaps until no exited child remains.
-		sigc: make(chan os.Signal, 1),
-		stop: make(chan struct{}),
-		done: make(chan struct{}),
+		// One slot is enough: a kick only says "look again".
+		kick:       make(chan struct{}, 1),
+		echildPoll: time.Millisecond,
+		stop:       make(chan struct{}),
 	}
-	signal.Notify(r.sigc, unix.SIGCHLD)
 	go r.loop()
 	return r, nil
 }
 
-// Close stops the reap loop. Children that exit afterwards stay zombies
-// until the process exits; pending subscriptions never fire.
+// Close stops the reap loop: once it returns, no exit is reaped any more.
+// Children that exit afterwards stay zombies until the process exits;
+// pending subscriptions never fire. The loop's goroutine may stay blocked
+// until the next child exits, which it then leaves unreaped.
 func (r *Reaper) Close() error {
-	select {
-	case <-r.stop:
-		return nil
-	default:
-	}
-	signal.Stop(r.sigc)
-	close(r.stop)
-	<-r.done
+	r.closeOnce.Do(func() { close(r.stop) })
+	// Wait out a reap in progress; a later one sees stop first.
+	r.reaping.Lock()
+	defer r.reaping.Unlock()
 	return nil
 }
 
 func (r *Reaper) loop() {
-	defer close(r.done)
-	// Reap once first: a child may have exited before Notify was in place.
-	r.reapAll()
 	for {
+		// Blocks until some child has exited, and leaves it to reapAll.
+		var info unix.Siginfo
+		err := unix.Waitid(unix.P_ALL, 0, &info, unix.WEXITED|unix.WNOWAIT, nil)
+		switch {
+		case err == nil:
+		case errors.Is(err, unix.EINTR):
+			continue
+		default:
+			// ECHILD: no child at all, and none can exit before one is
+			// started. Starts happen in windows and end in claims, and
+			// both kick; while a window is open the loop also polls.
+			var poll <-chan time.Time
+			if r.windowsOpen() {
+				poll = time.After(r.echildPoll)
+			}
+			r.parked.Store(true)
+			select {
+			case <-r.stop:
+				return
+			case <-r.kick:
+			case <-poll:
+			}
+			r.parked.Store(false)
+			continue
+		}
+		r.reaping.Lock()
 		select {
 		case <-r.stop:
+			r.reaping.Unlock()
 			return
-		case <-r.sigc:
-			r.reapAll()
+		default:
 		}
+		r.reapAll()
+		r.reaping.Unlock()
 	}
+}
+
+// wake tells a loop waiting for a first child to look again.
+func (r *Reaper) wake() {
+	select {
+	case r.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (r *Reaper) windowsOpen() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.windows) > 0
 }
 
 // reapAll collects every exited child, then dispatches them together under
@@ -197,6 +247,7 @@ func (r *Reaper) Open() *Window {
 	r.seq++
 	w := &Window{r: r, seq: r.seq}
 	r.windows[w.seq] = struct{}{}
+	r.wake()
 	return w
 }
 
@@ -214,6 +265,7 @@ func (w *Window) Claim(pid int) <-chan Exit {
 		return c
 	}
 	r.subs[pid] = append(r.subs[pid], c)
+	r.wake()
 	return c
 }
 

@@ -64,6 +64,30 @@ func TestConcurrentCommands(t *testing.T) {
 	}
 }
 
+// The first child of a reaper with no child at all is reaped because its
+// claim wakes the loop, not because the loop polls: a command the shim runs
+// (runc create, mostly) is collected as soon as it exits.
+func TestFirstChildWakesLoop(t *testing.T) {
+	r := newReaper(t)
+	r.echildPoll = time.Hour
+	done := make(chan Exit, 1)
+	go func() {
+		e, err := r.Run(exec.Command("/bin/sh", "-c", "exit 3"))
+		if err != nil {
+			t.Error(err)
+		}
+		done <- e
+	}()
+	select {
+	case e := <-done:
+		if e.Status != 3 {
+			t.Fatalf("exit %+v, want status 3", e)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the first child's exit was never reaped")
+	}
+}
+
 // A process killed by a signal reports the signal and 128+signal.
 func TestSignaledExit(t *testing.T) {
 	r := newReaper(t)
@@ -86,6 +110,9 @@ func TestSignaledExit(t *testing.T) {
 // could claim it any more.
 func TestClaimAfterExit(t *testing.T) {
 	r := newReaper(t)
+	// With no child and no window the loop waits for a kick alone: the
+	// window's opening must make it look for children again.
+	waitParked(t, r)
 	w := r.Open()
 	defer w.Close()
 	// Bypass Start: this is what happens with `runc exec`, whose process
@@ -157,6 +184,15 @@ func TestOrphanReparents(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatalf("orphan %d's exit never reached the subreaper", pid)
+	}
+}
+
+func waitParked(t *testing.T, r *Reaper) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); !r.parked.Load(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the reap loop never waited for a first child")
+		}
 	}
 }
 

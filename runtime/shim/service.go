@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"github.com/containerd/ttrpc"
+	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/podbox/podbox/runtime/events"
@@ -149,18 +149,6 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	addr := shimclient.SocketAddress(cfg.Root, cfg.Namespace, cfg.ID)
 	path, _ := socketPath(addr)
-	// containerd reads the shim's log from the FIFO in the bundle of the
-	// group's first task, and stops when that task is deleted. Without a
-	// handler, Go exits on a write to a broken pipe on fd 2; a handler (not
-	// SIG_IGN, which runc and the containers would inherit) makes the write
-	// fail with EPIPE instead.
-	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
-	if fifo, err := os.OpenFile("log", os.O_WRONLY|syscall.O_NONBLOCK, 0); err == nil {
-		if fi, err := fifo.Stat(); err == nil && fi.Mode()&os.ModeNamedPipe != 0 {
-			syscall.Dup3(int(fifo.Fd()), 2, 0)
-		}
-		fifo.Close()
-	}
 	// The bundle we were started in may be deleted while we serve.
 	if err := os.Chdir(cfg.Root); err != nil {
 		return fmt.Errorf("shim %s: %w", cfg.ID, err)
@@ -237,6 +225,32 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	defer cancel()
 	srv.Shutdown(sctx)
 	return nil
+}
+
+// LogOutput is where a serving shim logs, started in the bundle by `start`:
+// containerd's log FIFO there if it has one, made fd 2 as well so that a
+// panic's trace goes there too, or else fd 2 as `start` left it (the
+// shim's log file).
+//
+// containerd reads the FIFO until the group's first task is deleted, and
+// writes to it fail with EPIPE after that. A write to a broken pipe through
+// os.Stderr makes the os package kill the process with SIGPIPE (it does so
+// for fds 1 and 2, unless os/signal is asked for SIGPIPE, which costs two
+// threads); through another descriptor the write just fails. So the log
+// goes through a duplicate of fd 2, and every logger, the libraries' too,
+// must write there rather than to os.Stderr.
+func LogOutput() *os.File {
+	if fifo, err := os.OpenFile("log", os.O_WRONLY|syscall.O_NONBLOCK, 0); err == nil {
+		if fi, err := fifo.Stat(); err == nil && fi.Mode()&os.ModeNamedPipe != 0 {
+			syscall.Dup3(int(fifo.Fd()), 2, 0)
+		}
+		fifo.Close()
+	}
+	fd, err := unix.FcntlInt(2, unix.F_DUPFD_CLOEXEC, 3)
+	if err != nil {
+		return os.Stderr // no descriptor to spare: the log as before
+	}
+	return os.NewFile(uintptr(fd), "shim-log")
 }
 
 // publish sends a task event to containerd; a failure to queue it is logged,

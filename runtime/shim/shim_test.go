@@ -3,6 +3,7 @@ package shim_test
 import (
 	"context"
 	"errors"
+	"golang.org/x/sys/unix"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -332,4 +333,39 @@ func TestAbandonedShimExits(t *testing.T) {
 	}
 	shutdown(t, c3, id2)
 	c3.Close()
+}
+
+// containerd reads a shim's log from a FIFO in the bundle and stops when the
+// group's first task is deleted; the shim serves on and logs into the broken
+// pipe. That must cost the log line, not the shim: through os.Stderr the os
+// package would kill it with SIGPIPE.
+func TestShimOutlivesItsLogReader(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	fifo := filepath.Join(e.opts.Root, "log") // the shim's working directory
+	if err := unix.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Remove(fifo) })
+	r, err := os.OpenFile(fifo, os.O_RDONLY|unix.O_NONBLOCK, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := sandbox.NewID()
+	c := e.start(t, id)
+	// The socket takes connections before the shim runs; its first answer
+	// means it has the FIFO open.
+	if _, err := c.Sandbox.Platform(ctx, &sbapi.PlatformRequest{SandboxId: id}); err != nil {
+		t.Fatal(err)
+	}
+	r.Close()
+	// CreateSandbox logs "sandbox created" into the broken pipe.
+	if _, err := c.Sandbox.CreateSandbox(ctx, &sbapi.CreateSandboxRequest{SandboxId: id,
+		Annotations: map[string]string{"io.podbox.name": "nolog", "io.podbox.network": "none"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Sandbox.PingSandbox(ctx, &sbapi.PingRequest{SandboxId: id}); err != nil {
+		t.Fatalf("the shim died logging into a FIFO nobody reads: %v", err)
+	}
+	shutdown(t, c, id)
 }
