@@ -3,6 +3,7 @@ package shim
 import (
 	"net"
 	"sync"
+	"time"
 )
 
 // clientCounter is the shim's listener, counting the client connections
@@ -13,16 +14,35 @@ import (
 // connection. A client that goes before it asked for anything (a CLI killed
 // between starting the shim and CreateSandbox) would otherwise leave an
 // idle shim for good, and the network namespace the CLI pinned for the
-// sandbox with it.
+// sandbox with it. So would a client that never connects (a CLI killed
+// between starting the shim and connecting to it): after grace without a
+// first client, the shim asks itself the same question.
 type clientCounter struct {
 	net.Listener
-	mu   sync.Mutex
-	open int
-	idle chan struct{} // one slot: a pending signal is enough
+	mu       sync.Mutex
+	open     int
+	accepted bool
+	idle     chan struct{} // one slot: a pending signal is enough
 }
 
-func newClientCounter(l net.Listener) *clientCounter {
-	return &clientCounter{Listener: l, idle: make(chan struct{}, 1)}
+func newClientCounter(l net.Listener, grace time.Duration) *clientCounter {
+	c := &clientCounter{Listener: l, idle: make(chan struct{}, 1)}
+	time.AfterFunc(grace, func() {
+		c.mu.Lock()
+		never := !c.accepted
+		c.mu.Unlock()
+		if never {
+			c.signalIdle()
+		}
+	})
+	return c
+}
+
+func (l *clientCounter) signalIdle() {
+	select {
+	case l.idle <- struct{}{}:
+	default:
+	}
 }
 
 func (l *clientCounter) Accept() (net.Conn, error) {
@@ -32,6 +52,7 @@ func (l *clientCounter) Accept() (net.Conn, error) {
 	}
 	l.mu.Lock()
 	l.open++
+	l.accepted = true
 	l.mu.Unlock()
 	return &countedConn{Conn: c, l: l}, nil
 }
@@ -52,10 +73,7 @@ func (c *countedConn) Close() error {
 		last := c.l.open == 0
 		c.l.mu.Unlock()
 		if last {
-			select {
-			case c.l.idle <- struct{}{}:
-			default:
-			}
+			c.l.signalIdle()
 		}
 	})
 	return err

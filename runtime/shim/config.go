@@ -3,6 +3,7 @@ package shim
 import (
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/podbox/podbox/runtime/shimclient"
 )
@@ -25,7 +26,16 @@ type Config struct {
 	Runtime      string // $PODBOX_RUNTIME: the OCI runtime binary
 	CgroupParent string // $PODBOX_CGROUP_PARENT
 	PauseBinary  string // $PODBOX_PAUSE
+	// ConnectGrace is how long a serving shim waits for its first client
+	// before it exits, if it serves nothing ($PODBOX_SHIM_CONNECT_GRACE, a
+	// Go duration; default DefaultConnectGrace). Its starter (containerd,
+	// the CLI) connects within milliseconds unless it died meanwhile.
+	ConnectGrace time.Duration
 }
+
+// DefaultConnectGrace is Config.ConnectGrace's default: long enough for any
+// starter that is alive, short enough that a dead one's shim goes soon.
+const DefaultConnectGrace = 30 * time.Second
 
 // ConfigFromEnv fills the podbox settings of c from the environment and
 // defaults.
@@ -41,6 +51,12 @@ func (c Config) ConfigFromEnv() Config {
 	}
 	if c.PauseBinary == "" {
 		c.PauseBinary = findPause()
+	}
+	if c.ConnectGrace <= 0 {
+		c.ConnectGrace = DefaultConnectGrace
+		if d, err := time.ParseDuration(os.Getenv("PODBOX_SHIM_CONNECT_GRACE")); err == nil && d > 0 {
+			c.ConnectGrace = d
+		}
 	}
 	if c.TTRPCAddress == "" {
 		c.TTRPCAddress = os.Getenv("TTRPC_ADDRESS")

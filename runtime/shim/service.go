@@ -191,7 +191,11 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	sbapi.RegisterTTRPCSandboxService(srv, svc)
 	taskapi.RegisterTaskService(srv, svc)
 
-	clients := newClientCounter(l)
+	grace := cfg.ConnectGrace
+	if grace <= 0 {
+		grace = DefaultConnectGrace
+	}
+	clients := newClientCounter(l, grace)
 	go func() {
 		for range clients.idle {
 			if svc.abandoned() {
@@ -200,7 +204,7 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 				if err := svc.node.DiscardNetNS(cfg.ID); err != nil {
 					log.Warn("discard prepared network namespace", "error", err)
 				}
-				log.Info("exiting: no sandbox, no container and no client left")
+				log.Info("exiting: no sandbox, no container and no client")
 				svc.requestExit()
 				return
 			}

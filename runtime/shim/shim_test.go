@@ -335,6 +335,41 @@ func TestAbandonedShimExits(t *testing.T) {
 	c3.Close()
 }
 
+// A shim nobody ever connects to (its starter died between starting it and
+// connecting) exits once the connect grace is over, and removes the
+// network namespace the CLI pinned for the sandbox.
+func TestUnconnectedShimExits(t *testing.T) {
+	e := newEnv(t)
+	t.Setenv("PODBOX_SHIM_CONNECT_GRACE", "200ms")
+	node := sandbox.Node{Store: sandbox.Store{Root: e.opts.Root}}
+	id := sandbox.NewID()
+	if err := node.PrepareNetNS(id); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { node.DiscardNetNS(id) })
+	o := e.opts
+	o.ID = id
+	if err := e.node.Do(func() error { _, err := shimclient.Start(context.Background(), o); return err }); err != nil {
+		t.Fatal(err)
+	}
+	path, err := shimclient.SocketPath(shimclient.SocketAddress(e.opts.Root, shimclient.Namespace, id))
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for netsetup.IsNetNSPin(node.NetNSPin(id)) || fileExists(path) {
+		if time.Now().After(deadline) {
+			t.Fatal("a shim nobody connected to is still there, or left its prepared namespace pinned")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}
+
 // containerd reads a shim's log from a FIFO in the bundle and stops when the
 // group's first task is deleted; the shim serves on and logs into the broken
 // pipe. That must cost the log line, not the shim: through os.Stderr the os

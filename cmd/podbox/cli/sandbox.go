@@ -166,17 +166,31 @@ func (a *App) sandboxCreate(ctx context.Context, g *globals, o createOptions) er
 	}
 
 	// ^C while the shim builds must still end in ShutdownSandbox, or a
-	// half-built sandbox and an idle shim would stay behind.
-	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
-	defer stop()
-
-	// The sandbox's network namespace is made here, meanwhile the shim
+	// half-built sandbox would stay behind. Catching it (os/signal's
+	// Notify starts a thread of its own first) takes a quarter of a
+	// millisecond, so it is set up meanwhile the shim process starts, and
+	// before anything else is made: until it is in place, ^C ends the CLI
+	// with nothing made but perhaps the shim, which exits by itself when
+	// nobody connects (shim.Config.ConnectGrace).
+	//
+	// The sandbox's network namespace is made here too, meanwhile the shim
 	// process starts, and the shim adopts it (sandbox.Node.PrepareNetNS):
 	// its creation is then off the way to a ready sandbox. Should it fail,
 	// the shim makes one itself. Whatever ends the create early discards it.
 	node := sandbox.Node{Store: st}
+	type catcher struct {
+		ctx  context.Context // cancelled by ^C or SIGTERM
+		stop context.CancelFunc
+	}
+	caught := make(chan catcher, 1)
 	prep := make(chan error, 1)
-	go func() { prep <- node.PrepareNetNS(id) }()
+	go func() {
+		c, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+		caught <- catcher{c, stop}
+		prep <- node.PrepareNetNS(id)
+	}()
+	sig := sync.OnceValue(func() catcher { return <-caught })
+	defer func() { sig().stop() }()
 	prepared := sync.OnceValue(func() error { return <-prep })
 	discard := func(err error) error {
 		prepared()
@@ -197,6 +211,7 @@ func (a *App) sandboxCreate(ctx context.Context, g *globals, o createOptions) er
 	if err != nil {
 		return discard(fail(err))
 	}
+	ctx = sig().ctx
 	dctx, cancel := context.WithTimeout(ctx, dialTimeout)
 	c, err := shimclient.Dial(dctx, addr)
 	cancel()
