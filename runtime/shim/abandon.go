@@ -23,11 +23,14 @@ type clientCounter struct {
 	open     int
 	accepted bool
 	idle     chan struct{} // one slot: a pending signal is enough
+	// grace fires if no client came; the first one stops it, so that a
+	// served shim never wakes for it.
+	grace *time.Timer
 }
 
 func newClientCounter(l net.Listener, grace time.Duration) *clientCounter {
 	c := &clientCounter{Listener: l, idle: make(chan struct{}, 1)}
-	time.AfterFunc(grace, func() {
+	c.grace = time.AfterFunc(grace, func() {
 		c.mu.Lock()
 		never := !c.accepted
 		c.mu.Unlock()
@@ -52,7 +55,10 @@ func (l *clientCounter) Accept() (net.Conn, error) {
 	}
 	l.mu.Lock()
 	l.open++
-	l.accepted = true
+	if !l.accepted {
+		l.accepted = true
+		l.grace.Stop()
+	}
 	l.mu.Unlock()
 	return &countedConn{Conn: c, l: l}, nil
 }
