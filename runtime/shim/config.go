@@ -28,7 +28,7 @@ type Config struct {
 	PauseBinary  string // $PODBOX_PAUSE
 	// ConnectGrace is how long a serving shim waits for its first client
 	// before it exits, if it serves nothing ($PODBOX_SHIM_CONNECT_GRACE, a
-	// Go duration; default DefaultConnectGrace). Its starter (containerd,
+	// Go duration; zero or less: DefaultConnectGrace). Its starter (containerd,
 	// the CLI) connects within milliseconds unless it died meanwhile.
 	ConnectGrace time.Duration
 }
@@ -53,10 +53,8 @@ func (c Config) ConfigFromEnv() Config {
 		c.PauseBinary = findPause()
 	}
 	if c.ConnectGrace <= 0 {
-		c.ConnectGrace = DefaultConnectGrace
-		if d, err := time.ParseDuration(os.Getenv("PODBOX_SHIM_CONNECT_GRACE")); err == nil && d > 0 {
-			c.ConnectGrace = d
-		}
+		// Unset or unreadable: Serve takes DefaultConnectGrace.
+		c.ConnectGrace, _ = time.ParseDuration(os.Getenv("PODBOX_SHIM_CONNECT_GRACE"))
 	}
 	if c.TTRPCAddress == "" {
 		c.TTRPCAddress = os.Getenv("TTRPC_ADDRESS")

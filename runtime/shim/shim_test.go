@@ -289,33 +289,10 @@ func TestAbandonedShimExits(t *testing.T) {
 	ctx := context.Background()
 	node := sandbox.Node{Store: sandbox.Store{Root: e.opts.Root}}
 
-	id := sandbox.NewID()
-	if err := node.PrepareNetNS(id); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { node.DiscardNetNS(id) })
+	id := e.prepare(t, node)
 	c := e.start(t, id) // connected, nothing asked
 	c.Close()
-	deadline := time.Now().Add(5 * time.Second)
-	for netsetup.IsNetNSPin(node.NetNSPin(id)) {
-		if time.Now().After(deadline) {
-			t.Fatal("the abandoned shim left its prepared namespace pinned")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	path, err := shimclient.SocketPath(shimclient.SocketAddress(e.opts.Root, shimclient.Namespace, id))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(path); os.IsNotExist(err) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the abandoned shim still has its socket")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	e.waitShimGone(t, node, id)
 
 	// A client that goes after the sandbox is built leaves it served.
 	id2 := sandbox.NewID()
@@ -342,32 +319,51 @@ func TestUnconnectedShimExits(t *testing.T) {
 	e := newEnv(t)
 	t.Setenv("PODBOX_SHIM_CONNECT_GRACE", "200ms")
 	node := sandbox.Node{Store: sandbox.Store{Root: e.opts.Root}}
-	id := sandbox.NewID()
-	if err := node.PrepareNetNS(id); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { node.DiscardNetNS(id) })
+	id := e.prepare(t, node)
 	o := e.opts
 	o.ID = id
 	if err := e.node.Do(func() error { _, err := shimclient.Start(context.Background(), o); return err }); err != nil {
 		t.Fatal(err)
 	}
+	e.waitShimGone(t, node, id)
+}
+
+// prepare pins a new sandbox's network namespace as the CLI does before it
+// starts the shim, and returns the sandbox's ID.
+func (e env) prepare(t *testing.T, node sandbox.Node) string {
+	t.Helper()
+	id := sandbox.NewID()
+	if err := node.PrepareNetNS(id); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { node.DiscardNetNS(id) })
+	return id
+}
+
+// waitShimGone waits for the shim of sandbox id, which serves nothing, to
+// remove the namespace pin prepared for it and its socket on the way out.
+func (e env) waitShimGone(t *testing.T, node sandbox.Node, id string) {
+	t.Helper()
 	path, err := shimclient.SocketPath(shimclient.SocketAddress(e.opts.Root, shimclient.Namespace, id))
 	if err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(10 * time.Second)
-	for netsetup.IsNetNSPin(node.NetNSPin(id)) || fileExists(path) {
+	for netsetup.IsNetNSPin(node.NetNSPin(id)) {
 		if time.Now().After(deadline) {
-			t.Fatal("a shim nobody connected to is still there, or left its prepared namespace pinned")
+			t.Fatal("the shim that serves nothing left its prepared namespace pinned")
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-}
-
-func fileExists(p string) bool {
-	_, err := os.Stat(p)
-	return err == nil
+	for {
+		if _, err := os.Stat(path); os.IsNotExist(err) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the shim that serves nothing still has its socket")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 // containerd reads a shim's log from a FIFO in the bundle and stops when the
