@@ -21,18 +21,9 @@ import (
 // older kernel ignores the index and dumps everything; the filter here still
 // applies.
 func linkAddrs(nsPath string, idx, family int) ([]netip.Prefix, error) {
-	ns := netns.None()
-	if nsPath != "" {
-		h, err := OpenNetNS(nsPath)
-		if err != nil {
-			return nil, err
-		}
-		defer h.Close()
-		ns = h
-	}
-	s, err := nl.GetNetlinkSocketAt(ns, netns.None(), unix.NETLINK_ROUTE)
+	s, err := routeSocketAt(nsPath)
 	if err != nil {
-		return nil, fmt.Errorf("link %d: addresses: netlink socket: %w", idx, err)
+		return nil, fmt.Errorf("link %d: addresses: %w", idx, err)
 	}
 	defer s.Close()
 	if err := unix.SetsockoptInt(s.GetFd(), unix.SOL_NETLINK, unix.NETLINK_GET_STRICT_CHK, 1); err != nil {
@@ -78,4 +69,24 @@ func linkAddrs(nsPath string, idx, family int) ([]netip.Prefix, error) {
 		}
 	}
 	return ps, nil
+}
+
+// routeSocketAt opens a plain rtnetlink socket in the network namespace
+// pinned at nsPath, or in the caller's if nsPath is empty: for the requests
+// netlink.Handle does not offer.
+func routeSocketAt(nsPath string) (*nl.NetlinkSocket, error) {
+	ns := netns.None()
+	if nsPath != "" {
+		h, err := OpenNetNS(nsPath)
+		if err != nil {
+			return nil, err
+		}
+		defer h.Close()
+		ns = h
+	}
+	s, err := nl.GetNetlinkSocketAt(ns, netns.None(), unix.NETLINK_ROUTE)
+	if err != nil {
+		return nil, fmt.Errorf("netlink socket: %w", err)
+	}
+	return s, nil
 }

@@ -136,20 +136,10 @@ func InNetNS(path string, fn func() error) error {
 // a sandbox removed within milliseconds of its Setup still shows the
 // socket Setup used in it.
 func netNSReleased(nodePath string, nsid int, grace time.Duration) (bool, error) {
-	node := netns.None()
-	if nodePath != "" {
-		h, err := OpenNetNS(nodePath)
-		if err != nil {
-			return false, err
-		}
-		defer h.Close()
-		node = h
-	}
-	// A plain socket of the node namespace: netlink.Handle offers no
-	// lookup by ID, and its sockets are its own.
-	s, err := nl.GetNetlinkSocketAt(node, netns.None(), unix.NETLINK_ROUTE)
+	// netlink.Handle offers no lookup by ID, and its sockets are its own.
+	s, err := routeSocketAt(nodePath)
 	if err != nil {
-		return false, fmt.Errorf("netns id %d: netlink socket: %w", nsid, err)
+		return false, fmt.Errorf("netns id %d: %w", nsid, err)
 	}
 	defer s.Close()
 	sh := &nl.SocketHandle{Socket: s}
