@@ -59,13 +59,14 @@ func TestSmoke(t *testing.T) {
 		report.FigJoin:      {report.Podbox, report.Peer, report.Floor},
 		report.FigBurst:     {report.Podbox, report.Peer},
 		report.FigBurstWall: {report.Podbox, report.Peer},
+		report.FigBurstCPU:  {report.Podbox, report.Peer},
 		report.FigMemory(1): {report.Podbox, report.Peer},
 		report.FigMemory(3): {report.Podbox, report.Peer},
 		report.FigPausePSS:  {report.Podbox, report.Peer},
 		report.FigPauseAnon: {report.Podbox, report.Peer},
 	}
 	wantN := map[string]int{report.FigReady: 5, report.FigTeardown: 5, report.FigJoin: 5, report.FigBurst: 16,
-		report.FigBurstWall: 2, report.FigMemory(1): 1, report.FigMemory(3): 3, report.FigPausePSS: 1, report.FigPauseAnon: 1}
+		report.FigBurstWall: 2, report.FigBurstCPU: 2, report.FigMemory(1): 1, report.FigMemory(3): 3, report.FigPausePSS: 1, report.FigPauseAnon: 1}
 	for id, series := range want {
 		f := r.Figure(id)
 		if f == nil {

@@ -321,15 +321,20 @@ func (b *bench) peerMemory(ctx context.Context, n int, out map[string][]float64)
 // burst creates -burst sandboxes at once (one command each), for podbox
 // and then for the peer, and removes them; -burst-rounds times, so that one
 // unlucky moment on a shared machine does not make the figure. Every create
-// is a sample of FigBurst, every round's wall time one of FigBurstWall.
+// is a sample of FigBurst, every round's wall time one of FigBurstWall, and
+// the node's busy CPU time over the round, per create, one of FigBurstCPU:
+// with every core busy, the wall time (and so the p99) can be no shorter
+// than creates × CPU per create ÷ cores.
 func (b *bench) burst(ctx context.Context) error {
-	each, wall := samples{}, samples{}
+	each, wall, cpu := samples{}, samples{}, samples{}
 	for round := range b.cfg.burstRounds {
 		for _, who := range []string{report.Podbox, report.Peer} {
-			ds, w, err := b.burstRound(ctx, who)
-			each[who] = append(each[who], ds...)
-			wall[who] = append(wall[who], w)
-			logf("%d parallel creates, %s, round %d: %s wall", b.cfg.burst, who, round+1, w.Round(time.Millisecond))
+			r, err := b.burstRound(ctx, who)
+			each[who] = append(each[who], r.each...)
+			wall[who] = append(wall[who], r.wall)
+			cpu[who] = append(cpu[who], r.cpuEach)
+			logf("%d parallel creates, %s, round %d: %s wall, %s CPU per create", b.cfg.burst, who, round+1,
+				r.wall.Round(time.Millisecond), r.cpuEach.Round(100*time.Microsecond))
 			if err != nil {
 				return fmt.Errorf("%s, round %d: %w", who, round+1, err)
 			}
@@ -337,12 +342,21 @@ func (b *bench) burst(ctx context.Context) error {
 	}
 	b.addFigure(report.FigBurst, fmt.Sprintf("each of %d parallel creates", b.cfg.burst), each)
 	b.addFigure(report.FigBurstWall, fmt.Sprintf("wall time of %d parallel creates", b.cfg.burst), wall)
+	b.addFigure(report.FigBurstCPU, fmt.Sprintf("node CPU time per create, over %d parallel creates", b.cfg.burst), cpu)
 	return nil
 }
 
-// burstRound is one round of burst for who: the duration of each create,
-// the wall time of all, and what failed (creates or removals).
-func (b *bench) burstRound(ctx context.Context, who string) ([]time.Duration, time.Duration, error) {
+// burstResult is one round of burst: the duration of each create, the wall
+// time of all, and the node's busy CPU time over that wall time divided by
+// the number of creates.
+type burstResult struct {
+	each          []time.Duration
+	wall, cpuEach time.Duration
+}
+
+// burstRound is one round of burst for who, and what failed (creates,
+// removals, or reading the node's CPU time).
+func (b *bench) burstRound(ctx context.Context, who string) (burstResult, error) {
 	create := func() (string, time.Duration, error) {
 		if who == report.Podbox {
 			return b.pb.Create(ctx)
@@ -353,12 +367,19 @@ func (b *bench) burstRound(ctx context.Context, who string) ([]time.Duration, ti
 	ds := make([]time.Duration, b.cfg.burst)
 	errs := make([]error, b.cfg.burst)
 	var wg sync.WaitGroup
+	busy, busyErr := mem.NodeBusy()
 	start := time.Now()
 	for i := range b.cfg.burst {
 		wg.Go(func() { ids[i], ds[i], errs[i] = create() })
 	}
 	wg.Wait()
-	w := time.Since(start)
+	r := burstResult{each: ds, wall: time.Since(start)}
+	if busyErr == nil {
+		var after time.Duration
+		after, busyErr = mem.NodeBusy()
+		r.cpuEach = (after - busy) / time.Duration(b.cfg.burst)
+	}
+	errs = append(errs, busyErr)
 	for _, id := range ids {
 		if id == "" {
 			continue
@@ -371,7 +392,7 @@ func (b *bench) burstRound(ctx context.Context, who string) ([]time.Duration, ti
 		}
 		errs = append(errs, err)
 	}
-	return ds, w, errors.Join(errs...)
+	return r, errors.Join(errs...)
 }
 
 // scale creates podbox sandboxes one after the other up to -scale,

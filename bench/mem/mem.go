@@ -1,6 +1,7 @@
 // Package mem reads what processes cost, from /proc: the proportional set
 // size and anonymous memory of a process (/proc/PID/smaps_rollup), the CPU
-// time it has used, its children, and the node's MemAvailable. It only
+// time it has used, its children, the node's MemAvailable and the CPU time
+// all of the node's cores have been busy. It only
 // reads; it never starts, signals or waits for a process.
 package mem
 
@@ -201,4 +202,39 @@ func AvailableKiB() (int, error) {
 		}
 	}
 	return 0, fmt.Errorf("/proc/meminfo has no MemAvailable")
+}
+
+// NodeBusy returns how long the node's cores have been busy since boot,
+// summed over all cores: every state of /proc/stat's "cpu" line but idle
+// and iowait. It counts what no process tree shows, such as a daemonized
+// shim, a kernel worker or an interrupt, in USER_HZ ticks (10 ms): a
+// difference is only as good as its number of ticks.
+func NodeBusy() (time.Duration, error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, err
+	}
+	return parseBusy(b)
+}
+
+// parseBusy reads the busy time from the contents of /proc/stat.
+func parseBusy(b []byte) (time.Duration, error) {
+	line, _, _ := bytes.Cut(b, []byte("\n"))
+	f := strings.Fields(string(line))
+	// cpu user nice system idle iowait irq softirq steal [guest guest_nice];
+	// guest time is already part of user.
+	if len(f) < 9 || f[0] != "cpu" {
+		return 0, fmt.Errorf("/proc/stat: first line %q is not the cpu total", line)
+	}
+	var busy int64
+	for i, v := range f[1:9] {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("/proc/stat: cpu field %d: %w", i+1, err)
+		}
+		if i != 3 && i != 4 { // idle, iowait
+			busy += n
+		}
+	}
+	return time.Duration(busy) * time.Second / userHZ, nil
 }

@@ -21,6 +21,37 @@ Swap:                  0 kB
 	}
 }
 
+func TestParseBusy(t *testing.T) {
+	in := []byte("cpu  714214 3 594417 4094730 33909 20 13106 399 7 0\ncpu0 1 2 3 4 5 6 7 8 9 10\n")
+	// user+nice+system+irq+softirq+steal ticks; idle and iowait left out.
+	want := time.Duration(714214+3+594417+20+13106+399) * 10 * time.Millisecond
+	if got, err := parseBusy(in); err != nil || got != want {
+		t.Errorf("parseBusy = %v, %v; want %v", got, err, want)
+	}
+	for _, bad := range []string{"", "cpu0 1 2 3 4 5 6 7 8\n", "cpu 1 2 3\n", "cpu 1 2 x 4 5 6 7 8\n"} {
+		if _, err := parseBusy([]byte(bad)); err == nil {
+			t.Errorf("parseBusy(%q) succeeded", bad)
+		}
+	}
+}
+
+func TestNodeBusyAdvances(t *testing.T) {
+	before, err := NodeBusy()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 150 ms of this process's CPU is at least 15 ticks of the node's.
+	for end := time.Now().Add(150 * time.Millisecond); time.Now().Before(end); {
+	}
+	after, err := NodeBusy()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := after - before; d < 100*time.Millisecond {
+		t.Errorf("node busy advanced %v over 150 ms of spinning, want at least 100 ms", d)
+	}
+}
+
 // marker is a sleep argument no other process has.
 const marker = "0.000000271828"
 

@@ -29,6 +29,7 @@ const (
 	FigTeardown  = "teardown"   // sandbox removal (ms)
 	FigBurst     = "burst"      // each of the parallel creates (ms)
 	FigBurstWall = "burst-wall" // all parallel creates, one sample per round (ms)
+	FigBurstCPU  = "burst-cpu"  // the node's busy CPU time per create in a round of parallel creates (ms)
 	FigPausePSS  = "pause-pss"  // one idle pause (KiB)
 	FigPauseAnon = "pause-anon" // one idle pause, anonymous memory (KiB)
 )

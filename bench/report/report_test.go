@@ -29,6 +29,7 @@ func sample() *Result {
 			{ID: FigPausePSS, Unit: "KiB", Series: map[string]stats.Summary{Podbox: sum(700)}},
 			{ID: FigBurst, Unit: "ms", Series: map[string]stats.Summary{Podbox: sum(20, 30), Peer: sum(500, 900)}},
 			{ID: FigBurstWall, Unit: "ms", Series: map[string]stats.Summary{Podbox: sum(35, 30, 90), Peer: sum(950, 1000, 900)}},
+			{ID: FigBurstCPU, Unit: "ms", Series: map[string]stats.Summary{Podbox: sum(12, 14, 13), Peer: sum(52, 50, 54)}},
 		},
 		Scale: Scale{Target: 4, Reached: 4, CreateMs: []float64{9, 10, 11, 12}, TeardownSeconds: 0.04, Teardown: sum(10, 10, 10, 10),
 			Checkpoints: []Checkpoint{{Count: 4, PSSKiB: 4096, NodeUsedKiB: 8192}}},
@@ -60,6 +61,8 @@ func TestRowsJudgeTargets(t *testing.T) {
 		{"pause alone, anonymous", Met, "500 KiB", "", ""},
 		{"2 parallel creates, p99", Met, "30.0 ms", "900.0 ms", "30.0× faster"},
 		{"2 parallel creates, wall time (median of 3 rounds)", Met, "35.0 ms", "950.0 ms", "27.1× faster"},
+		// 2 creates × 13 ms ÷ 2 cores: the least wall time the CPU allows.
+		{"2 parallel creates, node CPU time per create (median of 3 rounds)", Info, "13.0 ms (2 × it ÷ 2 cores = 13.0 ms)", "52.0 ms", "0.25×"},
 		{"4 sandboxes: ready", Met, "4 / 4", "", ""},
 		{"4 sandboxes: create p99 at 3-4 vs p50 at 1-2", Met, "12.0 ms vs 9.0 ms", "", "1.33×"},
 		{"4 sandboxes: teardown of all", Met, "0.0 s (p50 10.0 ms, p99 10.0 ms)", "", ""},
@@ -72,6 +75,12 @@ func TestRowsJudgeTargets(t *testing.T) {
 		}
 		if row.Met != tt.met || row.Podbox != tt.podbox || row.Peer != tt.peer || row.Ratio != tt.ratio {
 			t.Errorf("row %q = %+v, want met %q podbox %q peer %q ratio %q", tt.figure, row, tt.met, tt.podbox, tt.peer, tt.ratio)
+		}
+	}
+	r.Machine.Cores = 1
+	for _, row := range Rows(r) {
+		if strings.HasPrefix(row.Figure, "2 parallel creates, node CPU time") && row.Podbox != "13.0 ms (2 × it ÷ 1 cores = 26.0 ms)" {
+			t.Errorf("on one core, row %q = %q, want the CPU of both creates", row.Figure, row.Podbox)
 		}
 	}
 }

@@ -146,6 +146,19 @@ func Rows(r *Result) []Row {
 		missing(fmt.Sprintf("%d parallel creates, wall time", r.Config.Burst), "≥ 5× shorter than the peer's")
 	}
 
+	// Why the burst takes as long as it does: with every core busy, the
+	// wall time is at least the CPU all creates need, shared by the cores.
+	pb, okP = r.series(FigBurstCPU, Podbox)
+	peer, okR = r.series(FigBurstCPU, Peer)
+	if okP && okR {
+		podbox := ms(pb.P50)
+		if cores := r.Machine.Cores; cores > 0 {
+			podbox += fmt.Sprintf(" (%d × it ÷ %d cores = %s)", r.Config.Burst, cores, ms(pb.P50*float64(r.Config.Burst)/float64(cores)))
+		}
+		add(Row{Figure: fmt.Sprintf("%d parallel creates, node CPU time per create (median of %d rounds)", r.Config.Burst, pb.N),
+			Podbox: podbox, Peer: ms(peer.P50), Ratio: fmt.Sprintf("%.2f×", pb.P50/peer.P50), Met: Info})
+	}
+
 	rows = append(rows, scaleRows(r.Scale)...)
 	return rows
 }
