@@ -1,8 +1,8 @@
 // Package mem reads what processes cost, from /proc: the proportional set
 // size and anonymous memory of a process (/proc/PID/smaps_rollup), the CPU
-// time it has used, its children, the node's MemAvailable and the CPU time
-// all of the node's cores have been busy. It only
-// reads; it never starts, signals or waits for a process.
+// time it has used, its children, the node's MemAvailable and how long the
+// node's cores have been busy. It only reads; it never starts, signals or
+// waits for a process.
 package mem
 
 import (
