@@ -85,10 +85,13 @@ const (
 // Container is the record of one container joined to a sandbox, kept in
 // container.json.
 type Container struct {
-	ID        string         `json:"id"`
-	Name      string         `json:"name"`
-	SandboxID string         `json:"sandboxId"`
+	ID        string `json:"id"`
+	Name      string `json:"name"`
+	SandboxID string `json:"sandboxId"`
+	// Image is the name the container's image was asked for by, ImageID
+	// the image's ID: what keeps `podbox image rm` from removing it.
 	Image     string         `json:"image,omitempty"`
+	ImageID   string         `json:"imageId,omitempty"`
 	Rootfs    string         `json:"rootfs,omitempty"`
 	Command   []string       `json:"command"`
 	State     ContainerState `json:"state"`

@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strings"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/podbox/podbox/netsetup"
 	"github.com/podbox/podbox/netsetup/nodenet"
 )
@@ -301,6 +303,9 @@ func (s Store) RemoveSandboxRecord(sb *Sandbox) error {
 	}
 	cids, _ := listDir(filepath.Join(s.SandboxDir(sb.ID), "containers"))
 	for _, cid := range cids {
+		if err := unmountRootfs(s.ContainerDir(sb.ID, cid)); err != nil {
+			return fmt.Errorf("sandbox %q: container %s: %w", sb.Name, cid, err)
+		}
 		if c, err := s.LoadContainer(sb.ID, cid); err == nil {
 			s.releaseName(kindContainer, c.Name, c.ID)
 		}
@@ -393,11 +398,33 @@ func (s Store) ResolveContainer(ref string) (*Container, error) {
 	return &c, nil
 }
 
-// RemoveContainerRecord deletes c's directory, link and name.
+// RemoveContainerRecord deletes c's directory, link and name, unmounting
+// the root a dead shim left mounted there first, so that the removal never
+// deletes through a mount.
 func (s Store) RemoveContainerRecord(c *Container) error {
+	if err := unmountRootfs(s.ContainerDir(c.SandboxID, c.ID)); err != nil {
+		return fmt.Errorf("container %q: %w", c.Name, err)
+	}
 	os.Remove(filepath.Join(s.Root, "containers", c.ID))
 	if err := os.RemoveAll(s.ContainerDir(c.SandboxID, c.ID)); err != nil {
 		return fmt.Errorf("container %q: remove state directory: %w", c.Name, err)
 	}
 	return s.releaseName(kindContainer, c.Name, c.ID)
+}
+
+// unmountRootfs unmounts the root filesystem mounted in container directory
+// dir (an image's overlay, which the shim mounts and unmounts; a shim
+// killed in between leaves it); one that is not mounted is fine.
+func unmountRootfs(dir string) error {
+	p := filepath.Join(dir, "rootfs")
+	for range 8 { // stacked mounts come off one at a time
+		err := unix.Unmount(p, unix.MNT_DETACH)
+		if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOENT) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("unmount %s: %w", p, err)
+		}
+	}
+	return nil
 }

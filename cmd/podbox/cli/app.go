@@ -52,10 +52,11 @@ type App struct {
 
 // globals are the flags every command shares.
 type globals struct {
-	root     string
-	runtime  string
-	logLevel string
-	log      *slog.Logger
+	root      string
+	imageRoot string
+	runtime   string
+	logLevel  string
+	log       *slog.Logger
 }
 
 // ExitError carries a container's (or exec's) exit status out of run and
@@ -112,11 +113,12 @@ share localhost and one port space. Each sandbox is served by its own shim
 	root.SetErr(a.Stderr)
 	f := root.PersistentFlags()
 	f.StringVar(&g.root, "root", envOr(a.Getenv, shimclient.EnvRoot, shimclient.DefaultRoot), "state root directory (env PODBOX_ROOT)")
+	f.StringVar(&g.imageRoot, "image-root", a.Getenv("PODBOX_IMAGE_ROOT"), "image store directory, default ROOT/images (env PODBOX_IMAGE_ROOT)")
 	f.StringVar(&g.runtime, "runtime", a.Getenv(shimclient.EnvRuntime), "OCI runtime binary the shim drives, default runc (env PODBOX_RUNTIME)")
 	f.StringVar(&g.logLevel, "log-level", "warn", "log level: debug, info, warn or error")
 
 	root.AddCommand(a.sandboxCommand(g), a.runCommand(g), a.execCommand(g), a.psCommand(g),
-		a.logsCommand(g), a.stopCommand(g), a.rmCommand(g), a.nodeCommand(g), a.versionCommand(), a.pauseImageCommand())
+		a.logsCommand(g), a.stopCommand(g), a.rmCommand(g), a.imageCommand(g), a.nodeCommand(g), a.versionCommand(), a.pauseImageCommand())
 	return root
 }
 
@@ -143,6 +145,11 @@ func (g *globals) init(a *App) error {
 		return fmt.Errorf("--root %q: %w", g.root, err)
 	}
 	g.root = abs
+	if g.imageRoot != "" {
+		if g.imageRoot, err = filepath.Abs(g.imageRoot); err != nil {
+			return fmt.Errorf("--image-root %q: %w", g.imageRoot, err)
+		}
+	}
 	return nil
 }
 

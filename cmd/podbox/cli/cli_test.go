@@ -18,6 +18,9 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/podbox/podbox/image/runspec"
 	"github.com/podbox/podbox/netsetup"
 	"github.com/podbox/podbox/sandbox"
 )
@@ -377,7 +380,7 @@ func TestRunBadInputChangesNothing(t *testing.T) {
 		{[]string{"--sandbox", "web", "--rootfs", rootfs, "-d", "--rm", "--", "true"}, []string{"--rm"}},
 		{[]string{"--sandbox", "web", "--rootfs", rootfs}, []string{"no command"}},
 		{[]string{"--sandbox", "web", "--rootfs", rootfs, "-e", "NOVALUE", "--", "true"}, []string{`--env "NOVALUE"`}},
-		{[]string{"--sandbox", "web", "--rootfs", rootfs, "-u", "root", "--", "true"}, []string{`--user "root"`}},
+		{[]string{"--sandbox", "web", "--rootfs", rootfs, "-u", "root", "--", "true"}, []string{`user "root": the container's root has no readable /etc/passwd`}},
 		{[]string{"--sandbox", "web", "--rootfs", rootfs, "-w", "tmp", "--", "true"}, []string{`--workdir "tmp"`}},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
@@ -535,18 +538,25 @@ func TestSandboxRmOffline(t *testing.T) {
 	}
 }
 
-func TestSpec(t *testing.T) {
-	spec, err := containerSpec("app", "sb1", "/srv/rootfs", processOptions{
-		args: []string{"httpd", "-f"}, env: []string{"A=1", "PATH=/bin"}, cwd: "/www", user: "1000:100", terminal: true,
-	})
+// rootfsSpec is the spec run gives a --rootfs container with options o.
+func rootfsSpec(t *testing.T, name, rootfs string, o processOptions) *specs.Spec {
+	t.Helper()
+	proc, err := runProcess(nil, runOptions{proc: o}, os.DirFS(t.TempDir()))
 	if err != nil {
 		t.Fatal(err)
 	}
+	return containerSpec(name, "sb1", rootfs, proc)
+}
+
+func TestSpec(t *testing.T) {
+	spec := rootfsSpec(t, "app", "/srv/rootfs", processOptions{
+		args: []string{"httpd", "-f"}, env: []string{"A=1", "PATH=/bin"}, cwd: "/www", user: "1000:100", terminal: true,
+	})
 	p := spec.Process
 	if !slices.Equal(p.Args, []string{"httpd", "-f"}) || p.Cwd != "/www" || p.User.UID != 1000 || p.User.GID != 100 || !p.Terminal {
 		t.Errorf("process %+v", p)
 	}
-	if !slices.Equal(p.Env, []string{"PATH=/bin", "TERM=xterm", "A=1"}) {
+	if !slices.Equal(p.Env, []string{"TERM=xterm", "PATH=/bin", "A=1"}) {
 		t.Errorf("env %q", p.Env)
 	}
 	if p.OOMScoreAdj != nil {
@@ -579,7 +589,7 @@ func TestSpec(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	spec, _ = containerSpec("x", "sb1", "/r", processOptions{args: []string{"true"}})
+	spec = rootfsSpec(t, "x", "/r", processOptions{args: []string{"true"}})
 	if spec.Process.Cwd != "/" || spec.Process.User.UID != 0 || slices.Contains(spec.Process.Env, "TERM=xterm") {
 		t.Errorf("defaults: %+v", spec.Process)
 	}
@@ -598,7 +608,7 @@ func TestExecProcess(t *testing.T) {
 	if !slices.Equal(p.Args, []string{"sh"}) || p.Cwd != "/www" || p.User.UID != 5 || !p.Terminal {
 		t.Errorf("exec process %+v", p)
 	}
-	if !slices.Equal(p.Env, []string{"TERM=xterm", defaultPath, "A=2", "B=3"}) {
+	if !slices.Equal(p.Env, []string{"TERM=xterm", runspec.DefaultPath, "A=2", "B=3"}) {
 		t.Errorf("env %q", p.Env)
 	}
 	if base.Args[0] != "httpd" || base.Env[1] != "A=1" {
@@ -625,7 +635,7 @@ func TestParseUser(t *testing.T) {
 }
 
 func TestMergeEnv(t *testing.T) {
-	got := mergeEnv([]string{"PATH=/bin", "A=1"}, []string{"A=2", "B=", "A=3"})
+	got := runspec.MergeEnv([]string{"PATH=/bin", "A=1"}, []string{"A=2", "B=", "A=3"})
 	if !slices.Equal(got, []string{"PATH=/bin", "A=3", "B="}) {
 		t.Errorf("mergeEnv = %q", got)
 	}

@@ -20,6 +20,8 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/anypb"
 
+	"github.com/podbox/podbox/image/runspec"
+	apitypes "github.com/podbox/podbox/runtime/apitypes"
 	"github.com/podbox/podbox/runtime/shimclient"
 	"github.com/podbox/podbox/runtime/taskapi"
 	"github.com/podbox/podbox/runtime/tasktypes"
@@ -33,15 +35,19 @@ const processTypeURL = "types.containerd.io/opencontainers/runtime-spec/1/Proces
 
 type runOptions struct {
 	sandbox, name, rootfs string
-	detach, rm, stdin     bool
-	proc                  processOptions
+	image, pull           string
+	// entrypoint is --entrypoint; nil when not given, which differs from
+	// an empty one (clear the image's).
+	entrypoint        []string
+	detach, rm, stdin bool
+	proc              processOptions
 }
 
 func addProcessFlags(cmd *cobra.Command, o *processOptions, stdin *bool) {
 	f := cmd.Flags()
 	f.StringArrayVarP(&o.env, "env", "e", nil, "environment variable KEY=VALUE (repeatable)")
 	f.StringVarP(&o.cwd, "workdir", "w", "", "working directory inside the container (absolute)")
-	f.StringVarP(&o.user, "user", "u", "", "numeric UID[:GID] to run as")
+	f.StringVarP(&o.user, "user", "u", "", "user to run as: UID[:GID], or names from the container's /etc/passwd and /etc/group with run")
 	f.BoolVarP(&o.terminal, "tty", "t", false, "allocate a pseudo-terminal")
 	f.BoolVarP(stdin, "interactive", "i", false, "pass podbox's stdin to the process (implied by -t on a terminal)")
 	// Flags end at the command: `podbox run … sh -c 'ls -l'` must not
@@ -51,27 +57,46 @@ func addProcessFlags(cmd *cobra.Command, o *processOptions, stdin *bool) {
 
 func (a *App) runCommand(g *globals) *cobra.Command {
 	var o runOptions
+	var entrypoint string
 	cmd := &cobra.Command{
-		Use:   "run --sandbox SANDBOX --rootfs DIR [flags] -- CMD [ARG...]",
+		Use:   "run --sandbox SANDBOX (--image REF | --rootfs DIR) [flags] [-- CMD [ARG...]]",
 		Short: "Run a command in a new container joined to a sandbox",
-		Long: `Create a container from a root filesystem directory, join it to the
-sandbox (it shares the sandbox's network, IPC and UTS namespaces and its
-/etc/hosts), and run CMD in it. In the foreground podbox prints the output and
-exits with the container's exit code; with -d it prints the container's ID and
-returns, and the output goes only to the log (podbox logs).`,
-		Example: `  podbox run --sandbox web --name srv --rootfs ./rootfs -d -- httpd -f -p 8080
+		Long: `Create a container, join it to the sandbox (it shares the sandbox's network,
+IPC and UTS namespaces and its /etc/hosts), and run it. In the foreground
+podbox prints the output and exits with the container's exit code; with -d it
+prints the container's ID and returns, and the output goes only to the log
+(podbox logs).
+
+With --image the container runs an image from the image store (pulled first
+when missing, see --pull) on its own writable layer over the image's shared
+read-only layers; the layer goes with the container. The image's config
+applies as in docker run: CMD after -- replaces the image's Cmd, --entrypoint
+its Entrypoint (and its Cmd), -e adds to its Env, -w and -u replace its
+WorkingDir and User. With --rootfs the container runs in a root filesystem
+directory as it is, and CMD is required.`,
+		Example: `  podbox run --sandbox web --name srv --image busybox -d -- httpd -f -p 8080
+  podbox run --sandbox web --image localhost:5000/app:1 --pull always -d
   podbox run --sandbox web --rootfs ./rootfs --rm -- wget -qO- http://localhost:8080/
-  podbox run --sandbox web --rootfs ./rootfs --rm -it -- sh`,
+  podbox run --sandbox web --image busybox --rm -it -- sh`,
 		Args: cobra.ArbitraryArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.proc.args = args
+			if cmd.Flags().Changed("entrypoint") {
+				o.entrypoint = []string{}
+				if entrypoint != "" {
+					o.entrypoint = []string{entrypoint}
+				}
+			}
 			return a.run(cmd.Context(), g, o)
 		},
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.sandbox, "sandbox", "", "sandbox to join: name, ID or unique ID prefix (required)")
 	f.StringVar(&o.name, "name", "", "container name (default: the first 12 digits of its ID)")
-	f.StringVar(&o.rootfs, "rootfs", "", "root filesystem directory (required)")
+	f.StringVar(&o.image, "image", "", "image to run: a name, ID or ID prefix (see podbox image)")
+	f.StringVar(&o.pull, "pull", "missing", "with --image: pull the image never, when missing, or always")
+	f.StringVar(&entrypoint, "entrypoint", "", "with --image: run this instead of the image's Entrypoint (\"\" clears it); the image's Cmd is dropped too")
+	f.StringVar(&o.rootfs, "rootfs", "", "root filesystem directory, instead of --image")
 	f.BoolVarP(&o.detach, "detach", "d", false, "run in the background and print the container ID")
 	f.BoolVar(&o.rm, "rm", false, "remove the container when it exits")
 	addProcessFlags(cmd, &o.proc, &o.stdin)
@@ -83,6 +108,19 @@ func (o runOptions) validate() error {
 	if o.sandbox == "" {
 		return errors.New("--sandbox is required")
 	}
+	switch {
+	case o.image == "" && o.rootfs == "":
+		return errors.New("--image or --rootfs is required")
+	case o.image != "" && o.rootfs != "":
+		return errors.New("--image and --rootfs exclude each other")
+	case o.image == "" && len(o.proc.args) == 0:
+		return errors.New("no command given (put it after --)")
+	case o.image == "" && o.entrypoint != nil:
+		return errors.New("--entrypoint needs --image")
+	}
+	if o.pull != "never" && o.pull != "missing" && o.pull != "always" {
+		return fmt.Errorf("--pull %q: want never, missing or always", o.pull)
+	}
 	if o.detach && o.rm {
 		return errors.New("--rm needs a foreground container: nobody would remove a detached one")
 	}
@@ -91,7 +129,7 @@ func (o runOptions) validate() error {
 			return err
 		}
 	}
-	return o.proc.validate()
+	return o.proc.checkFlags()
 }
 
 // checkContainerName fails if a container already has name.
@@ -112,9 +150,12 @@ func (a *App) run(ctx context.Context, g *globals, o runOptions) error {
 	if err := o.validate(); err != nil {
 		return fail(err)
 	}
-	rootfs, err := checkRootfs(o.rootfs)
-	if err != nil {
-		return fail(err)
+	var rootfs string
+	if o.rootfs != "" {
+		var err error
+		if rootfs, err = checkRootfs(o.rootfs); err != nil {
+			return fail(err)
+		}
 	}
 	if o.name != "" {
 		if err := checkContainerName(st, o.name); err != nil {
@@ -127,6 +168,23 @@ func (a *App) run(ctx context.Context, g *globals, o runOptions) error {
 	}
 	if sb.State != sandbox.StateReady {
 		return fail(fmt.Errorf("sandbox %q is %s, not ready", sb.Name, sb.State))
+	}
+	var img *imageRootfs
+	if o.image != "" {
+		if img, err = a.prepareImage(ctx, g, o); err != nil {
+			return fail(err)
+		}
+		// Until the container's record names the image, a removal of the
+		// image could take its layers.
+		defer img.release()
+	}
+	files, err := rootfsFiles(img, rootfs)
+	if err != nil {
+		return fail(err)
+	}
+	proc, err := runProcess(img, o, files)
+	if err != nil {
+		return fail(err)
 	}
 	c, err := g.dial(ctx, sb)
 	if err != nil {
@@ -141,13 +199,22 @@ func (a *App) run(ctx context.Context, g *globals, o runOptions) error {
 	}
 	display = name
 	bundle := st.ContainerDir(sb.ID, cid)
+	if img != nil {
+		rootfs = filepath.Join(bundle, "rootfs")
+	}
 	rec := &sandbox.Container{
-		ID: cid, Name: name, SandboxID: sb.ID, Rootfs: rootfs, Command: o.proc.args,
+		ID: cid, Name: name, SandboxID: sb.ID, Rootfs: rootfs, Command: proc.Args,
 		State: sandbox.ContainerCreated, Bundle: bundle, LogPath: filepath.Join(bundle, "log"),
 		CreatedAt: time.Now().UTC(),
 	}
+	if img != nil {
+		rec.Image, rec.ImageID = img.name, img.image.ID
+	}
 	if err := st.CreateContainerRecord(rec); err != nil {
 		return fail(err)
+	}
+	if img != nil {
+		img.release()
 	}
 	// Until the shim has the task, the record is ours to undo.
 	undo := func(err error) error {
@@ -156,11 +223,13 @@ func (a *App) run(ctx context.Context, g *globals, o runOptions) error {
 		}
 		return fail(err)
 	}
-	spec, err := containerSpec(name, sb.ID, rootfs, o.proc)
-	if err == nil {
-		err = writeSpec(filepath.Join(bundle, "config.json"), spec)
+	var mounts []*apitypes.Mount
+	if img != nil {
+		if mounts, err = img.mounts(bundle); err != nil {
+			return undo(err)
+		}
 	}
-	if err != nil {
+	if err := writeSpec(filepath.Join(bundle, "config.json"), containerSpec(name, sb.ID, rootfs, proc)); err != nil {
 		return undo(err)
 	}
 
@@ -169,7 +238,7 @@ func (a *App) run(ctx context.Context, g *globals, o runOptions) error {
 		_, terminalIn = terminalFd(a.Stdin)
 	}
 	var pio *procIO
-	req := &taskapi.CreateTaskRequest{ID: cid, Bundle: bundle, Terminal: o.proc.terminal}
+	req := &taskapi.CreateTaskRequest{ID: cid, Bundle: bundle, Terminal: o.proc.terminal, Rootfs: mounts}
 	if !o.detach {
 		if pio, err = newProcIO(ctx, o.stdin || terminalIn, o.proc.terminal); err != nil {
 			return undo(err)
@@ -331,9 +400,9 @@ func execProcess(base *specs.Process, o processOptions) (*specs.Process, error) 
 	}
 	q := *base
 	q.Args, q.Terminal, q.ConsoleSize = o.args, o.terminal, nil
-	q.Env = mergeEnv(base.Env, o.env)
+	q.Env = runspec.MergeEnv(base.Env, o.env)
 	if o.terminal {
-		q.Env = mergeEnv([]string{"TERM=xterm"}, q.Env)
+		q.Env = runspec.MergeEnv([]string{"TERM=xterm"}, q.Env)
 	}
 	if o.cwd != "" {
 		q.Cwd = o.cwd

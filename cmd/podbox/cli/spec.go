@@ -9,6 +9,7 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/podbox/podbox/image/runspec"
 	"github.com/podbox/podbox/sandbox"
 )
 
@@ -18,18 +19,14 @@ const AnnotationName = "io.podbox.name"
 // processOptions are the user's choices for a container's or exec's process.
 type processOptions struct {
 	args     []string
-	env      []string // KEY=VALUE, validated by parseEnv
+	env      []string // KEY=VALUE, checked by checkFlags
 	cwd      string
 	user     string // UID[:GID]
 	terminal bool
 }
 
-// defaultPath is the PATH of a container whose user sets none, as runc spec
-// and containerd write it.
-const defaultPath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-
-// parseUser parses UID[:GID]; names would need the rootfs's /etc/passwd,
-// which the CLI does not read.
+// parseUser parses UID[:GID], the form exec takes: names would need the
+// container's /etc/passwd. run resolves names (runspec.ResolveUser).
 func parseUser(s string) (specs.User, error) {
 	if s == "" {
 		return specs.User{}, nil
@@ -48,67 +45,58 @@ func parseUser(s string) (specs.User, error) {
 	return specs.User{UID: uint32(uid), GID: uint32(gid)}, nil
 }
 
-// parseEnv checks KEY=VALUE pairs; later ones override earlier ones and the
-// defaults, as in docker run -e.
-func parseEnv(kvs []string) error {
-	_, err := parseKeyValues("--env", kvs)
+// checkFlags checks what can be checked of o without the container's files;
+// later ones of -e override earlier ones and the image's, as in docker run.
+func (o processOptions) checkFlags() error {
+	if o.cwd != "" && !filepath.IsAbs(o.cwd) {
+		return fmt.Errorf("--workdir %q: must be an absolute path", o.cwd)
+	}
+	_, err := parseKeyValues("--env", o.env)
 	return err
 }
 
-// mergeEnv returns base with every KEY=VALUE of over replacing the same KEY,
-// in order, so the process sees each variable once.
-func mergeEnv(base, over []string) []string {
-	out := append([]string(nil), base...)
-	for _, kv := range over {
-		k, _, _ := strings.Cut(kv, "=")
-		replaced := false
-		for i, b := range out {
-			if bk, _, _ := strings.Cut(b, "="); bk == k {
-				out[i], replaced = kv, true
-				break
-			}
-		}
-		if !replaced {
-			out = append(out, kv)
-		}
-	}
-	return out
-}
-
+// validate checks an exec's options: a command and a numeric user.
 func (o processOptions) validate() error {
 	if len(o.args) == 0 {
 		return fmt.Errorf("no command given (put it after --)")
 	}
-	if o.cwd != "" && !filepath.IsAbs(o.cwd) {
-		return fmt.Errorf("--workdir %q: must be an absolute path", o.cwd)
-	}
 	if _, err := parseUser(o.user); err != nil {
 		return err
 	}
-	return parseEnv(o.env)
+	return o.checkFlags()
 }
 
-// process builds the OCI process for o.
+// process builds the OCI process for o, for an exec with no container spec
+// to start from.
 func (o processOptions) process() (*specs.Process, error) {
 	user, err := parseUser(o.user)
 	if err != nil {
 		return nil, err
 	}
-	env := []string{defaultPath}
-	if o.terminal {
-		env = append(env, "TERM=xterm")
-	}
 	cwd := o.cwd
 	if cwd == "" {
 		cwd = "/"
 	}
+	return ociProcess(&runspec.Process{
+		Args: o.args, Env: runspec.MergeEnv([]string{runspec.DefaultPath}, o.env), Cwd: cwd,
+		UID: user.UID, GID: user.GID,
+	}, o.terminal), nil
+}
+
+// ociProcess is the OCI process that runs p: podbox's defaults for what
+// neither the image nor the user decides.
+func ociProcess(p *runspec.Process, terminal bool) *specs.Process {
+	env := p.Env
+	if terminal {
+		env = runspec.MergeEnv([]string{"TERM=xterm"}, env)
+	}
 	caps := defaultCapabilities()
 	return &specs.Process{
-		Terminal: o.terminal,
-		User:     user,
-		Args:     o.args,
-		Env:      mergeEnv(env, o.env),
-		Cwd:      cwd,
+		Terminal: terminal,
+		User:     specs.User{UID: p.UID, GID: p.GID, AdditionalGids: p.AdditionalGIDs},
+		Args:     p.Args,
+		Env:      env,
+		Cwd:      p.Cwd,
 		Capabilities: &specs.LinuxCapabilities{
 			Bounding: caps, Effective: caps, Permitted: caps,
 		},
@@ -119,7 +107,7 @@ func (o processOptions) process() (*specs.Process, error) {
 		// OOMScoreAdj stays unset: a negative value makes runc fail on
 		// hosts that forbid lowering it, and the container inherits the
 		// shim's otherwise.
-	}, nil
+	}
 }
 
 // defaultCapabilities is containerd's and Docker's default set rather than
@@ -134,16 +122,12 @@ func defaultCapabilities() []string {
 	}
 }
 
-// containerSpec is the OCI spec of a container named name running o in
+// containerSpec is the OCI spec of a container named name running proc in
 // rootfs (absolute) in sandbox sandboxID: runc spec's defaults plus the
-// user's process. The shim rewrites it to join the sandbox (namespaces,
-// /etc files, cgroup), so nothing about the sandbox is decided here beyond
-// the grouping annotation.
-func containerSpec(name, sandboxID, rootfs string, o processOptions) (*specs.Spec, error) {
-	proc, err := o.process()
-	if err != nil {
-		return nil, err
-	}
+// process. The shim rewrites it to join the sandbox (namespaces, /etc
+// files, cgroup), so nothing about the sandbox is decided here beyond the
+// grouping annotation.
+func containerSpec(name, sandboxID, rootfs string, proc *specs.Process) *specs.Spec {
 	return &specs.Spec{
 		// The version runc 1.1 (Debian 12) writes itself; newer runtimes
 		// accept it too.
@@ -177,7 +161,7 @@ func containerSpec(name, sandboxID, rootfs string, o processOptions) (*specs.Spe
 				"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger",
 			},
 		},
-	}, nil
+	}
 }
 
 // checkRootfs requires rootfs to be an existing directory and returns its
