@@ -48,10 +48,13 @@ func newCLINodeAt(t testing.TB, root string) *cliNode {
 	t.Cleanup(func() { sandbox.Cgroup{Path: cg}.Remove() }) // after the leak check: only the empty parent
 	leakcheck.Check(t, leakcheck.Options{
 		Root: root, Node: node, AllowLinks: []string{"podbox0"}, CgroupParent: cg,
-		AllowFiles: []string{"pause-root/pause", "ipam/*/*"},
+		// The image store's index and locks outlive its images, as the
+		// IPAM pools outlive their leases.
+		AllowFiles: []string{"pause-root/pause", "ipam/*/*", "images/images.json", "images/*.lock"},
 	})
 	return &cliNode{t: t, node: node, root: root, cgroup: cg, podbox: podbox, env: append(os.Environ(),
-		"PODBOX_ROOT="+root, "PODBOX_SHIM="+shim, "PODBOX_PAUSE="+pause, "PODBOX_CGROUP_PARENT="+cg)}
+		"PODBOX_ROOT="+root, "PODBOX_SHIM="+shim, "PODBOX_PAUSE="+pause, "PODBOX_CGROUP_PARENT="+cg,
+		"PODBOX_IMAGE_BIN="+testnode.Binary(t, "podbox-image"))}
 }
 
 // run runs podbox args inside the node and returns its exit code and output.

@@ -6,6 +6,7 @@ package main
 import (
 	"context"
 	"os"
+	"syscall"
 	"time"
 
 	"github.com/podbox/podbox/cmd/podbox/cli"
@@ -18,6 +19,7 @@ func main() {
 	app := &cli.App{
 		Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr,
 		Getenv: os.Getenv, Executable: exe, Now: time.Now, Version: version,
+		Exec: syscall.Exec,
 	}
 	os.Exit(app.Run(context.Background(), os.Args[1:]))
 }

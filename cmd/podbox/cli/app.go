@@ -44,6 +44,11 @@ type App struct {
 	// Now is the clock for "created … ago" columns.
 	Now     func() time.Time
 	Version string
+	// Exec replaces the process with another program (syscall.Exec in
+	// main); podbox image pull and load hand over to podbox-image with it,
+	// so that ^C and the terminal reach the fetcher directly. Nil runs the
+	// program as a child instead (tests).
+	Exec func(argv0 string, argv []string, envv []string) error
 	// NodeNetNS is the pin of the network namespace the node commands
 	// configure; "" means podbox's own (where a user runs it). Tests set a
 	// throwaway namespace.

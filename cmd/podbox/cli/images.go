@@ -74,6 +74,23 @@ func (o fetchOptions) args() []string {
 	return args
 }
 
+// execImageBinary hands the process over to podbox-image with args (see
+// App.Exec); without Exec it runs it as runImageBinary does.
+func (a *App) execImageBinary(ctx context.Context, g *globals, args ...string) error {
+	if a.Exec == nil {
+		return a.runImageBinary(ctx, g, a.Stdout, args...)
+	}
+	bin, err := a.imageBinary()
+	if err != nil {
+		return err
+	}
+	argv := append([]string{ImageBinary, args[0], "--image-root", g.imageStore().Root}, args[1:]...)
+	if err := a.Exec(bin, argv, os.Environ()); err != nil {
+		return fmt.Errorf("run %s: %w", bin, err)
+	}
+	return nil
+}
+
 // runImageBinary runs podbox-image with args and the CLI's stdio, and turns
 // its exit into podbox's: it prints its own one-line errors, so a failure
 // here is only its exit code.
@@ -141,7 +158,7 @@ pull keeps the layers it finished and lists nothing.`,
 			if _, err := store.ParseReference(args[0]); err != nil {
 				return err
 			}
-			return a.runImageBinary(cmd.Context(), g, a.Stdout, append(append([]string{"pull"}, o.args()...), args[0])...)
+			return a.execImageBinary(cmd.Context(), g, append(append([]string{"pull"}, o.args()...), args[0])...)
 		},
 	}
 	addFetchFlags(cmd, &o)
@@ -171,7 +188,7 @@ org.opencontainers.image.ref.name annotations).`,
 			if err != nil {
 				return fmt.Errorf("archive %s: %w", input, err)
 			}
-			return a.runImageBinary(cmd.Context(), g, a.Stdout, append(append([]string{"load"}, o.args()...), "-i", abs)...)
+			return a.execImageBinary(cmd.Context(), g, append(append([]string{"load"}, o.args()...), "-i", abs)...)
 		},
 	}
 	addFetchFlags(cmd, &o)
