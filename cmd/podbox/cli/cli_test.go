@@ -382,6 +382,11 @@ func TestRunBadInputChangesNothing(t *testing.T) {
 		{[]string{"--sandbox", "web", "--rootfs", rootfs, "-e", "NOVALUE", "--", "true"}, []string{`--env "NOVALUE"`}},
 		{[]string{"--sandbox", "web", "--rootfs", rootfs, "-u", "root", "--", "true"}, []string{`user "root": the container's root has no readable /etc/passwd`}},
 		{[]string{"--sandbox", "web", "--rootfs", rootfs, "-w", "tmp", "--", "true"}, []string{`--workdir "tmp"`}},
+		{[]string{"--sandbox", "web", "--rootfs", rootfs, "--image", "busybox", "--", "true"}, []string{"--image and --rootfs exclude each other"}},
+		{[]string{"--sandbox", "web", "--rootfs", rootfs, "--entrypoint", "sh", "--", "true"}, []string{"--entrypoint needs --image"}},
+		{[]string{"--sandbox", "web", "--image", "busybox", "--pull", "sometimes"}, []string{`--pull "sometimes"`}},
+		{[]string{"--sandbox", "web", "--image", "busybox", "--pull", "never"}, []string{`image "busybox": not in the image store`}},
+		{[]string{"--sandbox", "web", "--image", "Not/A:Ref:"}, []string{`image "Not/A:Ref:"`, "no such image"}},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			before := e.tree()
