@@ -178,9 +178,16 @@ func TestStartByFifoAndByRunc(t *testing.T) {
 			if _, err := os.Stat(fifo); !errors.Is(err, os.ErrNotExist) {
 				t.Errorf("exec FIFO after start: %v, want gone", err)
 			}
-			comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", p.Pid))
+			// Start returns once the init is released; its exec of the
+			// command follows a moment later, on a busy node a few ms.
+			var comm []byte
+			for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+				if comm, _ = os.ReadFile(fmt.Sprintf("/proc/%d/comm", p.Pid)); strings.TrimSpace(string(comm)) == "sleep" {
+					break
+				}
+			}
 			if strings.TrimSpace(string(comm)) != "sleep" {
-				t.Errorf("init %d runs %q after start, want sleep", p.Pid, comm)
+				t.Errorf("init %d runs %q 2 s after start, want sleep", p.Pid, comm)
 			}
 			if err := e.rt.Start(ctx, id, StartOpts{InitPid: p.Pid}); err == nil {
 				t.Error("a second start succeeded")
