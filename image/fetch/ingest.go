@@ -36,6 +36,19 @@ type source struct {
 // ingest stores img under names: its layers (those not stored yet),
 // config and manifest, then its index entry. The caller holds st.Use().
 func ingest(ctx context.Context, st store.Store, img v1.Image, names []string, src source, p Progress) (*store.Image, error) {
+	rec, err := stage(ctx, st, img, names, src, p)
+	if err != nil {
+		return nil, err
+	}
+	if err := st.AddImage(rec); err != nil {
+		return nil, err
+	}
+	return rec, nil
+}
+
+// stage stores what img needs, as ingest does, and returns its index entry
+// without listing it.
+func stage(ctx context.Context, st store.Store, img v1.Image, names []string, src source, p Progress) (*store.Image, error) {
 	manifest, err := img.RawManifest()
 	if err != nil {
 		return nil, fmt.Errorf("manifest: %w", err)
@@ -118,9 +131,6 @@ func ingest(ctx context.Context, st store.Store, img v1.Image, names []string, s
 	for _, in := range infos {
 		rec.Size += in.Size
 		rec.CompressedSize += in.CompressedSize
-	}
-	if err := st.AddImage(rec); err != nil {
-		return nil, err
 	}
 	return rec, nil
 }

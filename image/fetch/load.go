@@ -88,13 +88,19 @@ func load(ctx context.Context, st store.Store, archive string, o Options) ([]*st
 	if len(imgs) == 0 {
 		return nil, errors.New("no image for " + platformString(platform.OS, platform.Architecture, platform.Variant) + " in it")
 	}
+	// Every image is stored before the first is listed.
 	var out []*store.Image
 	for _, ni := range imgs {
-		rec, err := ingest(ctx, st, ni.img, ni.names, src, o.progress())
+		rec, err := stage(ctx, st, ni.img, ni.names, src, o.progress())
 		if err != nil {
-			return out, err
+			return nil, err
 		}
 		out = append(out, rec)
+	}
+	for _, rec := range out {
+		if err := st.AddImage(rec); err != nil {
+			return nil, err
+		}
 	}
 	return out, nil
 }

@@ -124,6 +124,7 @@ func (t *Terminal) Stop() {
 	if t.stop != nil {
 		close(t.stop)
 		<-t.closed
+		t.stop = nil
 	}
 	t.draw()
 }
@@ -201,7 +202,9 @@ func Bytes(n int64) string {
 		return fmt.Sprintf("%d B", n)
 	}
 	v, i := float64(n)/unit, 0
-	for v >= unit && i < 4 {
+	// Move up a unit when %.1f would round v to 1000 (999 999 B is
+	// "1.0 MB", not "1000.0 kB").
+	for v >= unit-0.05 && i < 4 {
 		v /= unit
 		i++
 	}

@@ -19,6 +19,7 @@
 //	layers/HEX/layer.json   what the layer was fetched as
 //	tmp/NAME/               work in progress; owner.lock is held while it runs
 //	gc.lock, index.lock     the locks
+//	tmp.lock                keeps CleanTemp from a work directory not yet locked
 //
 // An image is listed only once everything it needs is in place: layers are
 // unpacked in tmp/ and renamed into layers/ whole, and the index is written

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"io/fs"
 	"os"
-	"path"
 	"path/filepath"
 	"strings"
 
@@ -53,7 +52,7 @@ func lookup(dir string, parts []string) (found, hidden bool) {
 		p = filepath.Join(p, part)
 		var st unix.Stat_t
 		if err := unix.Lstat(p, &st); err != nil {
-			return false, false
+			return false, hidden
 		}
 		if st.Mode&unix.S_IFMT == unix.S_IFCHR && st.Rdev == 0 {
 			return false, true // a whiteout
@@ -64,12 +63,14 @@ func lookup(dir string, parts []string) (found, hidden bool) {
 		if st.Mode&unix.S_IFMT != unix.S_IFDIR {
 			return false, true // a file or link shadows the directory
 		}
+		// Below an opaque directory the layers under this one show
+		// nothing; the rest of the path is still looked up component by
+		// component here, so that a symlink or a whiteout in it counts.
 		if opaque(p) {
-			_, err := os.Lstat(filepath.Join(p, path.Join(parts[i+1:]...)))
-			return err == nil, true
+			hidden = true
 		}
 	}
-	return false, false
+	return false, hidden
 }
 
 func opaque(dir string) bool {

@@ -63,14 +63,22 @@ func (s Store) Remove(refs []string, force bool, users Users) (Report, error) {
 		name string // the name to untag, "" to delete the image
 	}
 	var targets []target
+	// The names of each image that earlier refs untag: a ref is only an
+	// untag while its image keeps another name, whatever the refs before it
+	// took, and the same name given twice is one untag.
+	untagging := map[*Image][]string{}
 	for _, ref := range refs {
 		img, err := resolveIn(images, ref)
 		if err != nil {
 			return rep, err
 		}
 		t := target{img: img}
-		if r, err := ParseReference(ref); err == nil && slices.Contains(img.Names, r.String()) && len(img.Names) > 1 {
+		if r, err := ParseReference(ref); err == nil && slices.Contains(img.Names, r.String()) &&
+			(slices.Contains(untagging[img], r.String()) || len(img.Names)-len(untagging[img]) > 1) {
 			t.name = r.String()
+			if !slices.Contains(untagging[img], t.name) {
+				untagging[img] = append(untagging[img], t.name)
+			}
 		} else if c := usedBy(img.ID); c != "" && !force {
 			return rep, fmt.Errorf("image %q: in use by container %q (remove the container first, or use -f to untag it)", ref, c)
 		}
@@ -78,9 +86,11 @@ func (s Store) Remove(refs []string, force bool, users Users) (Report, error) {
 	}
 	for _, t := range targets {
 		switch {
-		case t.name != "" && len(t.img.Names) > 1:
-			t.img.Names = slices.DeleteFunc(t.img.Names, func(n string) bool { return n == t.name })
-			rep.Untagged = append(rep.Untagged, t.name)
+		case t.name != "":
+			if slices.Contains(t.img.Names, t.name) {
+				t.img.Names = slices.DeleteFunc(t.img.Names, func(n string) bool { return n == t.name })
+				rep.Untagged = append(rep.Untagged, t.name)
+			}
 		case usedBy(t.img.ID) != "":
 			rep.Untagged = append(rep.Untagged, t.img.Names...)
 			t.img.Names = []string{}

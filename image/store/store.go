@@ -225,8 +225,8 @@ func (s Store) PutBlob(digest string, b []byte) error {
 		return fmt.Errorf("blob %s: content has digest %s", digest, got)
 	}
 	p := s.blobPath(digest)
-	if _, err := os.Stat(p); err == nil {
-		return nil
+	if _, err := s.ReadBlob(digest); err == nil {
+		return nil // stored and intact; a damaged copy is written anew
 	}
 	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
 		return fmt.Errorf("blob %s: %w", digest, err)

@@ -20,6 +20,13 @@ type Work struct {
 
 // NewWork makes a work directory whose name starts with kind.
 func (s Store) NewWork(kind string) (*Work, error) {
+	// Between MkdirTemp and the flock the directory looks abandoned: keep
+	// CleanTemp out until it is locked.
+	unlock, err := s.lock("tmp.lock", unix.LOCK_SH)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	tmp := filepath.Join(s.Root, "tmp")
 	if err := os.MkdirAll(tmp, 0o700); err != nil {
 		return nil, fmt.Errorf("image store %s: %w", s.Root, err)
@@ -68,6 +75,11 @@ func (w *Work) Close() error {
 // crash or a kill in the middle of a pull or a load left. It returns how
 // many it removed.
 func (s Store) CleanTemp() (int, error) {
+	unlock, err := s.lock("tmp.lock", unix.LOCK_EX)
+	if err != nil {
+		return 0, err
+	}
+	defer unlock()
 	tmp := filepath.Join(s.Root, "tmp")
 	entries, err := os.ReadDir(tmp)
 	if errors.Is(err, os.ErrNotExist) {
