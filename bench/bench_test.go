@@ -39,7 +39,7 @@ func TestSmoke(t *testing.T) {
 	out, tmp := t.TempDir(), t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 85*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, benchBin, "-runs", "5", "-warmup", "1", "-scale", "20", "-burst", "8", "-burst-rounds", "2", "-mem", "1,3",
+	cmd := exec.CommandContext(ctx, benchBin, "-runs", "5", "-warmup", "1", "-scale", "20", "-burst", "8", "-burst-rounds", "2", "-mem", "1,3", "-pull-mib", "1,1,2",
 		"-micro-benchtime", "1x", "-idle-window", "100ms", "-bin", binDir, "-out", out, "-repo", repo)
 	cmd.Env = append(os.Environ(), "TMPDIR="+tmp)
 	start := time.Now()
@@ -64,8 +64,10 @@ func TestSmoke(t *testing.T) {
 		report.FigMemory(3): {report.Podbox, report.Peer},
 		report.FigPausePSS:  {report.Podbox, report.Peer},
 		report.FigPauseAnon: {report.Podbox, report.Peer},
+		report.FigJoinImage: {report.Podbox, report.PodboxRootfs, report.Peer},
+		report.FigPull:      {report.Podbox, report.Peer},
 	}
-	wantN := map[string]int{report.FigReady: 5, report.FigTeardown: 5, report.FigJoin: 5, report.FigBurst: 16,
+	wantN := map[string]int{report.FigReady: 5, report.FigTeardown: 5, report.FigJoin: 5, report.FigJoinImage: 5, report.FigPull: 5, report.FigBurst: 16,
 		report.FigBurstWall: 2, report.FigBurstCPU: 2, report.FigMemory(1): 1, report.FigMemory(3): 3, report.FigPausePSS: 1, report.FigPauseAnon: 1}
 	for id, series := range want {
 		f := r.Figure(id)
@@ -169,7 +171,7 @@ func podboxBinaries(t *testing.T, repo string) string {
 		return dir
 	}
 	dir := t.TempDir()
-	for _, b := range []string{"podbox", "containerd-shim-podbox-v1", "podbox-pause"} {
+	for _, b := range []string{"podbox", "podbox-image", "containerd-shim-podbox-v1", "podbox-pause"} {
 		build(t, repo, filepath.Join(dir, b), "./cmd/"+b)
 	}
 	return dir

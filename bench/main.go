@@ -49,10 +49,27 @@ type config struct {
 	scale, burst       int
 	burstRounds        int
 	memN               []int
+	pullMiB            []int // the pull image's layers, MiB each
 	micro              bool
 	microBenchtime     string
 	scaleWindow, every int
 	idleWindow         time.Duration
+}
+
+// positiveList parses a flag's comma-separated positive numbers.
+func positiveList(flag, v string) ([]int, error) {
+	var out []int
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s == "" {
+			continue
+		}
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("%s %q: want positive numbers separated by commas", flag, v)
+		}
+		out = append(out, n)
+	}
+	return out, nil
 }
 
 func parseFlags(args []string) (config, error) {
@@ -69,6 +86,7 @@ func parseFlags(args []string) (config, error) {
 	fs.IntVar(&c.burstRounds, "burst-rounds", 3, "rounds of the concurrency run")
 	fs.DurationVar(&c.idleWindow, "idle-window", time.Second, "how long the scale run watches its idle sandboxes' CPU at each checkpoint")
 	mem := fs.String("mem", "1,10,100", "numbers of idle sandboxes for the memory figures")
+	pull := fs.String("pull-mib", "6,10,14", "the pull figure's image: one layer of random bytes per size, in MiB")
 	fs.BoolVar(&c.micro, "micro", true, "run the netsetup and IPAM micro-benchmarks")
 	fs.StringVar(&c.microBenchtime, "micro-benchtime", "1s", "go test -benchtime of the micro-benchmarks")
 	if err := fs.Parse(args); err != nil {
@@ -77,15 +95,12 @@ func parseFlags(args []string) (config, error) {
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
-	for _, s := range strings.Split(*mem, ",") {
-		if s = strings.TrimSpace(s); s == "" {
-			continue
-		}
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 {
-			return c, fmt.Errorf("-mem %q: want positive counts separated by commas", *mem)
-		}
-		c.memN = append(c.memN, n)
+	var err error
+	if c.memN, err = positiveList("-mem", *mem); err != nil {
+		return c, err
+	}
+	if c.pullMiB, err = positiveList("-pull-mib", *pull); err != nil {
+		return c, err
 	}
 	if c.runs < 1 || c.scale < 0 || c.burst < 1 || c.burstRounds < 1 || c.warmup < 0 {
 		return c, errors.New("-runs, -burst and -burst-rounds must be at least 1, -scale and -warmup at least 0")

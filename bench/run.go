@@ -41,8 +41,11 @@ type bench struct {
 	cri    *peer.CRI
 	fl     *floor.Floor
 	rootfs string
-	work   string // the run's directory, removed at the end
-	res    *report.Result
+	// imageTar is the busybox image of rootfs's files, as an archive
+	// (what the peer imported, and podbox loads).
+	imageTar string
+	work     string // the run's directory, removed at the end
+	res      *report.Result
 }
 
 func logf(format string, args ...any) {
@@ -128,8 +131,7 @@ func run(ctx context.Context, cfg config, pin, work string) (*report.Result, err
 	if _, _, err := b.pb.Cmd(ctx, "pause-image", "--ref", pauseRef, "-o", pauseTar); err != nil {
 		return b.res, err
 	}
-	var imageTar string
-	if err := tb.Run(func() { imageTar = containerd.BusyboxImage(t, imageRef) }); err != nil {
+	if err := tb.Run(func() { b.imageTar = containerd.BusyboxImage(t, imageRef) }); err != nil {
 		return b.res, err
 	}
 	peerT := tb.New("containerd", work, os.Stderr)
@@ -144,7 +146,7 @@ func run(ctx context.Context, cfg config, pin, work string) (*report.Result, err
 	}
 	defer closePeer() // a no-op when already closed
 	b.cri, err = peer.Start(peerT, &testnode.Node{Path: pin}, peer.Options{
-		PauseRef: pauseRef, PauseTar: pauseTar, ImageRef: imageRef, ImageTar: imageTar, CgroupParent: peerCgroup})
+		PauseRef: pauseRef, PauseTar: pauseTar, ImageRef: imageRef, ImageTar: b.imageTar, CgroupParent: peerCgroup})
 	if err != nil {
 		return b.res, err
 	}
@@ -156,6 +158,8 @@ func run(ctx context.Context, cfg config, pin, work string) (*report.Result, err
 	}{
 		{"sandbox ready and teardown", b.ready},
 		{"join", b.join},
+		{"join from an image", b.joinImage},
+		{"pull", b.pull},
 		{"memory", b.memory},
 		{"parallel creates", b.burst},
 	}

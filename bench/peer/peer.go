@@ -148,6 +148,13 @@ func (c *CRI) StartContainer(ctx context.Context, podID string, args ...string) 
 	return id, d1 + d2, err
 }
 
+// Ctr runs `ctr --address SOCKET args…` against the daemon and returns its
+// trimmed output and its duration from start to exit.
+func (c *CRI) Ctr(ctx context.Context, args ...string) (string, time.Duration, error) {
+	cmd := exec.CommandContext(ctx, "ctr", append([]string{"--address", c.Daemon.Address}, args...)...)
+	return timed.Run(cmd, "ctr", args)
+}
+
 // RemoveContainer runs `crictl rm -f`.
 func (c *CRI) RemoveContainer(ctx context.Context, id string) error {
 	_, _, err := c.Cmd(ctx, "rm", "-f", id)

@@ -20,6 +20,9 @@ const (
 	Podbox = "podbox"
 	Peer   = "containerd-runc" // containerd 1.6 CRI, io.containerd.runc.v2, bridge CNI, driven by crictl
 	Floor  = "floor"           // runc run -d plus netsetup, no daemon, no CLI
+	// PodboxRootfs is podbox run from a root filesystem directory, beside
+	// podbox run from an image (Podbox) in the image figures.
+	PodboxRootfs = "podbox-rootfs"
 )
 
 // Figure IDs the table reads.
@@ -32,6 +35,8 @@ const (
 	FigBurstCPU  = "burst-cpu"  // the node's busy CPU time per create in a round of parallel creates (ms)
 	FigPausePSS  = "pause-pss"  // one idle pause (KiB)
 	FigPauseAnon = "pause-anon" // one idle pause, anonymous memory (KiB)
+	FigJoinImage = "join-image" // container start from an image in a ready sandbox (ms)
+	FigPull      = "pull"       // pull of a 3-layer image from a loopback registry, unpacked (ms)
 )
 
 // FigMemory is the ID of the per-sandbox memory figure with n idle

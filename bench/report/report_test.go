@@ -23,6 +23,8 @@ func sample() *Result {
 		Figures: []Figure{
 			{ID: FigReady, Unit: "ms", Series: map[string]stats.Summary{Podbox: sum(8, 9, 10), Peer: sum(80, 84, 90), Floor: sum(4, 5, 6)}},
 			{ID: FigJoin, Unit: "ms", Series: map[string]stats.Summary{Podbox: sum(11, 12), Peer: sum(40, 50), Floor: sum(10, 10)}},
+			{ID: FigJoinImage, Unit: "ms", Series: map[string]stats.Summary{Podbox: sum(12, 13), Peer: sum(40, 50), PodboxRootfs: sum(11, 12)}},
+			{ID: FigPull, Unit: "ms", Series: map[string]stats.Summary{Podbox: sum(300, 320), Peer: sum(400, 420)}},
 			{ID: FigTeardown, Unit: "ms", Series: map[string]stats.Summary{Podbox: sum(7), Peer: sum(70)}},
 			{ID: FigMemory(1), Unit: "KiB", Series: map[string]stats.Summary{Podbox: sum(1000), Peer: sum(4000)}},
 			{ID: FigMemory(10), Unit: "KiB", Series: map[string]stats.Summary{Podbox: sum(3000, 3000), Peer: sum(4000, 4000)}},
@@ -56,6 +58,8 @@ func TestRowsJudgeTargets(t *testing.T) {
 		{"sandbox ready, p50", Met, "9.0 ms", "84.0 ms", "9.3× faster"},
 		{"sandbox ready, p99", Info, "10.0 ms", "90.0 ms", "9.0× faster"},
 		{"join (container start), p50", Met, "11.0 ms", "40.0 ms", "3.6× faster"},
+		{"join from an image, p50", Met, "12.0 ms", "40.0 ms", "3.3× faster"},
+		{"pull of a 3-layer image, p50", Met, "300.0 ms", "400.0 ms", "0.75×"},
 		{"teardown, p50", Met, "7.0 ms", "70.0 ms", "10.0× faster"},
 		{"memory per idle sandbox, N=1 (PSS shim + pause)", Met, "1000 KiB", "4000 KiB", "0.25×"},
 		{"memory per idle sandbox, N=10 (PSS shim + pause)", Missed, "3000 KiB", "4000 KiB", "0.75×"},
@@ -90,12 +94,14 @@ func TestRowsJudgeTargets(t *testing.T) {
 
 func TestRowsMissTargets(t *testing.T) {
 	r := sample()
-	r.Figures[0].Series[Podbox] = sum(12) // ready p50 above 10 ms
-	r.Figures[1].Series[Podbox] = sum(13) // join 1.3× the floor
+	r.Figures[0].Series[Podbox] = sum(12)  // ready p50 above 10 ms
+	r.Figures[1].Series[Podbox] = sum(13)  // join 1.3× the floor
+	r.Figures[2].Series[Podbox] = sum(14)  // join from an image 1.22× --rootfs
+	r.Figures[3].Series[Podbox] = sum(450) // pull slower than ctr's
 	r.Scale.Reached = 3
 	r.Scale.Failure = "create 4: no free address"
 	r.Table = Rows(r)
-	for _, fig := range []string{"sandbox ready, p50", "join (container start), p50", "4 sandboxes: ready", "4 sandboxes: create p99 at 3-4 vs p50 at 1-2"} {
+	for _, fig := range []string{"sandbox ready, p50", "join (container start), p50", "join from an image, p50", "pull of a 3-layer image, p50", "4 sandboxes: ready", "4 sandboxes: create p99 at 3-4 vs p50 at 1-2"} {
 		found := false
 		for _, row := range r.Table {
 			if row.Figure == fig {
@@ -117,7 +123,8 @@ func TestRowsMissTargets(t *testing.T) {
 func TestRowsNotMeasured(t *testing.T) {
 	r := &Result{Config: Config{Burst: 32, MemoryN: []int{100}}}
 	rows := Rows(r)
-	want := []string{"sandbox ready, p50", "join (container start), p50", "teardown, p50",
+	want := []string{"sandbox ready, p50", "join (container start), p50", "join from an image, p50",
+		"pull of a 3-layer image, p50", "teardown, p50",
 		"memory per idle sandbox, N=100 (PSS shim + pause)", "pause alone, anonymous",
 		"32 parallel creates, p99", "32 parallel creates, wall time", "scale"}
 	if len(rows) != len(want) {

@@ -43,6 +43,10 @@ const (
 	targetBurstWallRatio = 5.0
 	targetScaleP99       = 2.0 // p99 at the last window ÷ p50 at the first
 	targetScaleTeardownS = 30.0
+	// Issue #13's: images.
+	targetJoinImageOverRootfs = 1.1
+	targetJoinImageSpeedup    = 3.0
+	targetPullRatio           = 1.0 // × ctr images pull
 )
 
 func ms(v float64) string  { return fmt.Sprintf("%.1f ms", v) }
@@ -93,6 +97,30 @@ func Rows(r *Result) []Row {
 			Met:    verdict(pb.P50 <= targetJoinOverFloor*floor.P50 && peer.P50/pb.P50 >= targetJoinSpeedup)})
 	} else {
 		missing("join (container start), p50", "≤ 1.2× raw runc run -d of the same spec and ≥ 3× faster than crictl create+start")
+	}
+
+	// Join from an image.
+	const joinImageTarget = "≤ 1.1× podbox run --rootfs of the same files and ≥ 3× faster than crictl create+start"
+	pb, okP = r.series(FigJoinImage, Podbox)
+	peer, okR = r.series(FigJoinImage, Peer)
+	rootfs, okF := r.series(FigJoinImage, PodboxRootfs)
+	if okP && okR && okF {
+		add(Row{Figure: "join from an image, p50", Podbox: ms(pb.P50), Peer: ms(peer.P50), Ratio: faster(pb.P50, peer.P50),
+			Target: fmt.Sprintf("≤ 1.1× podbox run --rootfs (%s: %.2f×) and ≥ 3× faster than crictl create+start", ms(rootfs.P50), pb.P50/rootfs.P50),
+			Met:    verdict(pb.P50 <= targetJoinImageOverRootfs*rootfs.P50 && peer.P50/pb.P50 >= targetJoinImageSpeedup)})
+	} else {
+		missing("join from an image, p50", joinImageTarget)
+	}
+
+	// Pull.
+	const pullTarget = "≤ 1.0× ctr images pull of the same image"
+	pb, okP = r.series(FigPull, Podbox)
+	peer, okR = r.series(FigPull, Peer)
+	if okP && okR {
+		add(Row{Figure: "pull of a 3-layer image, p50", Podbox: ms(pb.P50), Peer: ms(peer.P50), Ratio: fmt.Sprintf("%.2f×", pb.P50/peer.P50),
+			Target: pullTarget, Met: verdict(pb.P50 <= targetPullRatio*peer.P50)})
+	} else {
+		missing("pull of a 3-layer image, p50", pullTarget)
 	}
 
 	// Teardown.
