@@ -585,3 +585,78 @@ func assertOneLineError(t *testing.T, code int, stderr string, want ...string) {
 		}
 	}
 }
+
+// TestImagePullEdges: a pull by digest, a run that pulls what is missing,
+// --pull always following a tag that moved, and an unreachable registry.
+func TestImagePullEdges(t *testing.T) {
+	n := newCLINode(t)
+	reg := newTestRegistry(t, n)
+	img := appImage(t)
+	ref := reg.push(t, "team/app:1", img)
+	digest, err := img.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	byDigest := reg.host + "/team/app@" + digest.String()
+	id := strings.TrimSpace(n.mustRun("image", "pull", "-q", byDigest))
+	if imgs := n.images(); len(imgs) != 1 || imgs[0].ID != id || imgs[0].Digest != digest.String() || !slices.Equal(imgs[0].Names, []string{byDigest}) {
+		t.Errorf("pull by digest: %+v", imgs)
+	}
+
+	n.mustRun("sandbox", "create", "--name", "pod")
+	defer n.run("sandbox", "rm", "-f", "pod")
+	// Not stored under this name: run pulls it (the layers are there).
+	if out := n.mustRun("run", "--rm", "--sandbox", "pod", "--image", ref); !strings.HasPrefix(out, "from-image hi") {
+		t.Errorf("run of a missing image printed %q", out)
+	}
+	// The tag moves upstream; --pull missing keeps the stored image,
+	// --pull always takes the new one.
+	moved, err := mutate.Config(img, v1.Config{Cmd: []string{"/bin/echo", "moved"}, Env: []string{"PATH=/bin"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg.push(t, "team/app:1", moved)
+	if out := n.mustRun("run", "--rm", "--sandbox", "pod", "--image", ref); !strings.HasPrefix(out, "from-image hi") {
+		t.Errorf("--pull missing after the tag moved printed %q", out)
+	}
+	if out := n.mustRun("run", "--rm", "--sandbox", "pod", "--pull", "always", "--image", ref); out != "moved\n" {
+		t.Errorf("--pull always after the tag moved printed %q", out)
+	}
+
+	// Nothing listens on port 1 of the node's loopback.
+	code, _, stderr := n.run("image", "pull", "-q", "127.0.0.1:1/team/app:1")
+	assertOneLineError(t, code, stderr, `image "127.0.0.1:1/team/app:1"`, "connection refused")
+	n.mustRun("image", "prune", "-a")
+	n.assertStoreEmpty("after prune")
+}
+
+// TestImagePullDiskFull pulls into an image root on a tmpfs too small for
+// the image: the pull fails naming the image and the cause, nothing is
+// listed, and no work directory is left.
+func TestImagePullDiskFull(t *testing.T) {
+	n := newCLINode(t)
+	reg := newTestRegistry(t, n)
+	ref := reg.push(t, "team/app:1", appImage(t))
+	small := t.TempDir()
+	if err := syscall.Mount("tmpfs", small, "tmpfs", 0, "size=512k"); err != nil {
+		t.Fatalf("mount a small tmpfs: %v", err)
+	}
+	t.Cleanup(func() { syscall.Unmount(small, syscall.MNT_DETACH) })
+	code, out, stderr := n.run("--image-root", small, "image", "pull", "-q", ref)
+	assertOneLineError(t, code, stderr, ref, "no space left on device")
+	if out != "" {
+		t.Errorf("stdout %q", out)
+	}
+	if out := n.mustRun("--image-root", small, "image", "ls", "-q"); out != "" {
+		t.Errorf("an image is listed after the disk filled: %q", out)
+	}
+	if entries, _ := os.ReadDir(filepath.Join(small, "tmp")); len(entries) != 0 {
+		t.Errorf("tmp holds %d work directories after the failed pull", len(entries))
+	}
+	// Layers finished before the disk filled are whole and kept for the
+	// next pull; a prune takes them.
+	n.mustRun("--image-root", small, "image", "prune")
+	if entries, _ := os.ReadDir(filepath.Join(small, "layers")); len(entries) != 0 {
+		t.Errorf("layers holds %d entries after prune", len(entries))
+	}
+}
