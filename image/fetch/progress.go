@@ -6,6 +6,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/podbox/podbox/image/store"
 )
 
 // Progress hears about each layer of a pull or a load. Calls come from
@@ -80,7 +82,7 @@ func (p *Plain) LayerDone(id string, existed bool) {
 		return
 	}
 	d := p.now().Sub(l.start)
-	fmt.Fprintf(p.W, "layer %s: %s in %s (%s)\n", id, Bytes(l.done), d.Round(time.Millisecond), rate(l.done, d))
+	fmt.Fprintf(p.W, "layer %s: %s in %s (%s)\n", id, store.FormatSize(l.done), d.Round(time.Millisecond), rate(l.done, d))
 }
 
 // Terminal redraws one line per layer in place (bytes, total, speed), as
@@ -179,34 +181,18 @@ func layerLine(l *layerState, now time.Time) string {
 	case l.existed:
 		return fmt.Sprintf("%s  already present", l.id)
 	case l.finished:
-		return fmt.Sprintf("%s  done      %s in %s", l.id, Bytes(l.done), l.end.Sub(l.start).Round(time.Millisecond))
+		return fmt.Sprintf("%s  done      %s in %s", l.id, store.FormatSize(l.done), l.end.Sub(l.start).Round(time.Millisecond))
 	}
 	total := "?"
 	if l.total >= 0 {
-		total = Bytes(l.total)
+		total = store.FormatSize(l.total)
 	}
-	return fmt.Sprintf("%s  pulling   %s / %s  %s", l.id, Bytes(l.done), total, rate(l.done, now.Sub(l.start)))
+	return fmt.Sprintf("%s  pulling   %s / %s  %s", l.id, store.FormatSize(l.done), total, rate(l.done, now.Sub(l.start)))
 }
 
 func rate(n int64, d time.Duration) string {
 	if d <= 0 {
 		return "-"
 	}
-	return Bytes(int64(float64(n)/d.Seconds())) + "/s"
-}
-
-// Bytes renders a byte count in decimal units, as docker and podman do.
-func Bytes(n int64) string {
-	const unit = 1000
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	v, i := float64(n)/unit, 0
-	// Move up a unit when %.1f would round v to 1000 (999 999 B is
-	// "1.0 MB", not "1000.0 kB").
-	for v >= unit-0.05 && i < 4 {
-		v /= unit
-		i++
-	}
-	return fmt.Sprintf("%.1f %cB", v, "kMGTP"[i])
+	return store.FormatSize(int64(float64(n)/d.Seconds())) + "/s"
 }

@@ -9,30 +9,6 @@ import (
 	"time"
 )
 
-func TestBytes(t *testing.T) {
-	for _, tc := range []struct {
-		n    int64
-		want string
-	}{
-		{0, "0 B"},
-		{999, "999 B"},
-		{1000, "1.0 kB"},
-		{1500, "1.5 kB"},
-		{999_949, "999.9 kB"},
-		{999_999, "1.0 MB"},
-		{1_000_000, "1.0 MB"},
-		{30_100_000, "30.1 MB"},
-		{2_500_000_000, "2.5 GB"},
-		{1_000_000_000_000, "1.0 TB"},
-		{3_000_000_000_000_000, "3.0 PB"},
-		{3_000_000_000_000_000_000, "3000.0 PB"},
-	} {
-		if got := Bytes(tc.n); got != tc.want {
-			t.Errorf("Bytes(%d) = %q, want %q", tc.n, got, tc.want)
-		}
-	}
-}
-
 // fakeClock is a Now that the test moves.
 type fakeClock struct {
 	mu sync.Mutex

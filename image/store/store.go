@@ -344,3 +344,20 @@ func syncfs(dir string) error {
 	defer f.Close()
 	return unix.Syncfs(int(f.Fd()))
 }
+
+// FormatSize renders a byte count as podbox shows image, layer and transfer
+// sizes: decimal units, as docker and podman do.
+func FormatSize(n int64) string {
+	const unit = 1000
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	v, i := float64(n)/unit, 0
+	// Move up a unit when %.1f would round v to 1000 (999 999 B is
+	// "1.0 MB", not "1000.0 kB").
+	for v >= unit-0.05 && i < 4 {
+		v /= unit
+		i++
+	}
+	return fmt.Sprintf("%.1f %cB", v, "kMGTP"[i])
+}

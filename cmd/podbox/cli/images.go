@@ -251,7 +251,7 @@ func writeImageTable(w io.Writer, images []*store.Image, now time.Time) error {
 		}
 		for _, n := range names {
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", n, shortID(strings.TrimPrefix(img.ID, "sha256:")),
-				shortDigest(img.Digest), img.Platform, humanSize(img.Size), orDash(ago(now, img.Created)))
+				shortDigest(img.Digest), img.Platform, store.FormatSize(img.Size), orDash(ago(now, img.Created)))
 		}
 	}
 	return tw.Flush()
@@ -262,21 +262,6 @@ func shortDigest(d string) string {
 		return d[:len("sha256:")+12]
 	}
 	return d
-}
-
-// humanSize renders bytes in decimal units, as docker and podman list
-// image sizes.
-func humanSize(n int64) string {
-	const unit = 1000
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	v, i := float64(n)/unit, 0
-	for v >= unit && i < 4 {
-		v /= unit
-		i++
-	}
-	return fmt.Sprintf("%.1f %cB", v, "kMGTP"[i])
 }
 
 func (a *App) imageInspectCommand(g *globals) *cobra.Command {
@@ -397,7 +382,7 @@ needs, and what interrupted pulls and loads left behind.`,
 			for _, id := range rep.Deleted {
 				fmt.Fprintln(a.Stdout, "Deleted: "+id)
 			}
-			fmt.Fprintf(a.Stdout, "Removed %d layers, %d documents, %d leftovers; freed %s\n", rep.Layers, rep.Blobs, rep.Temp, humanSize(rep.Freed))
+			fmt.Fprintf(a.Stdout, "Removed %d layers, %d documents, %d leftovers; freed %s\n", rep.Layers, rep.Blobs, rep.Temp, store.FormatSize(rep.Freed))
 			return nil
 		},
 	}
