@@ -135,7 +135,12 @@ func layerOf(t *testing.T, entries ...tarEntry) v1.Layer {
 		}
 	}
 	tw.Close()
-	b := buf.Bytes()
+	return layerFromTar(t, buf.Bytes())
+}
+
+// layerFromTar is a layer of the tar b, gzip'd as a registry serves it.
+func layerFromTar(t *testing.T, b []byte) v1.Layer {
+	t.Helper()
 	l, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil })
 	if err != nil {
 		t.Fatal(err)
@@ -188,12 +193,7 @@ func busyboxLayer(t *testing.T) v1.Layer {
 		t.Fatal(err)
 	}
 	tw.Close()
-	b := buf.Bytes()
-	l, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil })
-	if err != nil {
-		t.Fatal(err)
-	}
-	return l
+	return layerFromTar(t, buf.Bytes())
 }
 
 // appImage is busybox plus a layer that adds a user, a file and a

@@ -40,24 +40,11 @@ type Report struct {
 // changes.
 func (s Store) Remove(refs []string, force bool, users Users) (Report, error) {
 	var rep Report
-	release, err := s.lock("gc.lock", unix.LOCK_EX)
-	if err != nil {
-		return rep, err
-	}
-	defer release()
-	unlock, err := s.lock("index.lock", unix.LOCK_EX)
+	images, usedBy, unlock, err := s.exclusive(users)
 	if err != nil {
 		return rep, err
 	}
 	defer unlock()
-	images, err := s.Images()
-	if err != nil {
-		return rep, err
-	}
-	usedBy, err := users()
-	if err != nil {
-		return rep, err
-	}
 	type target struct {
 		img  *Image
 		name string // the name to untag, "" to delete the image
@@ -113,24 +100,11 @@ func (s Store) Remove(refs []string, force bool, users Users) (Report, error) {
 // remaining image needs, and abandoned work directories.
 func (s Store) Prune(all bool, users Users) (Report, error) {
 	var rep Report
-	release, err := s.lock("gc.lock", unix.LOCK_EX)
-	if err != nil {
-		return rep, err
-	}
-	defer release()
-	unlock, err := s.lock("index.lock", unix.LOCK_EX)
+	images, usedBy, unlock, err := s.exclusive(users)
 	if err != nil {
 		return rep, err
 	}
 	defer unlock()
-	images, err := s.Images()
-	if err != nil {
-		return rep, err
-	}
-	usedBy, err := users()
-	if err != nil {
-		return rep, err
-	}
 	kept := images[:0:0]
 	for _, img := range images {
 		if (all || len(img.Names) == 0) && usedBy(img.ID) == "" {
@@ -149,6 +123,31 @@ func (s Store) Prune(all bool, users Users) (Report, error) {
 		return rep, err
 	}
 	return rep, s.collect(kept, &rep)
+}
+
+// exclusive takes both of the store's locks for a removal, waiting for
+// every user (pulls, runs) to finish, and returns the index and the
+// containers' use of it as they are under the locks.
+func (s Store) exclusive(users Users) ([]*Image, UsedBy, func(), error) {
+	release, err := s.lock("gc.lock", unix.LOCK_EX)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	unlock, err := s.lock("index.lock", unix.LOCK_EX)
+	if err != nil {
+		release()
+		return nil, nil, nil, err
+	}
+	unlockAll := func() { unlock(); release() }
+	images, err := s.Images()
+	if err == nil {
+		var usedBy UsedBy
+		if usedBy, err = users(); err == nil {
+			return images, usedBy, unlockAll, nil
+		}
+	}
+	unlockAll()
+	return nil, nil, nil, err
 }
 
 // collect removes the layers and documents that none of images needs. The

@@ -173,18 +173,31 @@ func (g *globals) runtimeBinary() string {
 // shimBinary finds the shim: $PODBOX_SHIM, else beside the podbox binary
 // (where make install and the release put both), else PATH.
 func (a *App) shimBinary() (string, error) {
-	if p := a.Getenv("PODBOX_SHIM"); p != "" {
-		return p, nil
+	p, err := a.companion(ShimBinary, "PODBOX_SHIM", "set PODBOX_SHIM")
+	if err != nil {
+		return "", fmt.Errorf("find shim: %w", err)
+	}
+	return p, nil
+}
+
+// companion finds another of podbox's binaries: $env when env is named and
+// set, else beside the podbox binary (where make build, make install and the
+// release put them all), else on PATH. hint says how to name it instead.
+func (a *App) companion(name, env, hint string) (string, error) {
+	if env != "" {
+		if p := a.Getenv(env); p != "" {
+			return p, nil
+		}
 	}
 	if a.Executable != "" {
-		p := filepath.Join(filepath.Dir(a.Executable), ShimBinary)
+		p := filepath.Join(filepath.Dir(a.Executable), name)
 		if st, err := os.Stat(p); err == nil && !st.IsDir() {
 			return p, nil
 		}
 	}
-	p, err := exec.LookPath(ShimBinary)
+	p, err := exec.LookPath(name)
 	if err != nil {
-		return "", fmt.Errorf("find shim: %s is neither beside %s nor on PATH (set PODBOX_SHIM)", ShimBinary, a.Executable)
+		return "", fmt.Errorf("%s is neither beside %s nor on PATH (%s)", name, a.Executable, hint)
 	}
 	return p, nil
 }

@@ -32,21 +32,11 @@ func (g *globals) imageStore() store.Store {
 	return store.Store{Root: filepath.Join(g.root, "images")}
 }
 
-// imageBinary finds podbox-image as shimBinary finds the shim:
-// $PODBOX_IMAGE_BIN, beside podbox, or PATH.
+// imageBinary finds podbox-image: $PODBOX_IMAGE_BIN, beside podbox, or PATH.
 func (a *App) imageBinary() (string, error) {
-	if p := a.Getenv("PODBOX_IMAGE_BIN"); p != "" {
-		return p, nil
-	}
-	if a.Executable != "" {
-		p := filepath.Join(filepath.Dir(a.Executable), ImageBinary)
-		if st, err := os.Stat(p); err == nil && !st.IsDir() {
-			return p, nil
-		}
-	}
-	p, err := exec.LookPath(ImageBinary)
+	p, err := a.companion(ImageBinary, "PODBOX_IMAGE_BIN", "set PODBOX_IMAGE_BIN")
 	if err != nil {
-		return "", fmt.Errorf("find %s: neither beside %s nor on PATH (set PODBOX_IMAGE_BIN)", ImageBinary, a.Executable)
+		return "", fmt.Errorf("find %s: %w", ImageBinary, err)
 	}
 	return p, nil
 }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 
 	"github.com/spf13/cobra"
@@ -107,15 +106,9 @@ func (a *App) writePauseImage(out, pause, ref string) error {
 // pauseBinary finds podbox-pause: beside the podbox binary (where make build,
 // make install and the release put both), else on PATH.
 func (a *App) pauseBinary() (string, error) {
-	if a.Executable != "" {
-		p := filepath.Join(filepath.Dir(a.Executable), PauseBinary)
-		if st, err := os.Stat(p); err == nil && !st.IsDir() {
-			return p, nil
-		}
-	}
-	p, err := exec.LookPath(PauseBinary)
+	p, err := a.companion(PauseBinary, "", "use --pause PATH")
 	if err != nil {
-		return "", fmt.Errorf("pause image: %s is neither beside %s nor on PATH (use --pause PATH)", PauseBinary, a.Executable)
+		return "", fmt.Errorf("pause image: %w", err)
 	}
 	return p, nil
 }
