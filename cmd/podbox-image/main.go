@@ -37,7 +37,7 @@ const usage = `usage: podbox-image pull --image-root DIR [--platform OS/ARCH] [-
 // (one line on stderr), 2 for a usage error, 130 when interrupted. The IDs
 // of the images stored go to stdout, one per line; progress to stderr.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer, terminal bool) int {
-	if len(args) == 0 {
+	if len(args) == 0 || args[0] != "pull" && args[0] != "load" {
 		fmt.Fprintln(stderr, usage)
 		return 2
 	}
@@ -54,7 +54,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, terminal 
 		return 2
 	}
 	o := fetch.Options{Insecure: *insecure}
+	stopProgress := func() {}
 	fail := func(err error) int {
+		stopProgress()
 		fmt.Fprintln(stderr, "podbox: "+strings.Join(strings.Fields(err.Error()), " "))
 		if errors.Is(err, context.Canceled) {
 			return 130
@@ -78,12 +80,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, terminal 
 		}
 		o.Username, o.Password = u, p
 	}
+	// The terminal display is stopped (its last frame drawn) before
+	// anything else is written, since it redraws the lines above the cursor.
 	switch {
 	case *quiet:
 	case terminal:
 		t := &fetch.Terminal{W: stderr}
 		t.Start()
-		defer t.Stop()
+		stopProgress = t.Stop
 		o.Progress = t
 	default:
 		o.Progress = &fetch.Plain{W: stderr}
@@ -114,6 +118,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, terminal 
 		fmt.Fprintln(stderr, usage)
 		return 2
 	}
+	stopProgress()
 	for _, img := range imgs {
 		fmt.Fprintln(stdout, img.ID)
 	}
