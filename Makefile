@@ -19,7 +19,7 @@ BINARIES := podbox podbox-image containerd-shim-podbox-v1 podbox-pause
 
 # Debian packages the tests, the demo and the benchmarks use.
 DEB_PACKAGES := runc containerd containernetworking-plugins busybox-static \
-                iproute2 iptables util-linux procps
+                iproute2 iptables nftables util-linux procps
 
 export PODBOX_BIN_DIR := $(BIN)
 # Go tools that `make deps` installs (crictl) land in GOBIN; tests look them up

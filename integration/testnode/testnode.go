@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/nftables"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
@@ -214,7 +215,8 @@ func Binary(t testing.TB, name string) string {
 
 // Main runs a package's tests (call it from TestMain) and fails the run if
 // the machine's own network namespace changed meanwhile: a link added,
-// deleted, renamed or brought up or down, an address or a route changed. It
+// deleted, renamed or brought up or down, an address, a route or an
+// nftables chain or its rules changed. It
 // is the backstop for the rule that tests touch only namespaces they create
 // (a netlink handle used after Close, for one, silently falls back to the
 // caller's namespace).
@@ -259,6 +261,23 @@ func hostNetwork() (string, error) {
 	}
 	for _, r := range routes {
 		fmt.Fprintf(&b, "route %s\n", r.String())
+	}
+	// Packet rules too: a rule meant for a test node that reached the
+	// machine's own namespace would change what every program here sees.
+	// A kernel without nf_tables reads the same before and after.
+	nft, err := nftables.New(nftables.AsLasting())
+	if err != nil {
+		fmt.Fprintf(&b, "nft: %v\n", err)
+		return b.String(), nil
+	}
+	defer nft.CloseLasting()
+	chains, err := nft.ListChains()
+	if err != nil {
+		fmt.Fprintf(&b, "nft: %v\n", err)
+	}
+	for _, c := range chains {
+		rules, err := nft.GetRules(c.Table, c)
+		fmt.Fprintf(&b, "nft chain %d %s %s: %d rules %v\n", c.Table.Family, c.Table.Name, c.Name, len(rules), err)
 	}
 	return b.String(), nil
 }

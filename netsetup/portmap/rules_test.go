@@ -1,0 +1,109 @@
+package portmap_test
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/podbox/podbox/integration/testnode"
+	"github.com/podbox/podbox/netsetup"
+	"github.com/podbox/podbox/netsetup/portmap"
+)
+
+func TestMain(m *testing.M) { testnode.Main(m) }
+
+// rulesIn is a node namespace with a bridge, and its Rules.
+func rulesIn(t *testing.T) (portmap.Rules, *testnode.Node) {
+	t.Helper()
+	node := testnode.New(t)
+	subnet := netip.MustParsePrefix("10.89.0.0/16")
+	n := netsetup.Network{Bridge: "pbxtest0", Subnet: subnet, StateRoot: t.TempDir(), NodeNetNS: node.Path}
+	if _, err := n.EnsureBridge(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return portmap.Rules{NodeNetNS: node.Path, Bridge: "pbxtest0", Subnet: subnet, Lock: filepath.Join(t.TempDir(), "ports.lock")}, node
+}
+
+// nft lists the node's podbox table with nft, the operator's view.
+func nft(t *testing.T, node *testnode.Node) string {
+	t.Helper()
+	out, err := exec.Command("nsenter", "--net="+node.Path, "nft", "list", "table", "ip", portmap.TableName).CombinedOutput()
+	if err != nil {
+		t.Logf("nft list table ip %s: %v: %s", portmap.TableName, err, out)
+		return ""
+	}
+	return string(out)
+}
+
+func TestRulesAddListRemove(t *testing.T) {
+	testnode.RequireBinary(t, "nft")
+	r, node := rulesIn(t)
+	a, b := strings.Repeat("a", 64), strings.Repeat("b", 64)
+	ipA, ipB := netip.MustParseAddr("10.89.0.2"), netip.MustParseAddr("10.89.0.3")
+	msA, _ := portmap.ParseAll([]string{"8080:80", "5353:53/udp"})
+	msB, _ := portmap.ParseAll([]string{"10.100.0.2:9090:90"})
+	if err := r.Add(a, ipA, msA); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Add(b, ipB, msB); err != nil {
+		t.Fatal(err)
+	}
+	got, err := r.List()
+	if err != nil || len(got) != 3 {
+		t.Fatalf("List: %+v, %v", got, err)
+	}
+	table := nft(t, node)
+	for _, want := range []string{"dnat to 10.89.0.2:80", "udp dport 5353", "ip daddr 10.100.0.2", "dnat to 10.89.0.3:90",
+		"fib daddr type local jump ports", "masquerade", `comment "podbox sandbox ` + a} {
+		if !strings.Contains(table, want) {
+			t.Errorf("nft list table lacks %q:\n%s", want, table)
+		}
+	}
+
+	// The same host port for another sandbox is refused, nothing added.
+	var ce *portmap.ConflictError
+	err = r.Add(b, ipB, []portmap.Mapping{{HostPort: 8080, Port: 81, Protocol: "tcp"}})
+	if !errors.As(err, &ce) || !strings.Contains(err.Error(), "8080/tcp") || !strings.Contains(err.Error(), a) {
+		t.Errorf("conflicting Add: %v", err)
+	}
+	if got, _ := r.List(); len(got) != 3 {
+		t.Errorf("a refused Add changed the rules: %+v", got)
+	}
+	// Another protocol or another host address is no conflict.
+	if err := r.Add(b, ipB, []portmap.Mapping{{HostPort: 8080, Port: 81, Protocol: "udp"}}); err != nil {
+		t.Errorf("8080/udp beside 8080/tcp: %v", err)
+	}
+
+	// Remove takes exactly one sandbox's rules.
+	if err := r.Remove(a); err != nil {
+		t.Fatal(err)
+	}
+	got, _ = r.List()
+	for _, p := range got {
+		if p.SandboxID == a {
+			t.Errorf("sandbox a's rule survived its removal: %+v", p)
+		}
+	}
+	if len(got) != 2 {
+		t.Errorf("after removing a: %+v", got)
+	}
+	if err := r.Remove(a); err != nil {
+		t.Errorf("second Remove: %v", err)
+	}
+	if err := r.Reset(); err != nil {
+		t.Fatal(err)
+	}
+	if table := nft(t, node); table != "" {
+		t.Errorf("table after Reset:\n%s", table)
+	}
+	if err := r.Remove(b); err != nil {
+		t.Errorf("Remove without a table: %v", err)
+	}
+	if err := r.Reset(); err != nil {
+		t.Errorf("Reset without a table: %v", err)
+	}
+}
