@@ -363,3 +363,5 @@ func lockFile(path string) (func(), error) {
 }
 
 func userdataComment(s string) []byte { return userdata.AppendString(nil, userdata.TypeComment, s) }
+
+func nativePut(b []byte, v uint32) { binary.NativeEndian.PutUint32(b, v) }

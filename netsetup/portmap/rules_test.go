@@ -3,7 +3,10 @@ package portmap_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"net"
 	"net/netip"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -105,5 +108,35 @@ func TestRulesAddListRemove(t *testing.T) {
 	}
 	if err := r.Reset(); err != nil {
 		t.Errorf("Reset without a table: %v", err)
+	}
+}
+
+func TestCheckFree(t *testing.T) {
+	r, node := rulesIn(t)
+	a := strings.Repeat("a", 64)
+	if err := r.Add(a, netip.MustParseAddr("10.89.0.2"), []portmap.Mapping{{HostPort: 8080, Port: 80, Protocol: "tcp"}}); err != nil {
+		t.Fatal(err)
+	}
+	defer r.Reset()
+	var ce *portmap.ConflictError
+	if err := r.CheckFree([]portmap.Mapping{{HostPort: 8080, Port: 1, Protocol: "tcp"}}); !errors.As(err, &ce) || !strings.Contains(ce.Holder, a) {
+		t.Errorf("a port another sandbox publishes: %v", err)
+	}
+	// A server of the node on 9090.
+	var ln net.Listener
+	if err := node.Do(func() (err error) { ln, err = net.Listen("tcp", "0.0.0.0:9090"); return err }); err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	err := r.CheckFree([]portmap.Mapping{{HostPort: 9090, Port: 80, Protocol: "tcp"}})
+	if !errors.As(err, &ce) || !strings.Contains(err.Error(), fmt.Sprintf("process %d", os.Getpid())) {
+		t.Errorf("a port a process of the node listens on: %v", err)
+	}
+	err = r.CheckFree([]portmap.Mapping{{HostIP: netip.MustParseAddr("192.0.2.9"), HostPort: 9191, Port: 80, Protocol: "tcp"}})
+	if err == nil || !strings.Contains(err.Error(), "host IP 192.0.2.9 is not an address of the node") {
+		t.Errorf("a host IP the node lacks: %v", err)
+	}
+	if err := r.CheckFree([]portmap.Mapping{{HostPort: 9090, Port: 80, Protocol: "udp"}, {HostPort: 8081, Port: 80, Protocol: "tcp"}}); err != nil {
+		t.Errorf("free ports: %v", err)
 	}
 }
