@@ -50,7 +50,7 @@ func newCLINodeAt(t testing.TB, root string) *cliNode {
 		Root: root, Node: node, AllowLinks: []string{"podbox0"}, CgroupParent: cg,
 		// The image store's index and locks outlive its images, as the
 		// IPAM pools outlive their leases.
-		AllowFiles: []string{"pause-root/pause", "ipam/*/*", "images/images.json", "images/*.lock"},
+		AllowFiles: []string{"pause-root/pause", "ipam/*/*", "images/images.json", "images/*.lock", "ports.lock"},
 	})
 	return &cliNode{t: t, node: node, root: root, cgroup: cg, podbox: podbox, env: append(os.Environ(),
 		"PODBOX_ROOT="+root, "PODBOX_SHIM="+shim, "PODBOX_PAUSE="+pause, "PODBOX_CGROUP_PARENT="+cg,

@@ -7,6 +7,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/podbox/podbox/netsetup"
 	"github.com/podbox/podbox/netsetup/nodenet"
+	"github.com/podbox/podbox/netsetup/portmap"
 )
 
 // DefaultCgroupParent is the cgroup (in every hierarchy) under which each
@@ -43,6 +45,8 @@ type Options struct {
 	NetNSPath string
 	SharePID  bool
 	Labels    map[string]string
+	// Ports are published on the node (network bridge only).
+	Ports []portmap.Mapping
 }
 
 func (n Node) cgroupParent() string {
@@ -91,6 +95,29 @@ func (n Node) nodeNetwork() (netsetup.Network, error) {
 	cn := c.Network(net.StateRoot)
 	cn.NodeNetNS = net.NodeNetNS
 	return cn, nil
+}
+
+// portRules are the published ports of net's node, on bridge; the lock
+// beside the state root keeps two creates from publishing one port.
+func (n Node) portRules(net netsetup.Network, bridge string) portmap.Rules {
+	subnet := net.Subnet
+	if !subnet.IsValid() {
+		subnet = netsetup.DefaultSubnet
+	}
+	return portmap.Rules{NodeNetNS: net.NodeNetNS, Bridge: bridge, Subnet: subnet, Lock: filepath.Join(n.Store.Root, "ports.lock")}
+}
+
+// PortRules are the published ports of the node's bridge network.
+func (n Node) PortRules() (portmap.Rules, error) {
+	net, err := n.nodeNetwork()
+	if err != nil {
+		return portmap.Rules{}, err
+	}
+	bridge := net.Bridge
+	if bridge == "" {
+		bridge = netsetup.DefaultBridge
+	}
+	return n.portRules(net, bridge), nil
 }
 
 // NetNSPin is where the network namespace of sandbox id is pinned when the
@@ -180,10 +207,13 @@ func (n Node) Create(ctx context.Context, o Options) (_ *Sandbox, retErr error) 
 	default:
 		return nil, wrap(fmt.Errorf("unknown network mode %q (want %s or %s)", o.Network, NetworkBridge, NetworkNone))
 	}
+	if len(o.Ports) > 0 && o.Network != NetworkBridge {
+		return nil, wrap(fmt.Errorf("published ports need network %s, not %s", NetworkBridge, o.Network))
+	}
 
 	sb := &Sandbox{
 		ID: o.ID, Name: o.Name, Hostname: o.Hostname, Network: o.Network, SharePID: o.SharePID,
-		Labels: maps.Clone(o.Labels), State: StateCreating, NetNSPath: o.NetNSPath,
+		Labels: maps.Clone(o.Labels), Ports: slices.Clone(o.Ports), State: StateCreating, NetNSPath: o.NetNSPath,
 		CgroupParent: n.cgroupParent(), ShimPID: os.Getpid(), CreatedAt: time.Now().UTC(),
 		Containers: []string{},
 	}
@@ -243,6 +273,9 @@ func (n Node) setupNetwork(ctx context.Context, sb *Sandbox) error {
 		}
 		sb.IP, sb.Gateway = att.Address.Addr().String(), att.Gateway.String()
 		sb.Bridge, sb.HostVeth = att.Bridge, att.HostVeth
+		if err := n.portRules(net, att.Bridge).Add(sb.ID, att.Address.Addr(), sb.Ports); err != nil {
+			return err
+		}
 	case NetworkNone:
 		if err := netsetup.SetupLoopbackOnly(ctx, sb.NetNSPath); err != nil {
 			return err
@@ -421,7 +454,11 @@ func (n Node) Remove(ctx context.Context, sb *Sandbox, dc ContainerDeleter) erro
 	wg.Go(func() {
 		switch sb.Network {
 		case NetworkBridge:
-			netErr = n.network().Teardown(ctx, sb.ID, n.ownPin(sb))
+			net := n.network()
+			if len(sb.Ports) > 0 {
+				netErr = n.portRules(net, sb.Bridge).Remove(sb.ID)
+			}
+			netErr = errors.Join(netErr, net.Teardown(ctx, sb.ID, n.ownPin(sb)))
 		case NetworkNone:
 			netErr = netsetup.RemoveNetNS(n.ownPin(sb))
 		}

@@ -4,6 +4,8 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"time"
+
+	"github.com/podbox/podbox/netsetup/portmap"
 )
 
 // State is a sandbox's lifecycle state as users see it.
@@ -53,6 +55,10 @@ type Sandbox struct {
 	Gateway   string `json:"gateway,omitempty"`
 	Bridge    string `json:"bridge,omitempty"`
 	HostVeth  string `json:"hostVeth,omitempty"`
+	// Ports are the host ports published to the sandbox (`-p`); they are
+	// recorded before any rule exists, so that a removal after a crash
+	// knows to look for them.
+	Ports []portmap.Mapping `json:"ports,omitempty"`
 
 	CgroupParent string `json:"cgroupParent"`
 	ShimPID      int    `json:"shimPid,omitempty"`

@@ -11,8 +11,6 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/podbox/podbox/netsetup"
 )
 
 // CheckFree refuses mappings whose host port is taken: published for
@@ -35,7 +33,7 @@ func (r Rules) CheckFree(ms []Mapping) error {
 			}
 		}
 	}
-	return netsetup.InNetNS(r.NodeNetNS, func() error {
+	return r.inNode(func() error {
 		for _, m := range ms {
 			if err := bindable(m); err != nil {
 				return err

@@ -62,7 +62,11 @@ type ConflictError struct {
 }
 
 func (e *ConflictError) Error() string {
-	return fmt.Sprintf("host port %d/%s is already published by %s", e.Mapping.HostPort, e.Mapping.Protocol, e.Holder)
+	how := "in use by"
+	if strings.HasPrefix(e.Holder, "sandbox ") {
+		how = "published by"
+	}
+	return fmt.Sprintf("host port %d/%s is already %s %s", e.Mapping.HostPort, e.Mapping.Protocol, how, e.Holder)
 }
 
 // conn opens one netlink socket in the node's namespace for all of a
@@ -79,6 +83,15 @@ func (r Rules) conn() (*nftables.Conn, error) {
 	}
 	defer f.Close() // the socket, made now, stays in the namespace
 	return nftables.New(nftables.WithNetNSFd(int(f.Fd())), nftables.AsLasting())
+}
+
+// inNode runs fn in the node's namespace: on a thread of its own when that
+// is not the caller's.
+func (r Rules) inNode(fn func() error) error {
+	if r.NodeNetNS == "" {
+		return fn()
+	}
+	return netsetup.InNetNS(r.NodeNetNS, fn)
 }
 
 func table() *nftables.Table {
@@ -119,7 +132,7 @@ func (r Rules) Add(sandboxID string, podIP netip.Addr, ms []Mapping) error {
 	// Connections from the node's loopback to a published port leave by
 	// the bridge with a loopback source until masquerade rewrites it;
 	// the kernel routes those only where route_localnet allows it.
-	if err := netsetup.InNetNS(r.NodeNetNS, func() error {
+	if err := r.inNode(func() error {
 		return os.WriteFile("/proc/sys/net/ipv4/conf/"+r.Bridge+"/route_localnet", []byte("1"), 0o644)
 	}); err != nil {
 		return fmt.Errorf("bridge %s: allow the node's loopback to published ports: %w", r.Bridge, err)

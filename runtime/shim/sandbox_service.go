@@ -9,6 +9,7 @@ import (
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/podbox/podbox/netsetup/portmap"
 	types "github.com/podbox/podbox/runtime/apitypes"
 	sbapi "github.com/podbox/podbox/runtime/sandboxapi"
 	"github.com/podbox/podbox/sandbox"
@@ -22,6 +23,7 @@ const (
 	annHostname    = "io.podbox.hostname"
 	annNetwork     = "io.podbox.network"
 	annSharePID    = "io.podbox.share-pid"
+	annPorts       = "io.podbox.ports"
 	annLabelPrefix = "io.podbox.label."
 )
 
@@ -42,6 +44,13 @@ func optionsFrom(req *sbapi.CreateSandboxRequest) (sandbox.Options, error) {
 		if l, ok := strings.CutPrefix(k, annLabelPrefix); ok {
 			o.Labels[l] = v
 		}
+	}
+	if v := a[annPorts]; v != "" {
+		ports, err := portmap.ParseAll(strings.Split(v, ","))
+		if err != nil {
+			return o, fmt.Errorf("%w: %s: %v", errInvalid, annPorts, err)
+		}
+		o.Ports = ports
 	}
 	if req.NetnsPath != "" {
 		if o.Network != "" && o.Network != sandbox.NetworkExternal {

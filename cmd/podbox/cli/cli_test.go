@@ -22,6 +22,7 @@ import (
 
 	"github.com/podbox/podbox/image/runspec"
 	"github.com/podbox/podbox/netsetup"
+	"github.com/podbox/podbox/netsetup/portmap"
 	"github.com/podbox/podbox/sandbox"
 )
 
@@ -178,6 +179,13 @@ func TestSandboxCreateBadInputChangesNothing(t *testing.T) {
 		{[]string{"--label", "=v"}, []string{"KEY=VALUE"}},
 		{[]string{"--hostname", "a/b"}, []string{`--hostname "a/b"`}},
 		{[]string{"extra-arg"}, []string{"unknown command"}},
+		{[]string{"-p", "0:80"}, []string{`-p "0:80"`, "from 1 to 65535"}},
+		{[]string{"-p", "8080:70000"}, []string{`-p "8080:70000"`}},
+		{[]string{"-p", "9000-8000:80-1080"}, []string{"reversed"}},
+		{[]string{"-p", "8080:80/sctp"}, []string{`protocol "sctp"`}},
+		{[]string{"-p", "nohost:8080:80"}, []string{`host IP "nohost"`}},
+		{[]string{"-p", "8080:80", "-p", "8080:81"}, []string{"8080/tcp is published twice"}},
+		{[]string{"-p", "8080:80", "--network", "none"}, []string{"published ports need --network bridge"}},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			before := e.tree()
@@ -255,6 +263,7 @@ func TestSandboxLsStates(t *testing.T) {
 	e.store().SaveSandbox(crashed)
 	stopped := e.addSandbox("stopped", sandbox.StateStopped, false)
 	stopped.CreatedAt = stopped.CreatedAt.Add(2 * time.Minute)
+	stopped.Ports, _ = portmap.ParseAll([]string{"8080:80", "10.0.0.1:53:53/udp"})
 	e.store().SaveSandbox(stopped)
 
 	code, out, stderr := e.run("sandbox", "ls")
@@ -265,11 +274,12 @@ func TestSandboxLsStates(t *testing.T) {
 	if len(lines) != 4 || !strings.HasPrefix(lines[0], "SANDBOX ID") {
 		t.Fatalf("table:\n%s", out)
 	}
-	for i, want := range []struct{ id, name, state string }{
-		{ready.ID, "ready", "ready"}, {crashed.ID, "crashed", "notready"}, {stopped.ID, "stopped", "stopped"},
+	for i, want := range []struct{ id, name, state, ports string }{
+		{ready.ID, "ready", "ready", "-"}, {crashed.ID, "crashed", "notready", "-"},
+		{stopped.ID, "stopped", "stopped", "8080->80/tcp,10.0.0.1:53->53/udp"},
 	} {
 		f := strings.Fields(lines[i+1])
-		if f[0] != want.id[:12] || f[1] != want.name || f[2] != want.state || f[3] != "10.89.0.7" || f[4] != "0" {
+		if f[0] != want.id[:12] || f[1] != want.name || f[2] != want.state || f[3] != "10.89.0.7" || f[4] != want.ports || f[5] != "0" {
 			t.Errorf("row %d = %q, want %s %s %s", i, lines[i+1], want.id[:12], want.name, want.state)
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/podbox/podbox/netsetup/portmap"
 	"github.com/podbox/podbox/sandbox"
 )
 
@@ -43,6 +44,19 @@ func sandboxViews(sbs []*sandbox.Sandbox) []*sandbox.Sandbox {
 	return out
 }
 
+// portsColumn shows published ports as docker ps does: [HOSTIP:]HOSTPORT->PORT/PROTO.
+func portsColumn(ms []portmap.Mapping) string {
+	parts := make([]string, len(ms))
+	for i, m := range ms {
+		host := strconv.Itoa(int(m.HostPort))
+		if m.HostIP.IsValid() {
+			host = m.HostIP.String() + ":" + host
+		}
+		parts[i] = fmt.Sprintf("%s->%d/%s", host, m.Port, m.Protocol)
+	}
+	return strings.Join(parts, ",")
+}
+
 func shortID(id string) string { return id[:min(12, len(id))] }
 
 // ago renders how long before now t was, in the coarse units a listing
@@ -75,9 +89,10 @@ func orDash(s string) string {
 
 func writeSandboxTable(w io.Writer, sbs []*sandbox.Sandbox, now time.Time) error {
 	tw := tabwriter.NewWriter(w, 0, 8, 3, ' ', 0)
-	fmt.Fprintln(tw, "SANDBOX ID\tNAME\tSTATE\tIP\tCONTAINERS\tCREATED")
+	fmt.Fprintln(tw, "SANDBOX ID\tNAME\tSTATE\tIP\tPORTS\tCONTAINERS\tCREATED")
 	for _, sb := range sbs {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", shortID(sb.ID), sb.Name, sb.State, orDash(sb.IP), len(sb.Containers), ago(now, sb.CreatedAt))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", shortID(sb.ID), sb.Name, sb.State, orDash(sb.IP), orDash(portsColumn(sb.Ports)),
+			len(sb.Containers), ago(now, sb.CreatedAt))
 	}
 	return tw.Flush()
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/podbox/podbox/netsetup/portmap"
 	sbapi "github.com/podbox/podbox/runtime/sandboxapi"
 	"github.com/podbox/podbox/runtime/shimclient"
 	"github.com/podbox/podbox/sandbox"
@@ -25,6 +26,7 @@ const (
 	annHostname    = "io.podbox.hostname"
 	annNetwork     = "io.podbox.network"
 	annSharePID    = "io.podbox.share-pid"
+	annPorts       = "io.podbox.ports"
 	annLabelPrefix = "io.podbox.label."
 )
 
@@ -52,6 +54,7 @@ type createOptions struct {
 	name, hostname, network string
 	sharePID                bool
 	labels                  []string
+	ports                   []string // -p, as given
 }
 
 // annotations turns o into CreateSandbox's annotations for sandbox id.
@@ -74,6 +77,17 @@ func (o createOptions) annotations(id string) (map[string]string, error) {
 	for k, v := range labels {
 		ann[annLabelPrefix+k] = v
 	}
+	ports, err := portmap.ParseAll(o.ports)
+	if err != nil {
+		return nil, err
+	}
+	if len(ports) > 0 {
+		specs := make([]string, len(ports))
+		for i, p := range ports {
+			specs[i] = p.String()
+		}
+		ann[annPorts] = strings.Join(specs, ",")
+	}
 	return ann, nil
 }
 
@@ -93,7 +107,13 @@ func (o createOptions) validate() error {
 	default:
 		return fmt.Errorf("--network %q: want %s or %s", o.network, sandbox.NetworkBridge, sandbox.NetworkNone)
 	}
-	_, err := parseKeyValues("--label", o.labels)
+	if _, err := parseKeyValues("--label", o.labels); err != nil {
+		return err
+	}
+	if len(o.ports) > 0 && o.network != sandbox.NetworkBridge {
+		return fmt.Errorf("-p: published ports need --network %s", sandbox.NetworkBridge)
+	}
+	_, err := portmap.ParseAll(o.ports)
 	return err
 }
 
@@ -119,6 +139,7 @@ func (a *App) sandboxCreateCommand(g *globals) *cobra.Command {
 network, hosts files, cgroup and pause process. Prints the new sandbox's ID.
 On failure nothing is left behind.`,
 		Example: `  podbox sandbox create --name web --label app=shop
+  podbox sandbox create --name web -p 8080:80 -p 127.0.0.1:5353:53/udp
   podbox sandbox create --network none --share-pid`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -131,6 +152,7 @@ On failure nothing is left behind.`,
 	f.StringVar(&o.network, "network", sandbox.NetworkBridge, "network: bridge (an address on the podbox0 bridge) or none (loopback only)")
 	f.BoolVar(&o.sharePID, "share-pid", false, "share one PID namespace between all containers of the sandbox")
 	f.StringArrayVar(&o.labels, "label", nil, "label KEY=VALUE (repeatable)")
+	f.StringArrayVarP(&o.ports, "publish", "p", nil, "publish a port on the node: [HOSTIP:]HOSTPORT:PORT[/tcp|/udp], ranges as 8000-8010:8000-8010 (repeatable)")
 	return cmd
 }
 
@@ -147,6 +169,11 @@ func (a *App) sandboxCreate(ctx context.Context, g *globals, o createOptions) er
 	if o.name != "" {
 		if sb, err := st.ResolveSandbox(o.name); err == nil && sb.Name == o.name {
 			return fail(fmt.Errorf("name is already used by sandbox %s", sb.ID[:12]))
+		}
+	}
+	if len(o.ports) > 0 {
+		if err := checkPortsFree(st, o); err != nil {
+			return fail(err)
 		}
 	}
 	shim, err := a.shimBinary()
@@ -253,6 +280,30 @@ func (a *App) sandboxCreate(ctx context.Context, g *globals, o createOptions) er
 	}
 	fmt.Fprintln(a.Stdout, id)
 	return nil
+}
+
+// checkPortsFree refuses published ports that are taken, before anything
+// is built; the shim checks again when it publishes them. A sandbox that
+// holds one is named by its name.
+func checkPortsFree(st sandbox.Store, o createOptions) error {
+	ports, err := portmap.ParseAll(o.ports)
+	if err != nil {
+		return err
+	}
+	rules, err := sandbox.Node{Store: st}.PortRules()
+	if err != nil {
+		return err
+	}
+	err = rules.CheckFree(ports)
+	var ce *portmap.ConflictError
+	if errors.As(err, &ce) {
+		if id, ok := strings.CutPrefix(ce.Holder, "sandbox "); ok {
+			if sb, lerr := st.LoadSandbox(id); lerr == nil {
+				ce.Holder = fmt.Sprintf("sandbox %q", sb.Name)
+			}
+		}
+	}
+	return err
 }
 
 // sandboxState is the state to show for sb: the record's, except that a

@@ -1,0 +1,178 @@
+package integration
+
+import (
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/vishvananda/netlink"
+
+	"github.com/podbox/podbox/integration/testnode"
+	"github.com/podbox/podbox/netsetup"
+)
+
+// The stand-in LAN of the ports tests: the node and a client host beside it.
+var (
+	lanNodeIP   = netip.MustParseAddr("10.100.0.2")
+	lanClientIP = netip.MustParseAddr("10.100.0.9")
+)
+
+// clientBeside makes a client host: a namespace of its own wired to n's
+// node by a veth pair (node eth1 10.100.0.2/24, client eth0 10.100.0.9/24).
+func clientBeside(t *testing.T, n *cliNode) *testnode.Node {
+	t.Helper()
+	client := testnode.New(t)
+	ns, err := netsetup.OpenNetNS(client.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "eth1"}, PeerName: "eth0", PeerNamespace: netlink.NsFd(int(ns))}
+	err = n.node.Handle.LinkAdd(veth)
+	ns.Close()
+	if err != nil {
+		t.Fatalf("wire the client: %v", err)
+	}
+	t.Cleanup(func() { n.node.Handle.LinkDel(veth) })
+	for _, end := range []struct {
+		h    *netlink.Handle
+		name string
+		ip   netip.Addr
+	}{{n.node.Handle, "eth1", lanNodeIP}, {client.Handle, "eth0", lanClientIP}} {
+		l, err := end.h.LinkByName(end.name)
+		if err == nil {
+			err = end.h.AddrAdd(l, &netlink.Addr{IPNet: &net.IPNet{IP: end.ip.AsSlice(), Mask: net.CIDRMask(24, 32)}})
+		}
+		if err == nil {
+			err = end.h.LinkSetUp(l)
+		}
+		if err != nil {
+			t.Fatalf("wire the client: %s: %v", end.name, err)
+		}
+	}
+	return client
+}
+
+// whoamiRootfs is busybox with a CGI that answers the client's address as
+// the server sees it.
+func whoamiRootfs(t *testing.T) string {
+	t.Helper()
+	fs := busybox(t)
+	cgi := filepath.Join(fs, "www", "cgi-bin")
+	if err := os.MkdirAll(cgi, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	script := "#!/bin/sh\necho Content-Type: text/plain\necho\necho $REMOTE_ADDR\n"
+	if err := os.WriteFile(filepath.Join(cgi, "ip"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return fs
+}
+
+// fetch runs wget in a namespace and returns the body.
+func fetch(t *testing.T, node *testnode.Node, url string) (string, error) {
+	t.Helper()
+	// A server started with run -d may not listen yet: up to 20 tries.
+	loop := "for i in $(seq 20); do timeout 2 busybox wget -q -O - " + url + " && exit 0; sleep 0.1; done; exit 1"
+	out, err := node.Command(t.Context(), "busybox", "sh", "-c", loop).Output()
+	return strings.TrimSpace(string(out)), err
+}
+
+func nftTable(t *testing.T, node *testnode.Node) string {
+	t.Helper()
+	out, _ := exec.Command("nsenter", "--net="+node.Path, "nft", "list", "table", "ip", "podbox").CombinedOutput()
+	return string(out)
+}
+
+func TestPublishedPorts(t *testing.T) {
+	testnode.RequireBinary(t, "nft")
+	n := newCLINode(t)
+	client := clientBeside(t, n)
+	fs := whoamiRootfs(t)
+	web := n.sandbox("--name", "web", "-p", "8080:80", "-p", lanNodeIP.String()+":8081:80")
+	n.mustRun("run", "-d", "--sandbox", "web", "--name", "srv", "--rootfs", fs, "--", "httpd", "-f", "-p", "80", "-h", "/www")
+
+	// From another host: reached, and the server sees the client itself.
+	// (busybox httpd writes it as an IPv4-mapped IPv6 address.)
+	if got, err := fetch(t, client, "http://10.100.0.2:8080/cgi-bin/ip"); err != nil || !strings.Contains(got, lanClientIP.String()) {
+		t.Errorf("from the client host: %q, %v; want the client's own address %s", got, err, lanClientIP)
+	}
+	if got, err := fetch(t, client, "http://10.100.0.2:8081/cgi-bin/ip"); err != nil || !strings.Contains(got, lanClientIP.String()) {
+		t.Errorf("host-IP port from the client host: %q, %v", got, err)
+	}
+	// From the node: its loopback and its own address.
+	for _, url := range []string{"http://127.0.0.1:8080/", "http://10.100.0.2:8080/"} {
+		if got, err := fetch(t, n.node, url); err != nil || got != strings.TrimSpace(index) {
+			t.Errorf("from the node, %s: %q, %v", url, got, err)
+		}
+	}
+	// From another sandbox of the node, through the node's address
+	// (hairpin): masqueraded to the node's bridge address, so that the
+	// answer comes back through the node whether or not bridged traffic
+	// passes netfilter (br_netfilter) on this machine.
+	n.sandbox("--name", "other")
+	out := n.mustRun("run", "--rm", "--sandbox", "other", "--rootfs", fs, "--", "sh", "-c", retry("timeout 2 wget -q -O - http://10.100.0.2:8080/cgi-bin/ip"))
+	if gw := n.inspect("web")["gateway"].(string); !strings.Contains(out, gw) {
+		t.Errorf("hairpin from another sandbox: the server saw %q, want the bridge address %s", out, gw)
+	}
+	// inspect and ls show them.
+	if ports := n.inspect("web")["ports"]; len(ports.([]any)) != 2 {
+		t.Errorf("inspect ports: %v", ports)
+	}
+	if ls := n.mustRun("sandbox", "ls"); !strings.Contains(ls, "8080->80/tcp,10.100.0.2:8081->80/tcp") {
+		t.Errorf("sandbox ls:\n%s", ls)
+	}
+
+	// Taken ports are refused before anything is built.
+	code, _, stderr := n.run("sandbox", "create", "--name", "again", "-p", "8080:8080")
+	assertOneLineError(t, code, stderr, `sandbox "again"`, "host port 8080/tcp", `sandbox "web"`)
+	srv := n.node.Command(t.Context(), "busybox", "nc", "-l", "-p", "9099")
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { srv.Process.Kill(); srv.Wait() }()
+	waitFor(t, func() bool {
+		code, _, stderr = n.run("sandbox", "create", "--name", "again", "-p", "9099:80")
+		return strings.Contains(stderr, "process")
+	})
+	assertOneLineError(t, code, stderr, "host port 9099/tcp is already in use by process", "(busybox)")
+	code, _, stderr = n.run("sandbox", "create", "--name", "again", "-p", "192.0.2.1:9000:80")
+	assertOneLineError(t, code, stderr, "host IP 192.0.2.1 is not an address of the node")
+	if ls := n.mustRun("sandbox", "ls", "-q"); strings.Count(ls, "\n") != 2 {
+		t.Errorf("refused creates left sandboxes:\n%s", ls)
+	}
+
+	// Removal takes exactly the sandbox's rules.
+	n.mustRun("sandbox", "rm", "-f", web)
+	if table := nftTable(t, n.node); strings.Contains(table, web) || strings.Contains(table, "dnat to") {
+		t.Errorf("rules after the sandbox's removal:\n%s", table)
+	}
+	if _, err := fetch(t, client, "http://10.100.0.2:8080/"); err == nil {
+		t.Error("the port still answers after the sandbox's removal")
+	}
+}
+
+// TestPublishedPortsAfterShimKill: the rules of a sandbox whose shim was
+// killed go with `sandbox rm -f`, and nothing else's do.
+func TestPublishedPortsAfterShimKill(t *testing.T) {
+	testnode.RequireBinary(t, "nft")
+	n := newCLINode(t)
+	a := n.sandbox("--name", "a", "-p", "8080:80")
+	b := n.sandbox("--name", "b", "-p", "9090:80/udp")
+	if err := syscall.Kill(int(n.inspect("a")["shimPid"].(float64)), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	n.mustRun("sandbox", "rm", "-f", "a")
+	table := nftTable(t, n.node)
+	if strings.Contains(table, a) || !strings.Contains(table, b) || !strings.Contains(table, "udp dport 9090") {
+		t.Errorf("after removing a (killed shim), the table is:\n%s", table)
+	}
+	n.mustRun("sandbox", "rm", "-f", "b")
+	if table := nftTable(t, n.node); strings.Contains(table, "dnat to") {
+		t.Errorf("rules left:\n%s", table)
+	}
+}
