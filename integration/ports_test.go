@@ -14,6 +14,7 @@ import (
 
 	"github.com/podbox/podbox/integration/testnode"
 	"github.com/podbox/podbox/netsetup"
+	"github.com/podbox/podbox/netsetup/resolvconf"
 )
 
 // The stand-in LAN of the ports tests: the node and a client host beside it.
@@ -174,5 +175,30 @@ func TestPublishedPortsAfterShimKill(t *testing.T) {
 	n.mustRun("sandbox", "rm", "-f", "b")
 	if table := nftTable(t, n.node); strings.Contains(table, "dnat to") {
 		t.Errorf("rules left:\n%s", table)
+	}
+}
+
+// TestSandboxDNS: the sandbox's resolv.conf is the node's unless the
+// create says otherwise, and every container of the sandbox reads it.
+func TestSandboxDNS(t *testing.T) {
+	n := newCLINode(t)
+	fs := busybox(t)
+	n.sandbox("--name", "own", "--dns", "10.0.0.53", "--dns", "10.0.0.54", "--dns-search", "svc.example", "--dns-option", "ndots:2")
+	out := n.mustRun("run", "--rm", "--sandbox", "own", "--rootfs", fs, "--", "cat", "/etc/resolv.conf")
+	if want := "nameserver 10.0.0.53\nnameserver 10.0.0.54\nsearch svc.example\noptions ndots:2\n"; out != want {
+		t.Errorf("resolv.conf with --dns flags:\n%s\nwant\n%s", out, want)
+	}
+	if dns := n.inspect("own")["dns"]; dns == nil {
+		t.Error("inspect shows no dns")
+	}
+	n.sandbox("--name", "node")
+	out = n.mustRun("run", "--rm", "--sandbox", "node", "--rootfs", fs, "--", "cat", "/etc/resolv.conf")
+	host, _ := os.ReadFile(resolvconf.HostPath)
+	upstream, err := os.ReadFile(resolvconf.UpstreamPath)
+	if err != nil {
+		upstream = nil
+	}
+	if want := string(resolvconf.Build(resolvconf.Config{}, host, upstream)); out != want || strings.Contains(out, "nameserver 127.") {
+		t.Errorf("resolv.conf from the node's:\n%s\nwant\n%s", out, want)
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/podbox/podbox/netsetup"
 	"github.com/podbox/podbox/netsetup/nodenet"
 	"github.com/podbox/podbox/netsetup/portmap"
+	"github.com/podbox/podbox/netsetup/resolvconf"
 )
 
 // DefaultCgroupParent is the cgroup (in every hierarchy) under which each
@@ -47,6 +48,8 @@ type Options struct {
 	Labels    map[string]string
 	// Ports are published on the node (network bridge only).
 	Ports []portmap.Mapping
+	// DNS overrides the node's resolver settings in the sandbox.
+	DNS resolvconf.Config
 }
 
 func (n Node) cgroupParent() string {
@@ -210,12 +213,19 @@ func (n Node) Create(ctx context.Context, o Options) (_ *Sandbox, retErr error) 
 	if len(o.Ports) > 0 && o.Network != NetworkBridge {
 		return nil, wrap(fmt.Errorf("published ports need network %s, not %s", NetworkBridge, o.Network))
 	}
+	if err := o.DNS.Validate(); err != nil {
+		return nil, wrap(err)
+	}
 
 	sb := &Sandbox{
 		ID: o.ID, Name: o.Name, Hostname: o.Hostname, Network: o.Network, SharePID: o.SharePID,
 		Labels: maps.Clone(o.Labels), Ports: slices.Clone(o.Ports), State: StateCreating, NetNSPath: o.NetNSPath,
 		CgroupParent: n.cgroupParent(), ShimPID: os.Getpid(), CreatedAt: time.Now().UTC(),
 		Containers: []string{},
+	}
+	if !o.DNS.IsZero() {
+		dns := o.DNS
+		sb.DNS = &dns
 	}
 	if err := n.Store.CreateSandboxRecord(sb); err != nil {
 		return nil, err
@@ -358,7 +368,7 @@ func (n Node) writeEtcFiles(sb *Sandbox) error {
 	files := map[string]string{
 		"hostname":    sb.Hostname + "\n",
 		"hosts":       hosts,
-		"resolv.conf": resolvConf(),
+		"resolv.conf": resolvConf(sb.DNS),
 	}
 	for name, content := range files {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
@@ -368,22 +378,19 @@ func (n Node) writeEtcFiles(sb *Sandbox) error {
 	return nil
 }
 
-// resolvConf is the host's resolv.conf without loopback name servers, which
-// would point into the sandbox's own namespace where none listens.
-func resolvConf() string {
-	b, err := os.ReadFile("/etc/resolv.conf")
+// resolvConf is the sandbox's resolv.conf: its own settings where it has
+// them, the node's otherwise (package resolvconf).
+func resolvConf(c *resolvconf.Config) string {
+	var own resolvconf.Config
+	if c != nil {
+		own = *c
+	}
+	host, _ := os.ReadFile(resolvconf.HostPath)
+	upstream, err := os.ReadFile(resolvconf.UpstreamPath)
 	if err != nil {
-		return ""
+		upstream = nil
 	}
-	var out []string
-	for line := range strings.SplitSeq(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) >= 2 && f[0] == "nameserver" && (strings.HasPrefix(f[1], "127.") || f[1] == "::1") {
-			continue
-		}
-		out = append(out, line)
-	}
-	return strings.Join(out, "\n")
+	return string(resolvconf.Build(own, host, upstream))
 }
 
 // EtcFile is the path of the sandbox's hosts, hostname or resolv.conf file.

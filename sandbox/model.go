@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/podbox/podbox/netsetup/portmap"
+	"github.com/podbox/podbox/netsetup/resolvconf"
 )
 
 // State is a sandbox's lifecycle state as users see it.
@@ -59,6 +60,8 @@ type Sandbox struct {
 	// recorded before any rule exists, so that a removal after a crash
 	// knows to look for them.
 	Ports []portmap.Mapping `json:"ports,omitempty"`
+	// DNS is what the sandbox's resolv.conf says instead of the node's.
+	DNS *resolvconf.Config `json:"dns,omitempty"`
 
 	CgroupParent string `json:"cgroupParent"`
 	ShimPID      int    `json:"shimPid,omitempty"`

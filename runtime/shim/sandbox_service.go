@@ -10,6 +10,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/podbox/podbox/netsetup/portmap"
+	"github.com/podbox/podbox/netsetup/resolvconf"
 	types "github.com/podbox/podbox/runtime/apitypes"
 	sbapi "github.com/podbox/podbox/runtime/sandboxapi"
 	"github.com/podbox/podbox/sandbox"
@@ -24,6 +25,9 @@ const (
 	annNetwork     = "io.podbox.network"
 	annSharePID    = "io.podbox.share-pid"
 	annPorts       = "io.podbox.ports"
+	annDNSServers  = "io.podbox.dns.servers"
+	annDNSSearches = "io.podbox.dns.searches"
+	annDNSOptions  = "io.podbox.dns.options"
 	annLabelPrefix = "io.podbox.label."
 )
 
@@ -51,6 +55,19 @@ func optionsFrom(req *sbapi.CreateSandboxRequest) (sandbox.Options, error) {
 			return o, fmt.Errorf("%w: %s: %v", errInvalid, annPorts, err)
 		}
 		o.Ports = ports
+	}
+	if v := a[annDNSServers]; v != "" {
+		servers, err := resolvconf.ParseServers(strings.Split(v, ","))
+		if err != nil {
+			return o, fmt.Errorf("%w: %s: %v", errInvalid, annDNSServers, err)
+		}
+		o.DNS.Servers = servers
+	}
+	if v := a[annDNSSearches]; v != "" {
+		o.DNS.Searches = strings.Split(v, ",")
+	}
+	if v := a[annDNSOptions]; v != "" {
+		o.DNS.Options = strings.Split(v, ",")
 	}
 	if req.NetnsPath != "" {
 		if o.Network != "" && o.Network != sandbox.NetworkExternal {

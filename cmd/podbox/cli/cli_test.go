@@ -186,6 +186,9 @@ func TestSandboxCreateBadInputChangesNothing(t *testing.T) {
 		{[]string{"-p", "nohost:8080:80"}, []string{`host IP "nohost"`}},
 		{[]string{"-p", "8080:80", "-p", "8080:81"}, []string{"8080/tcp is published twice"}},
 		{[]string{"-p", "8080:80", "--network", "none"}, []string{"published ports need --network bridge"}},
+		{[]string{"--dns", "dns.example"}, []string{`--dns "dns.example": not an IP address`}},
+		{[]string{"--dns-search", "bad domain"}, []string{`--dns-search "bad domain"`}},
+		{[]string{"--dns-option", "a b"}, []string{`--dns-option "a b"`}},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			before := e.tree()

@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/podbox/podbox/netsetup/portmap"
+	"github.com/podbox/podbox/netsetup/resolvconf"
 	sbapi "github.com/podbox/podbox/runtime/sandboxapi"
 	"github.com/podbox/podbox/runtime/shimclient"
 	"github.com/podbox/podbox/sandbox"
@@ -27,6 +28,9 @@ const (
 	annNetwork     = "io.podbox.network"
 	annSharePID    = "io.podbox.share-pid"
 	annPorts       = "io.podbox.ports"
+	annDNSServers  = "io.podbox.dns.servers"
+	annDNSSearches = "io.podbox.dns.searches"
+	annDNSOptions  = "io.podbox.dns.options"
 	annLabelPrefix = "io.podbox.label."
 )
 
@@ -55,6 +59,17 @@ type createOptions struct {
 	sharePID                bool
 	labels                  []string
 	ports                   []string // -p, as given
+	dns, dnsSearch, dnsOpt  []string
+}
+
+// dnsConfig is the sandbox's resolver settings from the flags.
+func (o createOptions) dnsConfig() (resolvconf.Config, error) {
+	servers, err := resolvconf.ParseServers(o.dns)
+	if err != nil {
+		return resolvconf.Config{}, err
+	}
+	c := resolvconf.Config{Servers: servers, Searches: o.dnsSearch, Options: o.dnsOpt}
+	return c, c.Validate()
 }
 
 // annotations turns o into CreateSandbox's annotations for sandbox id.
@@ -88,6 +103,15 @@ func (o createOptions) annotations(id string) (map[string]string, error) {
 		}
 		ann[annPorts] = strings.Join(specs, ",")
 	}
+	if len(o.dns) > 0 {
+		ann[annDNSServers] = strings.Join(o.dns, ",")
+	}
+	if len(o.dnsSearch) > 0 {
+		ann[annDNSSearches] = strings.Join(o.dnsSearch, ",")
+	}
+	if len(o.dnsOpt) > 0 {
+		ann[annDNSOptions] = strings.Join(o.dnsOpt, ",")
+	}
 	return ann, nil
 }
 
@@ -113,7 +137,10 @@ func (o createOptions) validate() error {
 	if len(o.ports) > 0 && o.network != sandbox.NetworkBridge {
 		return fmt.Errorf("-p: published ports need --network %s", sandbox.NetworkBridge)
 	}
-	_, err := portmap.ParseAll(o.ports)
+	if _, err := portmap.ParseAll(o.ports); err != nil {
+		return err
+	}
+	_, err := o.dnsConfig()
 	return err
 }
 
@@ -137,7 +164,14 @@ func (a *App) sandboxCreateCommand(g *globals) *cobra.Command {
 		Short: "Create a sandbox and print its ID",
 		Long: `Create a sandbox: start its shim, which builds the network namespace,
 network, hosts files, cgroup and pause process. Prints the new sandbox's ID.
-On failure nothing is left behind.`,
+On failure nothing is left behind.
+
+-p publishes a port of the sandbox on the node (nftables rules in podbox's
+own table): reachable from other hosts at the node's addresses, from the
+node itself (localhost too) and from other sandboxes through the node's
+address. The sandbox's /etc/resolv.conf is the node's, with a local stub
+resolver's loopback address replaced by the servers it forwards to, unless
+--dns, --dns-search or --dns-option say otherwise.`,
 		Example: `  podbox sandbox create --name web --label app=shop
   podbox sandbox create --name web -p 8080:80 -p 127.0.0.1:5353:53/udp
   podbox sandbox create --network none --share-pid`,
@@ -153,6 +187,9 @@ On failure nothing is left behind.`,
 	f.BoolVar(&o.sharePID, "share-pid", false, "share one PID namespace between all containers of the sandbox")
 	f.StringArrayVar(&o.labels, "label", nil, "label KEY=VALUE (repeatable)")
 	f.StringArrayVarP(&o.ports, "publish", "p", nil, "publish a port on the node: [HOSTIP:]HOSTPORT:PORT[/tcp|/udp], ranges as 8000-8010:8000-8010 (repeatable)")
+	f.StringArrayVar(&o.dns, "dns", nil, "name server for the sandbox's resolv.conf, instead of the node's (repeatable)")
+	f.StringArrayVar(&o.dnsSearch, "dns-search", nil, "search domain for the sandbox's resolv.conf, instead of the node's (repeatable)")
+	f.StringArrayVar(&o.dnsOpt, "dns-option", nil, "resolver option such as ndots:2, instead of the node's (repeatable)")
 	return cmd
 }
 
