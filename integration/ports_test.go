@@ -202,3 +202,70 @@ func TestSandboxDNS(t *testing.T) {
 		t.Errorf("resolv.conf from the node's:\n%s\nwant\n%s", out, want)
 	}
 }
+
+// outsideIP is a server's address beyond the node: on the client host, which
+// plays the router to the outside world, reached by the node's default route.
+var outsideIP = netip.MustParseAddr("198.51.100.7")
+
+// TestEgressMasquerade: a pod reaches a server outside the pod network, and
+// the server sees the node's address (the outside has no route back to
+// pods); pods see each other's own addresses.
+func TestEgressMasquerade(t *testing.T) {
+	testnode.RequireBinary(t, "nft")
+	n := newCLINode(t)
+	router := clientBeside(t, n)
+	lo, err := router.Handle.LinkByName("lo")
+	if err == nil {
+		err = router.Handle.AddrAdd(lo, &netlink.Addr{IPNet: &net.IPNet{IP: outsideIP.AsSlice(), Mask: net.CIDRMask(32, 32)}})
+	}
+	if err == nil {
+		err = n.node.Handle.RouteAdd(&netlink.Route{Gw: lanClientIP.AsSlice()})
+	}
+	if err != nil {
+		t.Fatalf("outside address and default route: %v", err)
+	}
+	fs := whoamiRootfs(t)
+	srv := router.Command(t.Context(), "busybox", "httpd", "-f", "-p", outsideIP.String()+":8080", "-h", filepath.Join(fs, "www"))
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { srv.Process.Kill(); srv.Wait() }()
+
+	n.sandbox("--name", "a")
+	out := n.mustRun("run", "--rm", "--sandbox", "a", "--rootfs", fs, "--", "sh", "-c", retry("timeout 2 wget -q -O - http://198.51.100.7:8080/cgi-bin/ip"))
+	if !strings.Contains(out, lanNodeIP.String()) {
+		t.Errorf("the outside server saw %q, want the node's address %s", out, lanNodeIP)
+	}
+	// Between pods: no translation.
+	n.sandbox("--name", "b")
+	n.mustRun("run", "-d", "--sandbox", "b", "--name", "whoami", "--rootfs", fs, "--", "httpd", "-f", "-p", "80", "-h", "/www")
+	ipA, ipB := n.inspect("a")["ip"].(string), n.inspect("b")["ip"].(string)
+	out = n.mustRun("run", "--rm", "--sandbox", "a", "--rootfs", fs, "--", "sh", "-c", retry("timeout 2 wget -q -O - http://"+ipB+"/cgi-bin/ip"))
+	if !strings.Contains(out, ipA) {
+		t.Errorf("pod b saw %q, want pod a's own address %s", out, ipA)
+	}
+	if table := nftTable(t, n.node); !strings.Contains(table, `comment "podbox egress`) || !strings.Contains(table, "ip daddr != 10.89.0.0/16") {
+		t.Errorf("no egress rule in:\n%s", table)
+	}
+}
+
+// TestNodeInitMasquerade: node init installs the egress rule for its cluster
+// CIDR, --masquerade=false removes it, reset removes the table.
+func TestNodeInitMasquerade(t *testing.T) {
+	testnode.RequireBinary(t, "nft")
+	n := newCLINode(t)
+	clientBeside(t, n)
+	n.mustRun("node", "init", "--pod-cidr", "10.244.1.0/24", "--node-ip", lanNodeIP.String())
+	if table := nftTable(t, n.node); !strings.Contains(table, "ip saddr 10.244.1.0/24 ip daddr != 10.244.0.0/16") || !strings.Contains(table, "masquerade") {
+		t.Errorf("after node init:\n%s", table)
+	}
+	n.mustRun("node", "reset")
+	if table := nftTable(t, n.node); strings.Contains(table, "table ip podbox {") {
+		t.Errorf("after node reset:\n%s", table)
+	}
+	n.mustRun("node", "init", "--pod-cidr", "10.244.1.0/24", "--node-ip", lanNodeIP.String(), "--masquerade=false")
+	if table := nftTable(t, n.node); strings.Contains(table, "podbox egress") {
+		t.Errorf("with --masquerade=false:\n%s", table)
+	}
+	n.mustRun("node", "reset")
+}

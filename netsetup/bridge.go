@@ -33,27 +33,28 @@ func (n Network) EnsureBridge(ctx context.Context) (*netlink.Bridge, error) {
 		return nil, err
 	}
 	defer node.Close()
-	return n.ensureBridge(node)
+	br, _, err := n.ensureBridge(node)
+	return br, err
 }
 
 // ensureBridge is EnsureBridge on an open handle in the node namespace; n is
-// resolved.
-func (n Network) ensureBridge(node *netlink.Handle) (*netlink.Bridge, error) {
-	br, err := n.bridgeLink(node)
+// resolved. created says whether this call made the bridge.
+func (n Network) ensureBridge(node *netlink.Handle) (_ *netlink.Bridge, created bool, _ error) {
+	br, created, err := n.bridgeLink(node)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	if err := n.ensureBridgeAddr(node, br); err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	if err := enableIPForward(n.NodeNetNS); err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	return br, nil
+	return br, created, nil
 }
 
 // bridgeLink finds or creates the bridge and brings it to n's MTU, up.
-func (n Network) bridgeLink(node *netlink.Handle) (*netlink.Bridge, error) {
+func (n Network) bridgeLink(node *netlink.Handle) (_ *netlink.Bridge, created bool, _ error) {
 	l, err := node.LinkByName(n.Bridge)
 	if isNotFound(err) {
 		attrs := netlink.NewLinkAttrs()
@@ -73,30 +74,31 @@ func (n Network) bridgeLink(node *netlink.Handle) (*netlink.Bridge, error) {
 		attrs.HardwareAddr = macFromIPv4(n.Gateway)
 		err = node.LinkAdd(&netlink.Bridge{LinkAttrs: attrs})
 		if err != nil && !errors.Is(err, unix.EEXIST) {
-			return nil, fmt.Errorf("bridge %q: create: %w", n.Bridge, err)
+			return nil, false, fmt.Errorf("bridge %q: create: %w", n.Bridge, err)
 		}
+		created = err == nil
 		// Whether we or a concurrent creator made it, read back what the
 		// kernel holds (index, flags).
 		l, err = node.LinkByName(n.Bridge)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("bridge %q: look up: %w", n.Bridge, err)
+		return nil, false, fmt.Errorf("bridge %q: look up: %w", n.Bridge, err)
 	}
 	br, ok := l.(*netlink.Bridge)
 	if !ok {
-		return nil, fmt.Errorf("bridge %q: a %s link of that name exists, not a bridge", n.Bridge, l.Type())
+		return nil, false, fmt.Errorf("bridge %q: a %s link of that name exists, not a bridge", n.Bridge, l.Type())
 	}
 	if br.MTU != n.MTU {
 		if err := node.LinkSetMTU(br, n.MTU); err != nil {
-			return nil, fmt.Errorf("bridge %q: set mtu %d: %w", n.Bridge, n.MTU, err)
+			return nil, false, fmt.Errorf("bridge %q: set mtu %d: %w", n.Bridge, n.MTU, err)
 		}
 	}
 	if br.Flags&net.FlagUp == 0 {
 		if err := node.LinkSetUp(br); err != nil {
-			return nil, fmt.Errorf("bridge %q: set up: %w", n.Bridge, err)
+			return nil, false, fmt.Errorf("bridge %q: set up: %w", n.Bridge, err)
 		}
 	}
-	return br, nil
+	return br, created, nil
 }
 
 // ensureBridgeAddr gives the bridge the gateway address unless it has it. Any

@@ -58,6 +58,9 @@ type Attachment struct {
 	Gateway netip.Addr   `json:"gateway"`
 	// MAC is the hardware address of the sandbox's eth0.
 	MAC string `json:"mac"`
+	// BridgeCreated says that this Setup made the bridge: the node's first
+	// sandbox, when node-wide rules that go with the bridge are made too.
+	BridgeCreated bool `json:"-"`
 }
 
 // Resolve returns n with every unset field set to its default, or an error

@@ -116,7 +116,7 @@ func (n Network) Setup(ctx context.Context, sandboxID, netnsPath string) (_ *Att
 	}
 	defer sb.Close()
 
-	br, err := n.ensureBridge(node)
+	br, bridgeCreated, err := n.ensureBridge(node)
 	if err != nil {
 		return nil, wrap(err)
 	}
@@ -160,6 +160,8 @@ func (n Network) Setup(ctx context.Context, sandboxID, netnsPath string) (_ *Att
 		Address:   addr,
 		Gateway:   n.Gateway,
 		MAC:       eth0.Attrs().HardwareAddr.String(),
+
+		BridgeCreated: bridgeCreated,
 	}, nil
 }
 

@@ -315,6 +315,8 @@ func TestSetupBuildsTheAttachment(t *testing.T) {
 		Address:   netip.PrefixFrom(att.Address.Addr(), 22),
 		Gateway:   netip.MustParseAddr("10.89.8.1"),
 		MAC:       att.MAC,
+		// The test's node had no bridge: this Setup made it.
+		BridgeCreated: true,
 	}
 	if *att != want {
 		t.Errorf("attachment = %+v, want %+v", *att, want)
@@ -419,6 +421,10 @@ func TestSetupAndTeardownAreIdempotent(t *testing.T) {
 		t.Fatal(err)
 	}
 	second := e.setup(t, "again")
+	if !first.BridgeCreated || second.BridgeCreated {
+		t.Errorf("BridgeCreated: first Setup %v, second %v; want true, false", first.BridgeCreated, second.BridgeCreated)
+	}
+	second.BridgeCreated = first.BridgeCreated
 	if *first != *second {
 		t.Fatalf("second Setup = %+v, first = %+v", *second, *first)
 	}

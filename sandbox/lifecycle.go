@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -14,8 +15,8 @@ import (
 	"time"
 
 	"github.com/podbox/podbox/netsetup"
+	"github.com/podbox/podbox/netsetup/nat"
 	"github.com/podbox/podbox/netsetup/nodenet"
-	"github.com/podbox/podbox/netsetup/portmap"
 	"github.com/podbox/podbox/netsetup/resolvconf"
 )
 
@@ -47,7 +48,7 @@ type Options struct {
 	SharePID  bool
 	Labels    map[string]string
 	// Ports are published on the node (network bridge only).
-	Ports []portmap.Mapping
+	Ports []nat.Mapping
 	// DNS overrides the node's resolver settings in the sandbox.
 	DNS resolvconf.Config
 }
@@ -102,19 +103,30 @@ func (n Node) nodeNetwork() (netsetup.Network, error) {
 
 // portRules are the published ports of net's node, on bridge; the lock
 // beside the state root keeps two creates from publishing one port.
-func (n Node) portRules(net netsetup.Network, bridge string) portmap.Rules {
+func (n Node) portRules(net netsetup.Network, bridge string) nat.Rules {
 	subnet := net.Subnet
 	if !subnet.IsValid() {
 		subnet = netsetup.DefaultSubnet
 	}
-	return portmap.Rules{NodeNetNS: net.NodeNetNS, Bridge: bridge, Subnet: subnet, Lock: filepath.Join(n.Store.Root, "ports.lock")}
+	return nat.Rules{NodeNetNS: net.NodeNetNS, Bridge: bridge, Subnet: subnet, Lock: filepath.Join(n.Store.Root, "ports.lock")}
+}
+
+// egress says what traffic from the pod network leaves masqueraded: to
+// outside the cluster CIDR of `node init` if it allows it, else to outside
+// the pod subnet.
+func (n Node) egress(subnet netip.Prefix) (cluster netip.Prefix, on bool) {
+	c, err := nodenet.Load(n.Store.Root)
+	if err != nil {
+		return subnet, true
+	}
+	return c.ClusterCIDR, !c.NoMasquerade
 }
 
 // PortRules are the published ports of the node's bridge network.
-func (n Node) PortRules() (portmap.Rules, error) {
+func (n Node) PortRules() (nat.Rules, error) {
 	net, err := n.nodeNetwork()
 	if err != nil {
-		return portmap.Rules{}, err
+		return nat.Rules{}, err
 	}
 	bridge := net.Bridge
 	if bridge == "" {
@@ -283,7 +295,16 @@ func (n Node) setupNetwork(ctx context.Context, sb *Sandbox) error {
 		}
 		sb.IP, sb.Gateway = att.Address.Addr().String(), att.Gateway.String()
 		sb.Bridge, sb.HostVeth = att.Bridge, att.HostVeth
-		if err := n.portRules(net, att.Bridge).Add(sb.ID, att.Address.Addr(), sb.Ports); err != nil {
+		rules := n.portRules(net, att.Bridge)
+		if att.BridgeCreated {
+			// The node's first sandbox (or the first since the bridge
+			// went): the node-wide egress rule goes with the bridge.
+			cluster, on := n.egress(att.Address.Masked())
+			if err := rules.Egress(cluster, on); err != nil {
+				return err
+			}
+		}
+		if err := rules.Add(sb.ID, att.Address.Addr(), sb.Ports); err != nil {
 			return err
 		}
 	case NetworkNone:

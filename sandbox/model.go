@@ -5,7 +5,7 @@ import (
 	"encoding/hex"
 	"time"
 
-	"github.com/podbox/podbox/netsetup/portmap"
+	"github.com/podbox/podbox/netsetup/nat"
 	"github.com/podbox/podbox/netsetup/resolvconf"
 )
 
@@ -59,7 +59,7 @@ type Sandbox struct {
 	// Ports are the host ports published to the sandbox (`-p`); they are
 	// recorded before any rule exists, so that a removal after a crash
 	// knows to look for them.
-	Ports []portmap.Mapping `json:"ports,omitempty"`
+	Ports []nat.Mapping `json:"ports,omitempty"`
 	// DNS is what the sandbox's resolv.conf says instead of the node's.
 	DNS *resolvconf.Config `json:"dns,omitempty"`
 

@@ -74,6 +74,9 @@ type Settings struct {
 	MTU int `json:"mtu"`
 	// VNI is the VXLAN network identifier (vxlan mode); default 1.
 	VNI int `json:"vni,omitempty"`
+	// NoMasquerade leaves traffic from pods to outside the cluster CIDR
+	// with the pods' own addresses; by default it leaves with the node's.
+	NoMasquerade bool `json:"noMasquerade,omitempty"`
 }
 
 // Resolve returns s with defaults filled in, or an error naming the first

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/podbox/podbox/netsetup"
+	"github.com/podbox/podbox/netsetup/nat"
 )
 
 // Host is one node's network, as configured under one state root.
@@ -77,6 +78,11 @@ func (h Host) network(c *Config) netsetup.Network {
 	n := c.Network(h.Root)
 	n.NodeNetNS = h.NetNS
 	return n
+}
+
+// nat is podbox's nftables table of the node, for c's pod network.
+func (h Host) nat(c *Config) nat.Rules {
+	return nat.Rules{NodeNetNS: h.NetNS, Bridge: c.Bridge, Subnet: c.PodCIDR}
 }
 
 func (h Host) inUse() error {
@@ -188,6 +194,9 @@ func describe(s Settings) string {
 	d := fmt.Sprintf("pod CIDR %s, cluster CIDR %s, node IP %s, mode %s, bridge %s, mtu %d", s.PodCIDR, s.ClusterCIDR, s.NodeIP, s.Mode, s.Bridge, s.MTU)
 	if s.VNI != 0 {
 		d += fmt.Sprintf(", vni %d", s.VNI)
+	}
+	if s.NoMasquerade {
+		d += ", no masquerade"
 	}
 	return d
 }
@@ -313,6 +322,9 @@ func (h Host) apply(ctx context.Context, nh *netlink.Handle, c *Config) error {
 	if _, err := h.network(c).EnsureBridge(ctx); err != nil {
 		return fmt.Errorf("node: %w", err)
 	}
+	if err := h.nat(c).Egress(c.ClusterCIDR, !c.NoMasquerade); err != nil {
+		return fmt.Errorf("node: %w", err)
+	}
 	vx, err := h.ensureMode(nh, c)
 	if err != nil {
 		return err
@@ -337,6 +349,8 @@ func (h Host) teardown(nh *netlink.Handle, c *Config) error {
 	}
 	errs = append(errs, deleteLink(nh, VXLANDevice, "vxlan"))
 	errs = append(errs, deleteLink(nh, c.Bridge, "bridge"))
+	// No sandbox is left (Reset checks), so no published port either.
+	errs = append(errs, h.nat(c).Reset())
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}

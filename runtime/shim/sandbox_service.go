@@ -9,7 +9,7 @@ import (
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/podbox/podbox/netsetup/portmap"
+	"github.com/podbox/podbox/netsetup/nat"
 	"github.com/podbox/podbox/netsetup/resolvconf"
 	types "github.com/podbox/podbox/runtime/apitypes"
 	sbapi "github.com/podbox/podbox/runtime/sandboxapi"
@@ -50,7 +50,7 @@ func optionsFrom(req *sbapi.CreateSandboxRequest) (sandbox.Options, error) {
 		}
 	}
 	if v := a[annPorts]; v != "" {
-		ports, err := portmap.ParseAll(strings.Split(v, ","))
+		ports, err := nat.ParseAll(strings.Split(v, ","))
 		if err != nil {
 			return o, fmt.Errorf("%w: %s: %v", errInvalid, annPorts, err)
 		}

@@ -22,7 +22,7 @@ import (
 
 	"github.com/podbox/podbox/image/runspec"
 	"github.com/podbox/podbox/netsetup"
-	"github.com/podbox/podbox/netsetup/portmap"
+	"github.com/podbox/podbox/netsetup/nat"
 	"github.com/podbox/podbox/sandbox"
 )
 
@@ -266,7 +266,7 @@ func TestSandboxLsStates(t *testing.T) {
 	e.store().SaveSandbox(crashed)
 	stopped := e.addSandbox("stopped", sandbox.StateStopped, false)
 	stopped.CreatedAt = stopped.CreatedAt.Add(2 * time.Minute)
-	stopped.Ports, _ = portmap.ParseAll([]string{"8080:80", "10.0.0.1:53:53/udp"})
+	stopped.Ports, _ = nat.ParseAll([]string{"8080:80", "10.0.0.1:53:53/udp"})
 	e.store().SaveSandbox(stopped)
 
 	code, out, stderr := e.run("sandbox", "ls")

@@ -87,12 +87,16 @@ func sandboxNames(st sandbox.Store) ([]string, error) {
 func (a *App) nodeInitCommand(g *globals) *cobra.Command {
 	var podCIDR, clusterCIDR, nodeIP, mode, bridge string
 	var mtu, vni int
+	masquerade := true
 	cmd := &cobra.Command{
 		Use:   "init --pod-cidr CIDR [flags]",
 		Short: "Configure and apply this node's pod network",
 		Long: `Configure this node: its bridge takes the first address of the pod CIDR
 (10.244.1.0/24 → 10.244.1.1/24) and sandboxes created afterwards lease from it.
-IP forwarding is turned on (reset restores the old value).
+IP forwarding is turned on (reset restores the old value). Traffic from pods
+to addresses outside the cluster CIDR leaves with the node's address
+(masquerade, in podbox's own nftables table) unless --masquerade=false;
+traffic between pods, on this node or others, keeps the pods' addresses.
 
 --node-ip must be an address of this node; by default it is the source
 address of the default route. Running init again with the same settings
@@ -103,7 +107,7 @@ settings need ` + "`podbox node reset`" + ` first. Init refuses while sandboxes 
   podbox node init --pod-cidr 10.244.1.0/24 --mode vxlan --vni 7`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			s := nodenet.Settings{Mode: mode, Bridge: bridge, MTU: mtu, VNI: vni}
+			s := nodenet.Settings{Mode: mode, Bridge: bridge, MTU: mtu, VNI: vni, NoMasquerade: !masquerade}
 			var err error
 			if s.PodCIDR, err = nodenet.ParseCIDR("--pod-cidr", podCIDR); err != nil {
 				return err
@@ -138,6 +142,7 @@ settings need ` + "`podbox node reset`" + ` first. Init refuses while sandboxes 
 	f.StringVar(&bridge, "bridge", "podbox0", "the node bridge's name")
 	f.IntVar(&mtu, "mtu", 1500, "MTU (vxlan: the pods get 50 less, and at most the underlay's MTU less 50)")
 	f.IntVar(&vni, "vni", 0, "VXLAN network identifier, vxlan mode only (default 1)")
+	f.BoolVar(&masquerade, "masquerade", true, "give traffic from pods to outside the cluster CIDR the node's address")
 	return cmd
 }
 

@@ -9,7 +9,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/podbox/podbox/netsetup/portmap"
+	"github.com/podbox/podbox/netsetup/nat"
 	"github.com/podbox/podbox/sandbox"
 )
 
@@ -45,7 +45,7 @@ func sandboxViews(sbs []*sandbox.Sandbox) []*sandbox.Sandbox {
 }
 
 // portsColumn shows published ports as docker ps does: [HOSTIP:]HOSTPORT->PORT/PROTO.
-func portsColumn(ms []portmap.Mapping) string {
+func portsColumn(ms []nat.Mapping) string {
 	parts := make([]string, len(ms))
 	for i, m := range ms {
 		host := strconv.Itoa(int(m.HostPort))

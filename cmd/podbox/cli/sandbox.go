@@ -14,7 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/podbox/podbox/netsetup/portmap"
+	"github.com/podbox/podbox/netsetup/nat"
 	"github.com/podbox/podbox/netsetup/resolvconf"
 	sbapi "github.com/podbox/podbox/runtime/sandboxapi"
 	"github.com/podbox/podbox/runtime/shimclient"
@@ -92,7 +92,7 @@ func (o createOptions) annotations(id string) (map[string]string, error) {
 	for k, v := range labels {
 		ann[annLabelPrefix+k] = v
 	}
-	ports, err := portmap.ParseAll(o.ports)
+	ports, err := nat.ParseAll(o.ports)
 	if err != nil {
 		return nil, err
 	}
@@ -137,7 +137,7 @@ func (o createOptions) validate() error {
 	if len(o.ports) > 0 && o.network != sandbox.NetworkBridge {
 		return fmt.Errorf("-p: published ports need --network %s", sandbox.NetworkBridge)
 	}
-	if _, err := portmap.ParseAll(o.ports); err != nil {
+	if _, err := nat.ParseAll(o.ports); err != nil {
 		return err
 	}
 	_, err := o.dnsConfig()
@@ -323,7 +323,7 @@ func (a *App) sandboxCreate(ctx context.Context, g *globals, o createOptions) er
 // is built; the shim checks again when it publishes them. A sandbox that
 // holds one is named by its name.
 func checkPortsFree(st sandbox.Store, o createOptions) error {
-	ports, err := portmap.ParseAll(o.ports)
+	ports, err := nat.ParseAll(o.ports)
 	if err != nil {
 		return err
 	}
@@ -332,7 +332,7 @@ func checkPortsFree(st sandbox.Store, o createOptions) error {
 		return err
 	}
 	err = rules.CheckFree(ports)
-	var ce *portmap.ConflictError
+	var ce *nat.ConflictError
 	if errors.As(err, &ce) {
 		if id, ok := strings.CutPrefix(ce.Holder, "sandbox "); ok {
 			if sb, lerr := st.LoadSandbox(id); lerr == nil {

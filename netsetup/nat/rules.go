@@ -1,4 +1,4 @@
-package portmap
+package nat
 
 import (
 	"encoding/binary"
@@ -246,6 +246,59 @@ func (r Rules) list(c *nftables.Conn) ([]Published, error) {
 	return out, nil
 }
 
+// egressComment marks the egress rule of the postrouting chain.
+const egressComment = "podbox egress"
+
+// Egress makes traffic from the pod subnet to any address outside cluster
+// (the node's pod CIDRs together, or the pod subnet alone) leave with the
+// node's address, by masquerade, when on; pod-to-pod traffic, within the
+// node or to other nodes' pods, is never translated. Off removes the rule.
+// Either is idempotent.
+func (r Rules) Egress(cluster netip.Prefix, on bool) error {
+	c, err := r.conn()
+	if err != nil {
+		return err
+	}
+	defer c.CloseLasting()
+	t := table()
+	post := &nftables.Chain{Name: chainPostrouting, Table: t}
+	want := fmt.Sprintf("%s: %s to outside %s", egressComment, r.Subnet.Masked(), cluster.Masked())
+	rules, err := c.GetRules(t, post)
+	if err != nil && !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("egress: nftables: %w", err)
+	}
+	found, changed := false, false
+	for _, rule := range rules {
+		s, ok := userdata.GetString(rule.UserData, userdata.TypeComment)
+		if !ok || !strings.HasPrefix(s, egressComment) {
+			continue
+		}
+		if s == want && on {
+			found = true
+			continue
+		}
+		if err := c.DelRule(rule); err != nil {
+			return fmt.Errorf("egress: %w", err)
+		}
+		changed = true
+	}
+	if on && !found {
+		t = r.ensureTable(c)
+		// ip saddr SUBNET ip daddr != CLUSTER oifname != BRIDGE masquerade
+		e := append(saddrIn(r.Subnet), daddrNotIn(cluster)...)
+		e = append(e, notOifname(r.Bridge)...)
+		c.AddRule(&nftables.Rule{Table: t, Chain: post, Exprs: append(e, &expr.Masq{}), UserData: userdataComment(want)})
+		changed = true
+	}
+	if !changed {
+		return nil
+	}
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("egress: nftables: %w", err)
+	}
+	return nil
+}
+
 // Reset deletes podbox's table, with every rule in it.
 func (r Rules) Reset() error {
 	c, err := r.conn()
@@ -303,24 +356,36 @@ func dnatted() []expr.Any {
 }
 
 // oifname is `oifname NAME`.
-func oifname(name string) []expr.Any {
+func oifname(name string) []expr.Any { return oifnameCmp(name, expr.CmpOpEq) }
+
+// notOifname is `oifname != NAME`.
+func notOifname(name string) []expr.Any { return oifnameCmp(name, expr.CmpOpNeq) }
+
+func oifnameCmp(name string, op expr.CmpOp) []expr.Any {
 	b := make([]byte, unix.IFNAMSIZ)
 	copy(b, name)
 	return []expr.Any{
 		&expr.Meta{Key: expr.MetaKeyOIFNAME, Register: 1},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: b},
+		&expr.Cmp{Op: op, Register: 1, Data: b},
 	}
 }
 
 // saddrIn is `ip saddr PREFIX`.
-func saddrIn(p netip.Prefix) []expr.Any {
+func saddrIn(p netip.Prefix) []expr.Any { return addrMatch(12, p, expr.CmpOpEq) }
+
+// daddrNotIn is `ip daddr != PREFIX`.
+func daddrNotIn(p netip.Prefix) []expr.Any { return addrMatch(16, p, expr.CmpOpNeq) }
+
+// addrMatch compares the IPv4 address at offset (12 source, 16
+// destination) of the network header with prefix p.
+func addrMatch(offset uint32, p netip.Prefix, op expr.CmpOp) []expr.Any {
 	p = p.Masked()
 	addr := p.Addr().As4()
 	mask := binary.BigEndian.AppendUint32(nil, ^uint32(0)<<(32-p.Bits()))
 	return []expr.Any{
-		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 12, Len: 4},
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: offset, Len: 4},
 		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: mask, Xor: []byte{0, 0, 0, 0}},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: addr[:]},
+		&expr.Cmp{Op: op, Register: 1, Data: addr[:]},
 	}
 }
 

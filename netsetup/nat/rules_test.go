@@ -1,4 +1,4 @@
-package portmap_test
+package nat_test
 
 import (
 	"context"
@@ -14,13 +14,13 @@ import (
 
 	"github.com/podbox/podbox/integration/testnode"
 	"github.com/podbox/podbox/netsetup"
-	"github.com/podbox/podbox/netsetup/portmap"
+	"github.com/podbox/podbox/netsetup/nat"
 )
 
 func TestMain(m *testing.M) { testnode.Main(m) }
 
 // rulesIn is a node namespace with a bridge, and its Rules.
-func rulesIn(t *testing.T) (portmap.Rules, *testnode.Node) {
+func rulesIn(t *testing.T) (nat.Rules, *testnode.Node) {
 	t.Helper()
 	node := testnode.New(t)
 	subnet := netip.MustParsePrefix("10.89.0.0/16")
@@ -28,15 +28,15 @@ func rulesIn(t *testing.T) (portmap.Rules, *testnode.Node) {
 	if _, err := n.EnsureBridge(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	return portmap.Rules{NodeNetNS: node.Path, Bridge: "pbxtest0", Subnet: subnet, Lock: filepath.Join(t.TempDir(), "ports.lock")}, node
+	return nat.Rules{NodeNetNS: node.Path, Bridge: "pbxtest0", Subnet: subnet, Lock: filepath.Join(t.TempDir(), "ports.lock")}, node
 }
 
 // nft lists the node's podbox table with nft, the operator's view.
 func nft(t *testing.T, node *testnode.Node) string {
 	t.Helper()
-	out, err := exec.Command("nsenter", "--net="+node.Path, "nft", "list", "table", "ip", portmap.TableName).CombinedOutput()
+	out, err := exec.Command("nsenter", "--net="+node.Path, "nft", "list", "table", "ip", nat.TableName).CombinedOutput()
 	if err != nil {
-		t.Logf("nft list table ip %s: %v: %s", portmap.TableName, err, out)
+		t.Logf("nft list table ip %s: %v: %s", nat.TableName, err, out)
 		return ""
 	}
 	return string(out)
@@ -47,8 +47,8 @@ func TestRulesAddListRemove(t *testing.T) {
 	r, node := rulesIn(t)
 	a, b := strings.Repeat("a", 64), strings.Repeat("b", 64)
 	ipA, ipB := netip.MustParseAddr("10.89.0.2"), netip.MustParseAddr("10.89.0.3")
-	msA, _ := portmap.ParseAll([]string{"8080:80", "5353:53/udp"})
-	msB, _ := portmap.ParseAll([]string{"10.100.0.2:9090:90"})
+	msA, _ := nat.ParseAll([]string{"8080:80", "5353:53/udp"})
+	msB, _ := nat.ParseAll([]string{"10.100.0.2:9090:90"})
 	if err := r.Add(a, ipA, msA); err != nil {
 		t.Fatal(err)
 	}
@@ -68,8 +68,8 @@ func TestRulesAddListRemove(t *testing.T) {
 	}
 
 	// The same host port for another sandbox is refused, nothing added.
-	var ce *portmap.ConflictError
-	err = r.Add(b, ipB, []portmap.Mapping{{HostPort: 8080, Port: 81, Protocol: "tcp"}})
+	var ce *nat.ConflictError
+	err = r.Add(b, ipB, []nat.Mapping{{HostPort: 8080, Port: 81, Protocol: "tcp"}})
 	if !errors.As(err, &ce) || !strings.Contains(err.Error(), "8080/tcp") || !strings.Contains(err.Error(), a) {
 		t.Errorf("conflicting Add: %v", err)
 	}
@@ -77,7 +77,7 @@ func TestRulesAddListRemove(t *testing.T) {
 		t.Errorf("a refused Add changed the rules: %+v", got)
 	}
 	// Another protocol or another host address is no conflict.
-	if err := r.Add(b, ipB, []portmap.Mapping{{HostPort: 8080, Port: 81, Protocol: "udp"}}); err != nil {
+	if err := r.Add(b, ipB, []nat.Mapping{{HostPort: 8080, Port: 81, Protocol: "udp"}}); err != nil {
 		t.Errorf("8080/udp beside 8080/tcp: %v", err)
 	}
 
@@ -114,12 +114,12 @@ func TestRulesAddListRemove(t *testing.T) {
 func TestCheckFree(t *testing.T) {
 	r, node := rulesIn(t)
 	a := strings.Repeat("a", 64)
-	if err := r.Add(a, netip.MustParseAddr("10.89.0.2"), []portmap.Mapping{{HostPort: 8080, Port: 80, Protocol: "tcp"}}); err != nil {
+	if err := r.Add(a, netip.MustParseAddr("10.89.0.2"), []nat.Mapping{{HostPort: 8080, Port: 80, Protocol: "tcp"}}); err != nil {
 		t.Fatal(err)
 	}
 	defer r.Reset()
-	var ce *portmap.ConflictError
-	if err := r.CheckFree([]portmap.Mapping{{HostPort: 8080, Port: 1, Protocol: "tcp"}}); !errors.As(err, &ce) || !strings.Contains(ce.Holder, a) {
+	var ce *nat.ConflictError
+	if err := r.CheckFree([]nat.Mapping{{HostPort: 8080, Port: 1, Protocol: "tcp"}}); !errors.As(err, &ce) || !strings.Contains(ce.Holder, a) {
 		t.Errorf("a port another sandbox publishes: %v", err)
 	}
 	// A server of the node on 9090.
@@ -128,15 +128,15 @@ func TestCheckFree(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	err := r.CheckFree([]portmap.Mapping{{HostPort: 9090, Port: 80, Protocol: "tcp"}})
+	err := r.CheckFree([]nat.Mapping{{HostPort: 9090, Port: 80, Protocol: "tcp"}})
 	if !errors.As(err, &ce) || !strings.Contains(err.Error(), fmt.Sprintf("process %d", os.Getpid())) {
 		t.Errorf("a port a process of the node listens on: %v", err)
 	}
-	err = r.CheckFree([]portmap.Mapping{{HostIP: netip.MustParseAddr("192.0.2.9"), HostPort: 9191, Port: 80, Protocol: "tcp"}})
+	err = r.CheckFree([]nat.Mapping{{HostIP: netip.MustParseAddr("192.0.2.9"), HostPort: 9191, Port: 80, Protocol: "tcp"}})
 	if err == nil || !strings.Contains(err.Error(), "host IP 192.0.2.9 is not an address of the node") {
 		t.Errorf("a host IP the node lacks: %v", err)
 	}
-	if err := r.CheckFree([]portmap.Mapping{{HostPort: 9090, Port: 80, Protocol: "udp"}, {HostPort: 8081, Port: 80, Protocol: "tcp"}}); err != nil {
+	if err := r.CheckFree([]nat.Mapping{{HostPort: 9090, Port: 80, Protocol: "udp"}, {HostPort: 8081, Port: 80, Protocol: "tcp"}}); err != nil {
 		t.Errorf("free ports: %v", err)
 	}
 }

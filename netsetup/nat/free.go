@@ -1,4 +1,4 @@
-package portmap
+package nat
 
 import (
 	"bufio"
