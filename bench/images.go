@@ -40,24 +40,11 @@ func (b *bench) joinImage(ctx context.Context) (err error) {
 		err = errors.Join(err, rerr)
 	}()
 	cmd := []string{"sleep", "3600"}
-	sb, _, err := b.pb.Create(ctx)
+	sb, pod, done, err := b.sandboxAndPod(ctx)
 	if err != nil {
 		return err
 	}
-	defer func() {
-		if _, rerr := b.pb.Remove(ctx, sb); rerr != nil {
-			err = errors.Join(err, rerr)
-		}
-	}()
-	pod, _, err := b.cri.RunPod(ctx)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if _, rerr := b.cri.RemovePod(ctx, pod); rerr != nil {
-			err = errors.Join(err, rerr)
-		}
-	}()
+	defer func() { err = errors.Join(err, done()) }()
 	who := []string{report.Podbox, report.PodboxRootfs, report.Peer}
 	join := samples{}
 	for i := -b.cfg.warmup; i < b.cfg.runs; i++ {

@@ -114,28 +114,15 @@ func (b *bench) ready(ctx context.Context) error {
 // container and differ only by podbox's own work.
 func (b *bench) join(ctx context.Context) (err error) {
 	cmd := []string{"sleep", "3600"}
-	sb, _, err := b.pb.Create(ctx)
+	sb, pod, done, err := b.sandboxAndPod(ctx)
 	if err != nil {
 		return err
 	}
-	defer func() {
-		if _, rerr := b.pb.Remove(ctx, sb); rerr != nil {
-			err = errors.Join(err, rerr)
-		}
-	}()
+	defer func() { err = errors.Join(err, done()) }()
 	podboxSpec, err := b.podboxSpec(ctx, sb, cmd)
 	if err != nil {
 		return err
 	}
-	pod, _, err := b.cri.RunPod(ctx)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if _, rerr := b.cri.RemovePod(ctx, pod); rerr != nil {
-			err = errors.Join(err, rerr)
-		}
-	}()
 	const floorSB = "floor-join"
 	if _, err := b.fl.Ready(ctx, floorSB); err != nil {
 		return err
@@ -182,6 +169,23 @@ func (b *bench) join(ctx context.Context) (err error) {
 	}
 	b.addFigure(report.FigJoin, "join: podbox run -d / crictl create + start / runc run -d of podbox's spec", join)
 	return nil
+}
+
+// sandboxAndPod makes a podbox sandbox and a CRI pod for a phase that
+// starts containers in them; done removes both.
+func (b *bench) sandboxAndPod(ctx context.Context) (sb, pod string, done func() error, err error) {
+	if sb, _, err = b.pb.Create(ctx); err != nil {
+		return "", "", nil, err
+	}
+	if pod, _, err = b.cri.RunPod(ctx); err != nil {
+		_, rerr := b.pb.Remove(ctx, sb)
+		return "", "", nil, errors.Join(err, rerr)
+	}
+	return sb, pod, func() error {
+		_, perr := b.cri.RemovePod(ctx, pod)
+		_, serr := b.pb.Remove(ctx, sb)
+		return errors.Join(perr, serr)
+	}, nil
 }
 
 // podboxSpec runs cmd once in podbox sandbox sb and returns the spec the

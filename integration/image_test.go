@@ -247,8 +247,16 @@ func (n *cliNode) images() []listedImage {
 	return out
 }
 
-// emptyStore fails t if the image store has anything but its index and
-// locks: no layers, documents or work directories.
+// pruneAll removes every image and fails t unless the store is empty
+// afterwards.
+func (n *cliNode) pruneAll(what string) {
+	n.t.Helper()
+	n.mustRun("image", "prune", "-a")
+	n.assertStoreEmpty(what)
+}
+
+// assertStoreEmpty fails t if the image store has anything but its index
+// and locks: no layers, documents or work directories.
 func (n *cliNode) assertStoreEmpty(what string) {
 	n.t.Helper()
 	for _, d := range []string{"layers", "blobs/sha256", "tmp"} {
@@ -330,11 +338,10 @@ func TestImagePullRun(t *testing.T) {
 	if out := n.mustRun("image", "rm", ref); !strings.Contains(out, "Deleted: "+id) {
 		t.Errorf("image rm printed %q", out)
 	}
-	n.mustRun("image", "prune", "-a")
-	n.assertStoreEmpty("after rm and prune")
+	n.pruneAll("after rm and prune")
 }
 
-// TestImageWritableLayerGoesWithContainer kills the shim while a container
+// TestImageWritableLayerGoesWithShimKill kills the shim while a container
 // of an image runs: removing the sandbox must unmount the container's
 // overlay and delete its writable layer all the same.
 func TestImageWritableLayerGoesWithShimKill(t *testing.T) {
@@ -348,8 +355,7 @@ func TestImageWritableLayerGoesWithShimKill(t *testing.T) {
 		t.Fatal(err)
 	}
 	n.mustRun("sandbox", "rm", "-f", "pod")
-	n.mustRun("image", "prune", "-a")
-	n.assertStoreEmpty("after the sandbox of a killed shim was removed")
+	n.pruneAll("after the sandbox of a killed shim was removed")
 }
 
 func TestImageAuth(t *testing.T) {
@@ -375,8 +381,7 @@ func TestImageAuth(t *testing.T) {
 	if imgs := n.images(); len(imgs) != 1 {
 		t.Errorf("after a pull with credentials: %+v", imgs)
 	}
-	n.mustRun("image", "prune", "-a")
-	n.assertStoreEmpty("after prune")
+	n.pruneAll("after prune")
 }
 
 func TestImageBadContentRefused(t *testing.T) {
@@ -430,8 +435,7 @@ func TestImageBadContentRefused(t *testing.T) {
 		t.Errorf("a failed run left containers: %q", ps)
 	}
 	reg.setWrap(nil)
-	n.mustRun("image", "prune", "-a")
-	n.assertStoreEmpty("after the refused pulls")
+	n.pruneAll("after the refused pulls")
 }
 
 // TestImagePullInterrupted stops a pull in the middle of a layer, with ^C
@@ -497,8 +501,7 @@ func TestImagePullInterrupted(t *testing.T) {
 	if entries, _ := os.ReadDir(filepath.Join(n.root, "images", "tmp")); len(entries) != 0 {
 		t.Errorf("leftovers of the killed pull remain after the next pull: %d", len(entries))
 	}
-	n.mustRun("image", "prune", "-a")
-	n.assertStoreEmpty("after prune")
+	n.pruneAll("after prune")
 }
 
 func TestImageLoadArchives(t *testing.T) {
@@ -626,8 +629,7 @@ func TestImagePullEdges(t *testing.T) {
 	// Nothing listens on port 1 of the node's loopback.
 	code, _, stderr := n.run("image", "pull", "-q", "127.0.0.1:1/team/app:1")
 	assertOneLineError(t, code, stderr, `image "127.0.0.1:1/team/app:1"`, "connection refused")
-	n.mustRun("image", "prune", "-a")
-	n.assertStoreEmpty("after prune")
+	n.pruneAll("after prune")
 }
 
 // TestImagePullDiskFull pulls into an image root on a tmpfs too small for
