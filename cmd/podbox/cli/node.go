@@ -31,7 +31,9 @@ other node's slice lives, in one of three modes:
   vxlan    a VXLAN overlay (device ` + nodenet.VXLANDevice + `, UDP port 4789) for nodes
            without a shared L2 segment; the pod MTU is lowered by 50
 
-Nothing is NATed: a pod sees the other pod's IP. Run these commands inside
+Between pods nothing is NATed: a pod sees the other pod's IP (traffic to
+outside the cluster CIDR leaves with the node's address, unless init says
+--masquerade=false). Run these commands inside
 the node's network namespace; the configuration lives in ROOT/node.json and
 sandboxes created afterwards lease their addresses from the pod CIDR.`,
 		Example: `  podbox node init --pod-cidr 10.244.1.0/24 --node-ip 10.100.0.2
