@@ -269,3 +269,39 @@ func TestNodeInitMasquerade(t *testing.T) {
 	}
 	n.mustRun("node", "reset")
 }
+
+// TestNodeGraph draws a node with a sandbox, its container and ports, and
+// a peer, in all three formats.
+func TestNodeGraph(t *testing.T) {
+	n := newCLINode(t)
+	clientBeside(t, n)
+	n.mustRun("node", "init", "--pod-cidr", "10.244.1.0/24", "--node-ip", lanNodeIP.String())
+	n.mustRun("node", "peer", "add", "--node-ip", lanClientIP.String(), "--pod-cidr", "10.244.2.0/24", "--name", "node2")
+	fs := busybox(t)
+	n.sandbox("--name", "web", "-p", "8080:80")
+	n.mustRun("run", "-d", "--sandbox", "web", "--name", "srv", "--rootfs", fs, "--", "sleep", "1000")
+	ip := n.inspect("web")["ip"].(string)
+	dot := n.mustRun("node", "graph")
+	for _, want := range []string{"digraph podbox", "eth1 10.100.0.2/24", "podbox0 bridge", "10.244.1.1 (10.244.1.0/24)",
+		"sandbox web", "eth0 " + ip, "ports 8080->80/tcp", "containers srv", "peer node2 10.100.0.9", "pods 10.244.2.0/24",
+		`label="route via 10.100.0.9"`, "mode host-gw", "egress masquerade"} {
+		if !strings.Contains(dot, want) {
+			t.Errorf("DOT lacks %q:\n%s", want, dot)
+		}
+	}
+	dir := t.TempDir()
+	for _, f := range []string{"svg", "png"} {
+		out := filepath.Join(dir, "node."+f)
+		n.mustRun("node", "graph", "--format", f, "-o", out)
+		b, err := os.ReadFile(out)
+		if err != nil || len(b) < 200 {
+			t.Errorf("%s: %d bytes, %v", f, len(b), err)
+		}
+	}
+	code, _, stderr := n.run("node", "graph", "--format", "pdf")
+	assertOneLineError(t, code, stderr, `--format "pdf"`)
+	n.mustRun("rm", "-f", "srv")
+	n.mustRun("sandbox", "rm", "-f", "web")
+	n.mustRun("node", "peer", "rm", "node2")
+	n.mustRun("node", "reset")
+}

@@ -132,11 +132,12 @@ func (g Graph) DOT() string {
 	for _, col := range cols {
 		for _, x := range col {
 			label := strings.Join(append([]string{x.title}, x.lines...), "\\n")
-			fmt.Fprintf(&b, "\t%s [label=%q];\n", x.id, label)
+			// IDs are quoted: "node" unquoted is DOT's keyword.
+			fmt.Fprintf(&b, "\t%q [label=%q];\n", x.id, label)
 		}
 	}
 	for _, e := range edges {
-		fmt.Fprintf(&b, "\t%s -> %s [label=%q];\n", e.from, e.to, e.label)
+		fmt.Fprintf(&b, "\t%q -> %q [label=%q];\n", e.from, e.to, e.label)
 	}
 	b.WriteString("}\n")
 	return strings.ReplaceAll(b.String(), `\\n`, `\n`)

@@ -24,11 +24,11 @@ func TestDOT(t *testing.T) {
 	dot := sample().DOT()
 	for _, want := range []string{
 		"digraph podbox {", "rankdir=LR",
-		`node [label="node node1\neth0 10.100.0.2/24\nmode host-gw"]`,
-		`bridge [label="podbox0 bridge\n10.244.1.1 (10.244.1.0/24)\negress masquerade"]`,
-		`sandbox0 [label="sandbox web\neth0 10.244.1.2  ready\nports 8080->80/tcp\ncontainers srv sidecar"]`,
-		`peer0 [label="peer node2 10.100.0.3\npods 10.244.2.0/24"]`,
-		`peer0 -> node [label="route via 10.100.0.3"]`, `node -> bridge`, `bridge -> sandbox1 [label="pbxba9876543210"]`,
+		`"node" [label="node node1\neth0 10.100.0.2/24\nmode host-gw"]`,
+		`"bridge" [label="podbox0 bridge\n10.244.1.1 (10.244.1.0/24)\negress masquerade"]`,
+		`"sandbox0" [label="sandbox web\neth0 10.244.1.2  ready\nports 8080->80/tcp\ncontainers srv sidecar"]`,
+		`"peer0" [label="peer node2 10.100.0.3\npods 10.244.2.0/24"]`,
+		`"peer0" -> "node" [label="route via 10.100.0.3"]`, `"node" -> "bridge"`, `"bridge" -> "sandbox1" [label="pbxba9876543210"]`,
 	} {
 		if !strings.Contains(dot, want) {
 			t.Errorf("DOT lacks %s:\n%s", want, dot)

@@ -53,7 +53,7 @@ sandboxes created afterwards lease their addresses from the pod CIDR.`,
 		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
 	peer.AddCommand(a.nodePeerAddCommand(g), a.nodePeerLsCommand(g), a.nodePeerRmCommand(g))
-	cmd.AddCommand(a.nodeInitCommand(g), peer, a.nodeShowCommand(g), a.nodeRoutesCommand(g), a.nodeResetCommand(g))
+	cmd.AddCommand(a.nodeInitCommand(g), peer, a.nodeShowCommand(g), a.nodeRoutesCommand(g), a.nodeGraphCommand(g), a.nodeResetCommand(g))
 	return cmd
 }
 
