@@ -94,8 +94,9 @@ func TestPublishedPorts(t *testing.T) {
 	n := newCLINode(t)
 	client := clientBeside(t, n)
 	fs := whoamiRootfs(t)
-	web := n.sandbox("--name", "web", "-p", "8080:80", "-p", lanNodeIP.String()+":8081:80")
+	web := n.sandbox("--name", "web", "-p", "8080:80", "-p", lanNodeIP.String()+":8081:80", "-p", "9000-9001:80-81")
 	n.mustRun("run", "-d", "--sandbox", "web", "--name", "srv", "--rootfs", fs, "--", "httpd", "-f", "-p", "80", "-h", "/www")
+	n.mustRun("run", "-d", "--sandbox", "web", "--name", "srv81", "--rootfs", fs, "--", "httpd", "-f", "-p", "81", "-h", "/www")
 
 	// From another host: reached, and the server sees the client itself.
 	// (busybox httpd writes it as an IPv4-mapped IPv6 address.)
@@ -104,6 +105,12 @@ func TestPublishedPorts(t *testing.T) {
 	}
 	if got, err := fetch(t, client, "http://10.100.0.2:8081/cgi-bin/ip"); err != nil || !strings.Contains(got, lanClientIP.String()) {
 		t.Errorf("host-IP port from the client host: %q, %v", got, err)
+	}
+	// A range maps port to port.
+	for _, port := range []string{"9000", "9001"} {
+		if got, err := fetch(t, client, "http://10.100.0.2:"+port+"/"); err != nil || got != strings.TrimSpace(index) {
+			t.Errorf("range port %s from the client host: %q, %v", port, got, err)
+		}
 	}
 	// From the node: its loopback and its own address.
 	for _, url := range []string{"http://127.0.0.1:8080/", "http://10.100.0.2:8080/"} {
@@ -121,10 +128,10 @@ func TestPublishedPorts(t *testing.T) {
 		t.Errorf("hairpin from another sandbox: the server saw %q, want the bridge address %s", out, gw)
 	}
 	// inspect and ls show them.
-	if ports := n.inspect("web")["ports"]; len(ports.([]any)) != 2 {
+	if ports := n.inspect("web")["ports"]; len(ports.([]any)) != 4 {
 		t.Errorf("inspect ports: %v", ports)
 	}
-	if ls := n.mustRun("sandbox", "ls"); !strings.Contains(ls, "8080->80/tcp,10.100.0.2:8081->80/tcp") {
+	if ls := n.mustRun("sandbox", "ls"); !strings.Contains(ls, "8080->80/tcp,10.100.0.2:8081->80/tcp,9000->80/tcp,9001->81/tcp") {
 		t.Errorf("sandbox ls:\n%s", ls)
 	}
 
@@ -141,7 +148,7 @@ func TestPublishedPorts(t *testing.T) {
 		return strings.Contains(stderr, "process")
 	})
 	assertOneLineError(t, code, stderr, "host port 9099/tcp is already in use by process", "(busybox)")
-	code, _, stderr = n.run("sandbox", "create", "--name", "again", "-p", "192.0.2.1:9000:80")
+	code, _, stderr = n.run("sandbox", "create", "--name", "again", "-p", "192.0.2.1:9500:80")
 	assertOneLineError(t, code, stderr, "host IP 192.0.2.1 is not an address of the node")
 	if ls := n.mustRun("sandbox", "ls", "-q"); strings.Count(ls, "\n") != 2 {
 		t.Errorf("refused creates left sandboxes:\n%s", ls)
