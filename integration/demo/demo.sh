@@ -27,7 +27,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-say "a node namespace for the demo, and a busybox root filesystem"
+say "a node namespace for the demo, and a busybox image"
 ip netns add "$NODE"
 node ip link set lo up
 mkdir -p "$WORK/rootfs/bin" "$WORK/rootfs/www" "$WORK/rootfs/etc" "$WORK/rootfs/proc" "$WORK/rootfs/dev" "$WORK/rootfs/sys" "$WORK/rootfs/tmp"
@@ -36,20 +36,39 @@ for a in $(/bin/busybox --list); do [ "$a" = busybox ] || ln -sf busybox "$WORK/
 echo "hello from container A, served on localhost:80" > "$WORK/rootfs/www/index.html"
 echo "root:x:0:0:root:/:/bin/sh" > "$WORK/rootfs/etc/passwd"
 echo "root:x:0:" > "$WORK/rootfs/etc/group"
-echo "rootfs: $WORK/rootfs ($(du -sh "$WORK/rootfs" | cut -f1))"
+
+# The root filesystem as a one-layer OCI image layout (no registry is
+# reachable here; `podbox image pull` works the same from one).
+oci_image() {
+	local dir=$1 ref=$2 blobs=$1/blobs/sha256
+	mkdir -p "$blobs"
+	tar -C "$WORK/rootfs" --numeric-owner --owner=0 --group=0 -cf "$dir/layer.tar" .
+	local layer size cfg csize man msize
+	layer=$(sha256sum "$dir/layer.tar" | cut -d' ' -f1); size=$(stat -c %s "$dir/layer.tar")
+	mv "$dir/layer.tar" "$blobs/$layer"
+	printf '{"architecture":"amd64","os":"linux","config":{"Env":["PATH=/bin"],"Cmd":["httpd","-f","-p","80","-h","/www"],"WorkingDir":"/www","ExposedPorts":{"80/tcp":{}}},"rootfs":{"type":"layers","diff_ids":["sha256:%s"]}}' "$layer" > "$dir/c"
+	cfg=$(sha256sum "$dir/c" | cut -d' ' -f1); csize=$(stat -c %s "$dir/c"); mv "$dir/c" "$blobs/$cfg"
+	printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:%s","size":%s},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"sha256:%s","size":%s}]}' "$cfg" "$csize" "$layer" "$size" > "$dir/m"
+	man=$(sha256sum "$dir/m" | cut -d' ' -f1); msize=$(stat -c %s "$dir/m"); mv "$dir/m" "$blobs/$man"
+	printf '{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:%s","size":%s,"annotations":{"io.containerd.image.name":"%s"}}]}' "$man" "$msize" "$ref" > "$dir/index.json"
+	echo '{"imageLayoutVersion":"1.0.0"}' > "$dir/oci-layout"
+}
+oci_image "$WORK/image" localhost/demo/busybox:1
+podbox image load -q -i "$WORK/image"
+podbox image ls
 
 say "create a sandbox: a pause process owning a network namespace on the podbox0 bridge"
 SB=$(podbox sandbox create --name demo --hostname demo-pod)
 echo "$SB"
 
-say "container A: a web server on port 80"
-podbox run -d --sandbox demo --name web --rootfs "$WORK/rootfs" -- httpd -f -p 80 -h /www
+say "container A, from the image: its command, a web server on port 80"
+podbox run -d --sandbox demo --name web --image localhost/demo/busybox:1
 
 say "container B, same sandbox: fetch http://localhost:80/"
-echo "\$ podbox run --rm --sandbox demo --name fetch --rootfs $WORK/rootfs -- wget -q -O - http://localhost:80/" >&2
+echo "\$ podbox run --rm --sandbox demo --name fetch --image localhost/demo/busybox:1 -- wget -q -O - http://localhost:80/" >&2
 # httpd in A may still be starting: retry for up to five seconds.
 for i in $(seq 1 50); do
-	if out=$(node "$BIN/podbox" run --rm --sandbox demo --name fetch --rootfs "$WORK/rootfs" -- wget -q -O - http://localhost:80/ 2>&1); then
+	if out=$(node "$BIN/podbox" run --rm --sandbox demo --name fetch --image localhost/demo/busybox:1 -- wget -q -O - http://localhost:80/ 2>&1); then
 		break
 	fi
 	sleep 0.1
@@ -62,4 +81,5 @@ podbox ps --sandbox demo
 
 say "remove everything"
 podbox sandbox rm -f demo
-echo "left in $ROOT/sandboxes: $(ls "$ROOT/sandboxes" | wc -l)"
+podbox image rm localhost/demo/busybox:1
+echo "left in $ROOT/sandboxes: $(ls "$ROOT/sandboxes" | wc -l), in $ROOT/images/layers: $(ls "$ROOT/images/layers" | wc -l)"
