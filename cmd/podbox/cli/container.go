@@ -606,19 +606,8 @@ func (a *App) psCommand(g *globals) *cobra.Command {
 			if !all {
 				views = slices.DeleteFunc(views, func(v containerView) bool { return v.State != sandbox.ContainerRunning })
 			}
-			switch {
-			case quiet:
-				for _, v := range views {
-					fmt.Fprintln(a.Stdout, v.ID)
-				}
-				return nil
-			case format == "json":
-				if views == nil {
-					views = []containerView{}
-				}
-				return writeJSON(a.Stdout, views)
-			}
-			return writeContainerTable(a.Stdout, views, a.Now())
+			return writeList(a.Stdout, views, quiet, format, func(v containerView) string { return v.ID },
+				func() error { return writeContainerTable(a.Stdout, views, a.Now()) })
 		},
 	}
 	f := cmd.Flags()

@@ -211,19 +211,8 @@ func (a *App) imageListCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			switch {
-			case quiet:
-				for _, img := range images {
-					fmt.Fprintln(a.Stdout, img.ID)
-				}
-				return nil
-			case format == "json":
-				if images == nil {
-					images = []*store.Image{}
-				}
-				return writeJSON(a.Stdout, images)
-			}
-			return writeImageTable(a.Stdout, images, a.Now())
+			return writeList(a.Stdout, images, quiet, format, func(img *store.Image) string { return img.ID },
+				func() error { return writeImageTable(a.Stdout, images, a.Now()) })
 		},
 	}
 	cmd.Flags().StringVarP(&format, "output", "o", "table", "output format: table or json")

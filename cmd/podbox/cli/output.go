@@ -20,6 +20,25 @@ func checkFormat(f string) error {
 	return nil
 }
 
+// writeList writes a listing the way ls and ps all do: only the IDs with
+// -q, a JSON array (never null, so that `jq '.[]'` works on nothing) with
+// -o json, else the table.
+func writeList[T any](w io.Writer, items []T, quiet bool, format string, id func(T) string, table func() error) error {
+	switch {
+	case quiet:
+		for _, it := range items {
+			fmt.Fprintln(w, id(it))
+		}
+		return nil
+	case format == "json":
+		if items == nil {
+			items = []T{}
+		}
+		return writeJSON(w, items)
+	}
+	return table()
+}
+
 func writeJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")

@@ -414,16 +414,8 @@ process has died shows as notready.`,
 			if err != nil {
 				return err
 			}
-			switch {
-			case quiet:
-				for _, sb := range sbs {
-					fmt.Fprintln(a.Stdout, sb.ID)
-				}
-				return nil
-			case format == "json":
-				return writeJSON(a.Stdout, sandboxViews(sbs))
-			}
-			return writeSandboxTable(a.Stdout, sbs, a.Now())
+			return writeList(a.Stdout, sandboxViews(sbs), quiet, format, func(sb *sandbox.Sandbox) string { return sb.ID },
+				func() error { return writeSandboxTable(a.Stdout, sbs, a.Now()) })
 		},
 	}
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "print only IDs")
