@@ -33,6 +33,10 @@ func TestBinariesLinkNoGRPC(t *testing.T) {
 		"github.com/containerd/containerd/api/services/ttrpc/events/v1",
 		"google.golang.org/protobuf/types/descriptorpb",
 		"github.com/opencontainers/go-digest",
+		// Run in helper binaries of their own (podbox-cni, podbox-image),
+		// so that their init never costs a create or an idle shim.
+		"github.com/containernetworking/cni/libcni",
+		"github.com/google/go-containerregistry/pkg/v1/remote",
 	}
 	for _, bin := range []string{"containerd-shim-podbox-v1", "podbox"} {
 		t.Run(bin, func(t *testing.T) {
