@@ -37,6 +37,14 @@ func newCLINode(t testing.TB) *cliNode {
 // newCLINodeAt is newCLINode with the state root root.
 func newCLINodeAt(t testing.TB, root string) *cliNode {
 	t.Helper()
+	return newCLINodeWith(t, root)
+}
+
+// newCLINodeWith is newCLINodeAt where the node may keep the links
+// bridges (besides podbox0) after the test, as it keeps podbox0: node
+// infrastructure that a CNI network makes.
+func newCLINodeWith(t testing.TB, root string, bridges ...string) *cliNode {
+	t.Helper()
 	node := testnode.New(t)
 	podbox := testnode.Binary(t, "podbox")
 	shim := testnode.Binary(t, "containerd-shim-podbox-v1")
@@ -47,14 +55,14 @@ func newCLINodeAt(t testing.TB, root string) *cliNode {
 	cg := "podbox-clitest-" + sandbox.NewID()[:12]
 	t.Cleanup(func() { sandbox.Cgroup{Path: cg}.Remove() }) // after the leak check: only the empty parent
 	leakcheck.Check(t, leakcheck.Options{
-		Root: root, Node: node, AllowLinks: []string{"podbox0"}, CgroupParent: cg,
+		Root: root, Node: node, AllowLinks: append([]string{"podbox0"}, bridges...), CgroupParent: cg,
 		// The image store's index and locks outlive its images, as the
 		// IPAM pools outlive their leases.
 		AllowFiles: []string{"pause-root/pause", "ipam/*/*", "images/images.json", "images/*.lock", "ports.lock"},
 	})
 	return &cliNode{t: t, node: node, root: root, cgroup: cg, podbox: podbox, env: append(os.Environ(),
 		"PODBOX_ROOT="+root, "PODBOX_SHIM="+shim, "PODBOX_PAUSE="+pause, "PODBOX_CGROUP_PARENT="+cg,
-		"PODBOX_IMAGE_BIN="+testnode.Binary(t, "podbox-image"))}
+		"PODBOX_IMAGE_BIN="+testnode.Binary(t, "podbox-image"), "PODBOX_CNI_BIN="+testnode.Binary(t, "podbox-cni"))}
 }
 
 // run runs podbox args inside the node and returns its exit code and output.

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/podbox/podbox/netsetup"
+	"github.com/podbox/podbox/netsetup/cni"
 	"github.com/podbox/podbox/netsetup/nat"
 	"github.com/podbox/podbox/netsetup/nodenet"
 	"github.com/podbox/podbox/netsetup/resolvconf"
@@ -35,6 +36,12 @@ type Node struct {
 	// Without a bridge or subnet set, the node's configuration under the
 	// root (ROOT/node.json, package nodenet) decides, else the defaults.
 	Network netsetup.Network
+	// CNIHelper is the podbox-cni executable that runs CNI networks;
+	// "" finds it when a sandbox first needs it (cni.FindHelper).
+	CNIHelper string
+	// Exec runs helper programs to their end; nil is exec.Cmd.Run. A shim
+	// passes one that waits through its reaper.
+	Exec cni.Exec
 }
 
 // Options describe a sandbox to create.
@@ -42,7 +49,9 @@ type Options struct {
 	ID       string // required; NewID makes one
 	Name     string // default: the first 12 digits of ID
 	Hostname string // default: Name
-	Network  string // NetworkBridge (default), NetworkNone or NetworkExternal
+	// Network is NetworkBridge (default), NetworkNone, NetworkExternal or
+	// "cni:NAME".
+	Network string
 	// NetNSPath is the namespace made by the caller, for NetworkExternal.
 	NetNSPath string
 	SharePID  bool
@@ -51,6 +60,10 @@ type Options struct {
 	Ports []nat.Mapping
 	// DNS overrides the node's resolver settings in the sandbox.
 	DNS resolvconf.Config
+	// CNIConfDir and CNIBinDirs are where a "cni:NAME" network's list and
+	// its plugins are found (default cni.DefaultConfDir, DefaultBinPath).
+	CNIConfDir string
+	CNIBinDirs []string
 }
 
 func (n Node) cgroupParent() string {
@@ -212,18 +225,22 @@ func (n Node) Create(ctx context.Context, o Options) (_ *Sandbox, retErr error) 
 	if len(o.Hostname) > 63 || strings.ContainsAny(o.Hostname, "/ \t\n") {
 		return nil, wrap(fmt.Errorf("hostname %q is invalid", o.Hostname))
 	}
-	switch o.Network {
-	case NetworkBridge, NetworkNone:
+	cniNet, isCNI, err := cni.ParseNetwork(o.Network)
+	if err != nil {
+		return nil, wrap(err)
+	}
+	switch {
+	case o.Network == NetworkBridge || o.Network == NetworkNone || isCNI:
 		o.NetNSPath = n.NetNSPin(o.ID)
-	case NetworkExternal:
+	case o.Network == NetworkExternal:
 		if !filepath.IsAbs(o.NetNSPath) {
 			return nil, wrap(fmt.Errorf("external network needs an absolute netns path, got %q", o.NetNSPath))
 		}
 	default:
-		return nil, wrap(fmt.Errorf("unknown network mode %q (want %s or %s)", o.Network, NetworkBridge, NetworkNone))
+		return nil, wrap(fmt.Errorf("unknown network mode %q (want %s, %s or %sNAME)", o.Network, NetworkBridge, NetworkNone, cni.NetworkPrefix))
 	}
-	if len(o.Ports) > 0 && o.Network != NetworkBridge {
-		return nil, wrap(fmt.Errorf("published ports need network %s, not %s", NetworkBridge, o.Network))
+	if len(o.Ports) > 0 && o.Network != NetworkBridge && !isCNI {
+		return nil, wrap(fmt.Errorf("published ports need network %s or a CNI network, not %s", NetworkBridge, o.Network))
 	}
 	if err := o.DNS.Validate(); err != nil {
 		return nil, wrap(err)
@@ -238,6 +255,9 @@ func (n Node) Create(ctx context.Context, o Options) (_ *Sandbox, retErr error) 
 	if !o.DNS.IsZero() {
 		dns := o.DNS
 		sb.DNS = &dns
+	}
+	if isCNI {
+		sb.CNI = n.cniAttachment(sb.ID, cniNet, o)
 	}
 	if err := n.Store.CreateSandboxRecord(sb); err != nil {
 		return nil, err
@@ -257,7 +277,6 @@ func (n Node) Create(ctx context.Context, o Options) (_ *Sandbox, retErr error) 
 	// a create.
 	cg := make(chan cgroupResult, 1)
 	go func() { cg <- n.createPauseCgroup(sb) }()
-	var err error
 	if o.Network != NetworkExternal {
 		// A namespace PrepareNetNS made is adopted as it is.
 		err = netsetup.CreateNetNS(sb.NetNSPath)
@@ -310,6 +329,12 @@ func (n Node) setupNetwork(ctx context.Context, sb *Sandbox) error {
 	case NetworkNone:
 		if err := netsetup.SetupLoopbackOnly(ctx, sb.NetNSPath); err != nil {
 			return err
+		}
+	default:
+		if sb.CNI != nil {
+			if err := n.setupCNI(ctx, sb); err != nil {
+				return err
+			}
 		}
 	}
 	return n.writeEtcFiles(sb)
@@ -489,6 +514,10 @@ func (n Node) Remove(ctx context.Context, sb *Sandbox, dc ContainerDeleter) erro
 			netErr = errors.Join(netErr, net.Teardown(ctx, sb.ID, n.ownPin(sb)))
 		case NetworkNone:
 			netErr = netsetup.RemoveNetNS(n.ownPin(sb))
+		default:
+			if sb.CNI != nil {
+				netErr = n.teardownCNI(ctx, sb)
+			}
 		}
 	})
 	errs = append(errs, n.SandboxCgroup(sb.ID).Remove())

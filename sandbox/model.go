@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"time"
 
+	"github.com/podbox/podbox/netsetup/cni"
 	"github.com/podbox/podbox/netsetup/nat"
 	"github.com/podbox/podbox/netsetup/resolvconf"
 )
@@ -31,6 +32,8 @@ const (
 	// NetworkExternal: the caller (containerd's CRI, through CNI) made the
 	// namespace; podbox neither sets it up nor tears it down.
 	NetworkExternal = "external"
+	// A network "cni:NAME" is the CNI network configuration list NAME,
+	// run by package netsetup/cni in a namespace podbox owns.
 )
 
 // Sandbox is the record of one sandbox, as kept in sandbox.json and shown by
@@ -62,6 +65,9 @@ type Sandbox struct {
 	Ports []nat.Mapping `json:"ports,omitempty"`
 	// DNS is what the sandbox's resolv.conf says instead of the node's.
 	DNS *resolvconf.Config `json:"dns,omitempty"`
+	// CNI is the sandbox's attachment to its CNI network, recorded before
+	// the chain's ADD so that a removal after a crash runs its DEL.
+	CNI *cni.Attachment `json:"cni,omitempty"`
 
 	CgroupParent string `json:"cgroupParent"`
 	ShimPID      int    `json:"shimPid,omitempty"`

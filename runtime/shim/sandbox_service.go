@@ -28,6 +28,8 @@ const (
 	annDNSServers  = "io.podbox.dns.servers"
 	annDNSSearches = "io.podbox.dns.searches"
 	annDNSOptions  = "io.podbox.dns.options"
+	annCNIConfDir  = "io.podbox.cni.conf-dir"
+	annCNIBinDirs  = "io.podbox.cni.bin-dirs"
 	annLabelPrefix = "io.podbox.label."
 )
 
@@ -68,6 +70,10 @@ func optionsFrom(req *sbapi.CreateSandboxRequest) (sandbox.Options, error) {
 	}
 	if v := a[annDNSOptions]; v != "" {
 		o.DNS.Options = strings.Split(v, ",")
+	}
+	o.CNIConfDir = a[annCNIConfDir]
+	if v := a[annCNIBinDirs]; v != "" {
+		o.CNIBinDirs = strings.Split(v, ",")
 	}
 	if req.NetnsPath != "" {
 		if o.Network != "" && o.Network != sandbox.NetworkExternal {

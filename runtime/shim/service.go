@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -61,9 +62,10 @@ type Service struct {
 // NewService makes the service of one shim process.
 func NewService(cfg Config, r *reaper.Reaper, ev *events.Publisher, log *slog.Logger) *Service {
 	return &Service{
-		events:     ev,
-		cfg:        cfg,
-		node:       sandbox.Node{Store: sandbox.Store{Root: cfg.Root}, PauseBinary: cfg.PauseBinary, CgroupParent: cfg.CgroupParent},
+		events: ev,
+		cfg:    cfg,
+		node: sandbox.Node{Store: sandbox.Store{Root: cfg.Root}, PauseBinary: cfg.PauseBinary, CgroupParent: cfg.CgroupParent,
+			Exec: reaperExec(r)},
 		reaper:     r,
 		runc:       runc.New(r, cfg.Runtime, filepath.Join(cfg.Root, "runc")),
 		log:        log,
@@ -270,5 +272,23 @@ func (s *Service) forwardOOM(ids <-chan string) {
 	for id := range ids {
 		s.log.Info("container OOM-killed", "id", id)
 		s.publish(events.TopicTaskOOM, &apievents.TaskOOM{ContainerID: id})
+	}
+}
+
+// reaperExec runs helper programs (podbox-cni) as exec.Cmd.Run would, with
+// the exit collected by the shim's reaper, which reaps every child.
+func reaperExec(r *reaper.Reaper) func(*exec.Cmd) error {
+	return func(cmd *exec.Cmd) error {
+		e, err := r.Run(cmd)
+		if err != nil {
+			return err
+		}
+		if e.Signal != 0 {
+			return fmt.Errorf("%s: killed by signal %v", cmd.Path, e.Signal)
+		}
+		if e.Status != 0 {
+			return fmt.Errorf("%s: exit status %d", cmd.Path, e.Status)
+		}
+		return nil
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/podbox/podbox/netsetup/cni"
 	"github.com/podbox/podbox/netsetup/nat"
 	"github.com/podbox/podbox/netsetup/resolvconf"
 	sbapi "github.com/podbox/podbox/runtime/sandboxapi"
@@ -31,6 +33,8 @@ const (
 	annDNSServers  = "io.podbox.dns.servers"
 	annDNSSearches = "io.podbox.dns.searches"
 	annDNSOptions  = "io.podbox.dns.options"
+	annCNIConfDir  = "io.podbox.cni.conf-dir"
+	annCNIBinDirs  = "io.podbox.cni.bin-dirs"
 	annLabelPrefix = "io.podbox.label."
 )
 
@@ -60,6 +64,7 @@ type createOptions struct {
 	labels                  []string
 	ports                   []string // -p, as given
 	dns, dnsSearch, dnsOpt  []string
+	cniConfDir, cniBinDir   string
 }
 
 // dnsConfig is the sandbox's resolver settings from the flags.
@@ -112,6 +117,10 @@ func (o createOptions) annotations(id string) (map[string]string, error) {
 	if len(o.dnsOpt) > 0 {
 		ann[annDNSOptions] = strings.Join(o.dnsOpt, ",")
 	}
+	if _, isCNI, _ := cni.ParseNetwork(o.network); isCNI {
+		ann[annCNIConfDir] = o.cniConfDir
+		ann[annCNIBinDirs] = strings.Join(cni.SplitBinPath(o.cniBinDir), ",")
+	}
 	return ann, nil
 }
 
@@ -126,21 +135,37 @@ func (o createOptions) validate() error {
 	if o.hostname != "" && (len(o.hostname) > 63 || strings.ContainsAny(o.hostname, "/ \t\n") || strings.HasPrefix(o.hostname, "-")) {
 		return fmt.Errorf("--hostname %q is invalid: use at most 63 characters, no spaces or slashes", o.hostname)
 	}
-	switch o.network {
-	case sandbox.NetworkBridge, sandbox.NetworkNone:
+	_, isCNI, err := cni.ParseNetwork(o.network)
+	switch {
+	case err != nil:
+		return fmt.Errorf("--network %q: %w", o.network, err)
+	case isCNI:
+		if !filepath.IsAbs(o.cniConfDir) {
+			return fmt.Errorf("--cni-conf-dir %q: want an absolute path", o.cniConfDir)
+		}
+		dirs := cni.SplitBinPath(o.cniBinDir)
+		if len(dirs) == 0 {
+			return fmt.Errorf("--cni-bin-dir %q: want one or more directories", o.cniBinDir)
+		}
+		for _, d := range dirs {
+			if !filepath.IsAbs(d) {
+				return fmt.Errorf("--cni-bin-dir %q: %q is not an absolute path", o.cniBinDir, d)
+			}
+		}
+	case o.network == sandbox.NetworkBridge, o.network == sandbox.NetworkNone:
 	default:
-		return fmt.Errorf("--network %q: want %s or %s", o.network, sandbox.NetworkBridge, sandbox.NetworkNone)
+		return fmt.Errorf("--network %q: want %s, %s or %sNAME", o.network, sandbox.NetworkBridge, sandbox.NetworkNone, cni.NetworkPrefix)
 	}
 	if _, err := parseKeyValues("--label", o.labels); err != nil {
 		return err
 	}
-	if len(o.ports) > 0 && o.network != sandbox.NetworkBridge {
-		return fmt.Errorf("-p: published ports need --network %s", sandbox.NetworkBridge)
+	if len(o.ports) > 0 && o.network != sandbox.NetworkBridge && !isCNI {
+		return fmt.Errorf("-p: published ports need --network %s or a CNI network with the portmap plugin", sandbox.NetworkBridge)
 	}
 	if _, err := nat.ParseAll(o.ports); err != nil {
 		return err
 	}
-	_, err := o.dnsConfig()
+	_, err = o.dnsConfig()
 	return err
 }
 
@@ -171,10 +196,17 @@ own table): reachable from other hosts at the node's addresses, from the
 node itself (localhost too) and from other sandboxes through the node's
 address. The sandbox's /etc/resolv.conf is the node's, with a local stub
 resolver's loopback address replaced by the servers it forwards to, unless
---dns, --dns-search or --dns-option say otherwise.`,
+--dns, --dns-search or --dns-option say otherwise.
+
+--network cni:NAME attaches the sandbox with the CNI network configuration
+list NAME from --cni-conf-dir, run by libcni (in podbox-cni) with plugins
+from --cni-bin-dir: ADD at create, CHECK at 'sandbox inspect --check', DEL at
+removal, from what was cached at ADD, also after a crash. Its ports go to
+the plugins with the portMappings capability (portmap) of the list.`,
 		Example: `  podbox sandbox create --name web --label app=shop
   podbox sandbox create --name web -p 8080:80 -p 127.0.0.1:5353:53/udp
-  podbox sandbox create --network none --share-pid`,
+  podbox sandbox create --network none --share-pid
+  podbox sandbox create --network cni:mynet -p 8080:80`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return a.sandboxCreate(cmd.Context(), g, o)
@@ -183,7 +215,9 @@ resolver's loopback address replaced by the servers it forwards to, unless
 	f := cmd.Flags()
 	f.StringVar(&o.name, "name", "", "sandbox name (default: the first 12 digits of the ID)")
 	f.StringVar(&o.hostname, "hostname", "", "hostname inside the sandbox (default: the name)")
-	f.StringVar(&o.network, "network", sandbox.NetworkBridge, "network: bridge (an address on the podbox0 bridge) or none (loopback only)")
+	f.StringVar(&o.network, "network", sandbox.NetworkBridge, "network: bridge (an address on the podbox0 bridge), none (loopback only) or cni:NAME (a CNI network configuration list)")
+	f.StringVar(&o.cniConfDir, "cni-conf-dir", cni.DefaultConfDir, "where --network cni:NAME finds its configuration list")
+	f.StringVar(&o.cniBinDir, "cni-bin-dir", cni.DefaultBinPath, "where --network cni:NAME finds its plugins (directories separated by ':')")
 	f.BoolVar(&o.sharePID, "share-pid", false, "share one PID namespace between all containers of the sandbox")
 	f.StringArrayVar(&o.labels, "label", nil, "label KEY=VALUE (repeatable)")
 	f.StringArrayVarP(&o.ports, "publish", "p", nil, "publish a port on the node: [HOSTIP:]HOSTPORT:PORT[/tcp|/udp], ranges as 8000-8010:8000-8010 (repeatable)")
@@ -208,7 +242,7 @@ func (a *App) sandboxCreate(ctx context.Context, g *globals, o createOptions) er
 			return fail(fmt.Errorf("name is already used by sandbox %s", sb.ID[:12]))
 		}
 	}
-	if len(o.ports) > 0 {
+	if _, isCNI, _ := cni.ParseNetwork(o.network); len(o.ports) > 0 && !isCNI {
 		if err := checkPortsFree(st, o); err != nil {
 			return fail(err)
 		}
@@ -424,23 +458,60 @@ process has died shows as notready.`,
 }
 
 func (a *App) sandboxInspectCommand(g *globals) *cobra.Command {
-	return &cobra.Command{
-		Use:   "inspect SANDBOX",
+	var check bool
+	cmd := &cobra.Command{
+		Use:   "inspect SANDBOX [flags]",
 		Short: "Show a sandbox's record as JSON",
 		Long: `Print the sandbox's record as JSON: id, name, state, pausePid, netnsPath,
-ip, gateway, bridge, hostVeth, containers, createdAt and more. SANDBOX is a
-name, an ID or a unique ID prefix.`,
+ip, gateway, bridge, hostVeth, ports, dns, cni, containers, createdAt and
+more. SANDBOX is a name, an ID or a unique ID prefix.
+
+--check also asks the network whether the sandbox is still attached as it
+was made and adds the answer as networkCheck: for a CNI network the chain's
+CHECK (and its cached result), for the bridge network the veth on the
+bridge, the address on eth0 and the published ports' rules. A failed check
+exits 1 after printing.`,
 		Example: `  podbox sandbox inspect web
-  podbox sandbox inspect web | jq -r .ip`,
+  podbox sandbox inspect web | jq -r .ip
+  podbox sandbox inspect --check web | jq .networkCheck`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			sb, err := resolveSandbox(g.store(), args[0])
 			if err != nil {
 				return err
 			}
-			return writeJSON(a.Stdout, sandboxView(sb))
+			if !check {
+				return writeJSON(a.Stdout, sandboxView(sb))
+			}
+			res, cerr := sandbox.Node{Store: g.store()}.CheckNetwork(cmd.Context(), sb)
+			nc := &networkCheck{OK: cerr == nil, CNI: res}
+			if cerr != nil {
+				nc.Error = cerr.Error()
+			}
+			if err := writeJSON(a.Stdout, checkedView{sandboxView(sb), nc}); err != nil {
+				return err
+			}
+			if cerr != nil {
+				return objErr("sandbox", sb.Name, "check network", cerr)
+			}
+			return nil
 		},
 	}
+	cmd.Flags().BoolVar(&check, "check", false, "check the sandbox's network attachment (CNI CHECK for CNI networks)")
+	return cmd
+}
+
+// networkCheck is the answer of `inspect --check`.
+type networkCheck struct {
+	OK    bool        `json:"ok"`
+	Error string      `json:"error,omitempty"`
+	CNI   *cni.Result `json:"cniResult,omitempty"`
+}
+
+// checkedView is a sandbox's record with its network check.
+type checkedView struct {
+	*sandbox.Sandbox
+	NetworkCheck *networkCheck `json:"networkCheck"`
 }
 
 func (a *App) sandboxStopCommand(g *globals) *cobra.Command {
