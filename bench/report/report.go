@@ -87,6 +87,10 @@ type Config struct {
 	Rounds  int   `json:"burstRounds"`
 	MemoryN []int `json:"memoryN"`
 	Micro   bool  `json:"micro"`
+	// Phases are the phases the run was limited to (bench -phases); empty
+	// is every phase, so that a partial run's table says why rows are
+	// missing.
+	Phases []string `json:"phases,omitempty"`
 }
 
 // Figure is one measured quantity, summarised per series (Podbox, Peer,
@@ -259,6 +263,9 @@ func Markdown(r *Result) string {
 	}
 	fmt.Fprintf(&b, "Runs per latency figure: %d (interleaved); parallel creates: %d, %d rounds; scale: %d sandboxes; memory at N = %s.\n\n",
 		r.Config.Runs, r.Config.Burst, r.Config.Rounds, r.Config.Scale, joinInts(r.Config.MemoryN))
+	if len(r.Config.Phases) > 0 {
+		fmt.Fprintf(&b, "Only these phases ran: %s.\n\n", strings.Join(r.Config.Phases, ", "))
+	}
 	b.WriteString(Table(r.Table))
 	if r.Scale.Bend != "" {
 		fmt.Fprintf(&b, "\nScale: %s.\n", r.Scale.Bend)

@@ -155,6 +155,14 @@ func TestTableMarkdown(t *testing.T) {
 			t.Errorf("Markdown lacks %q:\n%s", s, md)
 		}
 	}
+	if strings.Contains(md, "Only these phases ran") {
+		t.Errorf("Markdown of a run of every phase names phases:\n%s", md)
+	}
+	partial := sample()
+	partial.Config.Phases = []string{"ports"}
+	if md := Markdown(partial); !strings.Contains(md, "Only these phases ran: ports.") {
+		t.Errorf("Markdown of a -phases run does not say so:\n%s", md)
+	}
 }
 
 func TestJSONRoundTrip(t *testing.T) {
