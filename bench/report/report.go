@@ -23,6 +23,10 @@ const (
 	// PodboxRootfs is podbox run from a root filesystem directory, beside
 	// podbox run from an image (Podbox) in the image figures.
 	PodboxRootfs = "podbox-rootfs"
+	// PodboxPorts is podbox sandbox create -p (and its removal), beside a
+	// plain create (Podbox) in the published-ports figures; there the peer
+	// runs pods with a port mapping and portmap in its chain.
+	PodboxPorts = "podbox-ports"
 )
 
 // Figure IDs the table reads.
@@ -37,6 +41,10 @@ const (
 	FigPauseAnon = "pause-anon" // one idle pause, anonymous memory (KiB)
 	FigJoinImage = "join-image" // container start from an image in a ready sandbox (ms)
 	FigPull      = "pull"       // pull of a 3-layer image from a loopback registry, unpacked (ms)
+	// Issue #14's: sandbox create with a published port (ms), and the
+	// removal of that sandbox (ms).
+	FigPorts         = "ports"
+	FigPortsTeardown = "ports-teardown"
 )
 
 // FigMemory is the ID of the per-sandbox memory figure with n idle
