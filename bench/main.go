@@ -1,7 +1,9 @@
 // Command bench measures podbox against containerd 1.6 + runc (CRI, bridge
 // CNI, driven by crictl) on the same machine in one run, as issue #6
 // defines: sandbox ready, join, teardown, memory per idle sandbox, scale,
-// parallel creates, and the netsetup/IPAM micro-benchmarks. It writes
+// parallel creates, and the netsetup/IPAM micro-benchmarks; and what later
+// issues add: join from an image and pull (#13), published ports (#14),
+// each next to the peer's way of doing it. It writes
 // results/latest.json, results/latest.md and results/scale.png and prints
 // the table.
 //
@@ -12,7 +14,7 @@
 // for an nsenter each. The machine's own network namespace is never
 // changed. Whatever a run starts it removes, also when a phase fails.
 //
-//	bench [-runs 60] [-scale 1000] [-burst 32] [-mem 1,10,100] [-micro] [-phases ready,join] [-bin bin] [-out bench/results]
+//	bench [-runs 60] [-scale 1000] [-burst 32] [-mem 1,10,100] [-micro] [-phases ready,ports] [-bin bin] [-out bench/results]
 //
 // Run it as root (make bench).
 package main
@@ -60,7 +62,7 @@ type config struct {
 }
 
 // phaseKeys names every phase for -phases, in the order a run takes them.
-var phaseKeys = []string{"ready", "join", "join-image", "pull", "memory", "burst", "scale", "micro"}
+var phaseKeys = []string{"ready", "join", "join-image", "pull", "memory", "burst", "ports", "scale", "micro"}
 
 // selected reports whether the run includes the phase named key.
 func (c config) selected(key string) bool {
