@@ -37,7 +37,7 @@ func TestSmoke(t *testing.T) {
 	build(t, repo, benchBin, "./bench")
 
 	out, tmp := t.TempDir(), t.TempDir()
-	ctx, cancel := context.WithTimeout(context.Background(), 85*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, benchBin, "-runs", "5", "-warmup", "1", "-scale", "20", "-burst", "8", "-burst-rounds", "2", "-mem", "1,3", "-pull-mib", "1,1,2",
 		"-micro-benchtime", "1x", "-idle-window", "100ms", "-bin", binDir, "-out", out, "-repo", repo)
@@ -66,8 +66,12 @@ func TestSmoke(t *testing.T) {
 		report.FigPauseAnon: {report.Podbox, report.Peer},
 		report.FigJoinImage: {report.Podbox, report.PodboxRootfs, report.Peer},
 		report.FigPull:      {report.Podbox, report.Peer},
+		// The peer's pods there have a port mapping and portmap.
+		report.FigPorts:         {report.Podbox, report.PodboxPorts, report.Peer},
+		report.FigPortsTeardown: {report.Podbox, report.PodboxPorts, report.Peer},
 	}
-	wantN := map[string]int{report.FigReady: 5, report.FigTeardown: 5, report.FigJoin: 5, report.FigJoinImage: 5, report.FigPull: 5, report.FigBurst: 16,
+	wantN := map[string]int{report.FigReady: 5, report.FigTeardown: 5, report.FigJoin: 5, report.FigJoinImage: 5, report.FigPull: 5,
+		report.FigPorts: 5, report.FigPortsTeardown: 5, report.FigBurst: 16,
 		report.FigBurstWall: 2, report.FigBurstCPU: 2, report.FigMemory(1): 1, report.FigMemory(3): 3, report.FigPausePSS: 1, report.FigPauseAnon: 1}
 	for id, series := range want {
 		f := r.Figure(id)

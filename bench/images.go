@@ -48,8 +48,7 @@ func (b *bench) joinImage(ctx context.Context) (err error) {
 	who := []string{report.Podbox, report.PodboxRootfs, report.Peer}
 	join := samples{}
 	for i := -b.cfg.warmup; i < b.cfg.runs; i++ {
-		k := (i + b.cfg.warmup) % len(who)
-		for _, w := range append(who[k:], who[:k]...) {
+		for _, w := range rotated(i+b.cfg.warmup, who...) {
 			var cid string
 			var d time.Duration
 			var err error

@@ -1,7 +1,9 @@
 // Command bench measures podbox against containerd 1.6 + runc (CRI, bridge
 // CNI, driven by crictl) on the same machine in one run, as issue #6
 // defines: sandbox ready, join, teardown, memory per idle sandbox, scale,
-// parallel creates, and the netsetup/IPAM micro-benchmarks. It writes
+// parallel creates, and the netsetup/IPAM micro-benchmarks; and what later
+// issues add: join from an image and pull (#13), published ports (#14),
+// each next to the peer's way of doing it. It writes
 // results/latest.json, results/latest.md and results/scale.png and prints
 // the table.
 //
@@ -12,7 +14,7 @@
 // for an nsenter each. The machine's own network namespace is never
 // changed. Whatever a run starts it removes, also when a phase fails.
 //
-//	bench [-runs 60] [-scale 1000] [-burst 32] [-mem 1,10,100] [-micro] [-bin bin] [-out bench/results]
+//	bench [-runs 60] [-scale 1000] [-burst 32] [-mem 1,10,100] [-micro] [-phases ready,ports] [-bin bin] [-out bench/results]
 //
 // Run it as root (make bench).
 package main
@@ -26,6 +28,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -54,6 +57,31 @@ type config struct {
 	microBenchtime     string
 	scaleWindow, every int
 	idleWindow         time.Duration
+	// phases are the phases to run (keys of phaseKeys); nil is all.
+	phases []string
+}
+
+// phaseKeys names every phase for -phases, in the order a run takes them.
+var phaseKeys = []string{"ready", "join", "join-image", "pull", "memory", "burst", "ports", "scale", "micro"}
+
+// selected reports whether the run includes the phase named key.
+func (c config) selected(key string) bool {
+	return c.phases == nil || slices.Contains(c.phases, key)
+}
+
+// parsePhases reads -phases: phase keys separated by commas; empty is all.
+func parsePhases(v string) ([]string, error) {
+	var out []string
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s == "" {
+			continue
+		}
+		if !slices.Contains(phaseKeys, s) {
+			return nil, fmt.Errorf("-phases %q: unknown phase %q (phases: %s)", v, s, strings.Join(phaseKeys, ", "))
+		}
+		out = append(out, s)
+	}
+	return out, nil
 }
 
 // positiveList parses a flag's comma-separated positive numbers.
@@ -88,6 +116,7 @@ func parseFlags(args []string) (config, error) {
 	mem := fs.String("mem", "1,10,100", "numbers of idle sandboxes for the memory figures")
 	pull := fs.String("pull-mib", "6,10,14", "the pull figure's image: one layer of random bytes per size, in MiB")
 	fs.BoolVar(&c.micro, "micro", true, "run the netsetup and IPAM micro-benchmarks")
+	phases := fs.String("phases", "", "run only these phases, separated by commas ("+strings.Join(phaseKeys, ", ")+"); empty: all")
 	fs.StringVar(&c.microBenchtime, "micro-benchtime", "1s", "go test -benchtime of the micro-benchmarks")
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -100,6 +129,9 @@ func parseFlags(args []string) (config, error) {
 		return c, err
 	}
 	if c.pullMiB, err = positiveList("-pull-mib", *pull); err != nil {
+		return c, err
+	}
+	if c.phases, err = parsePhases(*phases); err != nil {
 		return c, err
 	}
 	if c.runs < 1 || c.scale < 0 || c.burst < 1 || c.burstRounds < 1 || c.warmup < 0 {

@@ -15,7 +15,17 @@ func TestParseFlags(t *testing.T) {
 	if c.runs != 5 || c.scale != 40 || !slices.Equal(c.memN, []int{1, 3}) || c.micro || c.burst != 32 || c.scaleWindow != 2 {
 		t.Errorf("parseFlags = %+v", c)
 	}
-	for _, bad := range [][]string{{"-mem", "1,x"}, {"-mem", "0"}, {"-runs", "0"}, {"extra"}} {
+	if !c.selected("ready") || !c.selected("micro") {
+		t.Errorf("without -phases, not every phase is selected: %q", c.phases)
+	}
+	c, err = parseFlags([]string{"-phases", "join, scale"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.selected("join") || !c.selected("scale") || c.selected("ready") || c.selected("micro") {
+		t.Errorf("-phases join,scale selects %q", c.phases)
+	}
+	for _, bad := range [][]string{{"-mem", "1,x"}, {"-mem", "0"}, {"-runs", "0"}, {"extra"}, {"-phases", "join,nope"}} {
 		if _, err := parseFlags(bad); err == nil {
 			t.Errorf("parseFlags(%q) succeeded", bad)
 		}

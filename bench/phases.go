@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -43,9 +44,14 @@ func (b *bench) addKiB(id, title string, s map[string][]float64) {
 // rotate returns the order of the three subjects for round i, so that no
 // subject always runs first (after the others' teardown) or last.
 func rotate(i int) []string {
-	all := []string{report.Podbox, report.Peer, report.Floor}
-	k := i % 3
-	return append(all[k:], all[:k]...)
+	return rotated(i, report.Podbox, report.Peer, report.Floor)
+}
+
+// rotated returns the order of the subjects who for round i: each runs
+// first once every len(who) rounds.
+func rotated(i int, who ...string) []string {
+	k := i % len(who)
+	return slices.Concat(who[k:], who[:k])
 }
 
 // ready measures sandbox ready and teardown, interleaved: each round

@@ -61,7 +61,8 @@ func run(ctx context.Context, cfg config, pin, work string) (*report.Result, err
 	tag := filepath.Base(work) // unique per run: names cgroups
 	b := &bench{cfg: cfg, work: work, res: &report.Result{
 		Started: started.UTC(),
-		Config:  report.Config{Runs: cfg.runs, Scale: cfg.scale, Burst: cfg.burst, Rounds: cfg.burstRounds, MemoryN: cfg.memN, Micro: cfg.micro},
+		Config: report.Config{Runs: cfg.runs, Scale: cfg.scale, Burst: cfg.burst, Rounds: cfg.burstRounds, MemoryN: cfg.memN, Micro: cfg.micro,
+			Phases: cfg.phases},
 	}}
 	fail := func(phase string, err error) {
 		msg := fmt.Sprintf("%s: %v", phase, err)
@@ -153,19 +154,25 @@ func run(ctx context.Context, cfg config, pin, work string) (*report.Result, err
 	b.res.Machine = machine(ctx, b)
 
 	phases := []struct {
-		name string
-		fn   func(context.Context) error
+		key, name string
+		fn        func(context.Context) error
 	}{
-		{"sandbox ready and teardown", b.ready},
-		{"join", b.join},
-		{"join from an image", b.joinImage},
-		{"pull", b.pull},
-		{"memory", b.memory},
-		{"parallel creates", b.burst},
+		{"ready", "sandbox ready and teardown", b.ready},
+		{"join", "join", b.join},
+		{"join-image", "join from an image", b.joinImage},
+		{"pull", "pull", b.pull},
+		{"memory", "memory", b.memory},
+		{"burst", "parallel creates", b.burst},
+		// Last of the peer's: it changes the peer's CNI chain while it
+		// runs, and a failed restore must not reach another phase.
+		{"ports", "published ports", b.ports},
 	}
 	for _, p := range phases {
 		if ctx.Err() != nil {
 			break
+		}
+		if !cfg.selected(p.key) {
+			continue
 		}
 		logf("phase: %s", p.name)
 		if err := p.fn(ctx); err != nil {
@@ -176,13 +183,13 @@ func run(ctx context.Context, cfg config, pin, work string) (*report.Result, err
 	// idle daemon does not share the two cores with podbox.
 	logf("stopping containerd")
 	closePeer()
-	if ctx.Err() == nil && cfg.scale > 0 {
+	if ctx.Err() == nil && cfg.scale > 0 && cfg.selected("scale") {
 		logf("phase: scale to %d", cfg.scale)
 		if err := b.scale(ctx); err != nil {
 			fail("scale", err)
 		}
 	}
-	if ctx.Err() == nil && cfg.micro {
+	if ctx.Err() == nil && cfg.micro && cfg.selected("micro") {
 		logf("phase: micro-benchmarks")
 		if err := b.microBench(ctx); err != nil {
 			fail("micro-benchmarks", err)

@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
@@ -9,6 +10,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/vishvananda/netlink"
 
@@ -162,6 +164,85 @@ func TestPublishedPorts(t *testing.T) {
 	if _, err := fetch(t, client, "http://10.100.0.2:8080/"); err == nil {
 		t.Error("the port still answers after the sandbox's removal")
 	}
+}
+
+// TestPublishedPortsUDP: a UDP port published with -p …/udp reaches the
+// sandbox from a client host beside the node, the answer comes back to the
+// client, and the sandbox sees the client's own address and port.
+func TestPublishedPortsUDP(t *testing.T) {
+	testnode.RequireBinary(t, "nft")
+	n := newCLINode(t)
+	client := clientBeside(t, n)
+	fs := busybox(t)
+	buildStatic(t, "./integration/udpwhoami", filepath.Join(fs, "bin", "udpwhoami"))
+	id := n.sandbox("--name", "dns", "-p", "8053:53/udp")
+	n.mustRun("run", "-d", "--sandbox", "dns", "--name", "srv", "--rootfs", fs, "--", "udpwhoami", "53")
+
+	local, reply, err := askUDP(client, netip.AddrPortFrom(lanNodeIP, 8053), "ping")
+	if err != nil {
+		t.Fatalf("from the client host: %v\nthe node's podbox table:\n%s", err, nftTable(t, n.node))
+	}
+	if want := "ping " + local.String(); reply != want {
+		t.Errorf("the sandbox answered %q, want %q: the client's own address and port", reply, want)
+	}
+
+	n.mustRun("sandbox", "rm", "-f", id)
+	if table := nftTable(t, n.node); strings.Contains(table, "udp dport 8053") {
+		t.Errorf("rules after the sandbox's removal:\n%s", table)
+	}
+}
+
+// buildStatic builds the podbox module's package pkg (a path from the
+// module's root) as a static binary at out, for a container's root
+// filesystem.
+func buildStatic(t *testing.T, pkg, out string) {
+	t.Helper()
+	mod, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil || len(strings.TrimSpace(string(mod))) == 0 {
+		t.Fatalf("find the podbox module to build %s: %v", pkg, err)
+	}
+	cmd := exec.Command("go", "build", "-trimpath", "-o", out, pkg)
+	cmd.Dir = filepath.Dir(strings.TrimSpace(string(mod)))
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build %s: %v\n%s", pkg, err, b)
+	}
+}
+
+// askUDP sends msg over UDP from the namespace of node to server until an
+// answer comes, for up to 5 s (a server started with run -d may not listen
+// yet), and returns the address it sent from and the answer.
+func askUDP(node *testnode.Node, server netip.AddrPort, msg string) (local netip.AddrPort, reply string, err error) {
+	err = node.Do(func() error {
+		// The socket is made on this thread, inside the node, and stays
+		// there.
+		conn, err := net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(server))
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		local = conn.LocalAddr().(*net.UDPAddr).AddrPort()
+		buf := make([]byte, 64<<10)
+		var last error
+		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); {
+			conn.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+			_, err := conn.Write([]byte(msg))
+			if err == nil {
+				var n int
+				if n, err = conn.Read(buf); err == nil {
+					reply = string(buf[:n])
+					return nil
+				}
+			}
+			// A refusal (an ICMP port unreachable came back to the
+			// last datagram) ends the write or read at once: wait
+			// before asking again.
+			last = err
+			time.Sleep(100 * time.Millisecond)
+		}
+		return fmt.Errorf("no answer from %s over UDP in 5 s: %w", server, last)
+	})
+	return local, reply, err
 }
 
 // TestPublishedPortsAfterShimKill: the rules of a sandbox whose shim was

@@ -1,6 +1,7 @@
 // Package peer drives what users would run instead of podbox: containerd
 // 1.6 (Debian) with its CRI plugin, io.containerd.runc.v2, the bridge CNI
-// plugin and podbox's own pause image as the sandbox image, through crictl.
+// plugin (and portmap after it while a phase asks for it, UsePortmap) and
+// podbox's own pause image as the sandbox image, through crictl.
 // The daemon is integration/containerd's throwaway containerd (its own
 // root, state, socket, CNI network and teardown); this package adds the
 // timed crictl calls and finds the shims and pauses whose memory is
@@ -82,16 +83,29 @@ func (c *CRI) Cmd(ctx context.Context, args ...string) (string, time.Duration, e
 	return timed.Run(cmd, "crictl", args)
 }
 
-// RunPod writes a pod config (not timed) and runs `crictl runp` with it.
-func (c *CRI) RunPod(ctx context.Context) (string, time.Duration, error) {
+// PortMapping is a published port of a pod, as CRI's PodSandboxConfig
+// carries it in port_mappings (no protocol: TCP). CRI hands it to the
+// plugins of the chain that declare the portMappings capability.
+type PortMapping struct {
+	HostPort      int `json:"host_port"`
+	ContainerPort int `json:"container_port"`
+}
+
+// RunPod writes a pod config (not timed) and runs `crictl runp` with it;
+// ports, if any, are its port mappings.
+func (c *CRI) RunPod(ctx context.Context, ports ...PortMapping) (string, time.Duration, error) {
 	n := c.seq.Add(1)
 	name := fmt.Sprintf("bench-%d", n)
-	cfg, err := c.writeJSON(name+"-pod.json", map[string]any{
+	pod := map[string]any{
 		"metadata":      map[string]any{"name": name, "namespace": "bench", "uid": name + "-uid", "attempt": 0},
 		"hostname":      name,
 		"log_directory": filepath.Join(c.dir, "logs", name),
 		"linux":         map[string]any{"cgroup_parent": "/" + c.cgroupParent},
-	})
+	}
+	if len(ports) > 0 {
+		pod["port_mappings"] = ports
+	}
+	cfg, err := c.writeJSON(name+"-pod.json", pod)
 	if err != nil {
 		return "", 0, err
 	}

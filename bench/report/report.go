@@ -23,6 +23,10 @@ const (
 	// PodboxRootfs is podbox run from a root filesystem directory, beside
 	// podbox run from an image (Podbox) in the image figures.
 	PodboxRootfs = "podbox-rootfs"
+	// PodboxPorts is podbox sandbox create -p (and its removal), beside a
+	// plain create (Podbox) in the published-ports figures; there the peer
+	// runs pods with a port mapping and portmap in its chain.
+	PodboxPorts = "podbox-ports"
 )
 
 // Figure IDs the table reads.
@@ -37,6 +41,10 @@ const (
 	FigPauseAnon = "pause-anon" // one idle pause, anonymous memory (KiB)
 	FigJoinImage = "join-image" // container start from an image in a ready sandbox (ms)
 	FigPull      = "pull"       // pull of a 3-layer image from a loopback registry, unpacked (ms)
+	// Issue #14's: sandbox create with a published port (ms), and the
+	// removal of that sandbox (ms).
+	FigPorts         = "ports"
+	FigPortsTeardown = "ports-teardown"
 )
 
 // FigMemory is the ID of the per-sandbox memory figure with n idle
@@ -87,6 +95,10 @@ type Config struct {
 	Rounds  int   `json:"burstRounds"`
 	MemoryN []int `json:"memoryN"`
 	Micro   bool  `json:"micro"`
+	// Phases are the phases the run was limited to (bench -phases); empty
+	// is every phase, so that a partial run's table says why rows are
+	// missing.
+	Phases []string `json:"phases,omitempty"`
 }
 
 // Figure is one measured quantity, summarised per series (Podbox, Peer,
@@ -259,6 +271,9 @@ func Markdown(r *Result) string {
 	}
 	fmt.Fprintf(&b, "Runs per latency figure: %d (interleaved); parallel creates: %d, %d rounds; scale: %d sandboxes; memory at N = %s.\n\n",
 		r.Config.Runs, r.Config.Burst, r.Config.Rounds, r.Config.Scale, joinInts(r.Config.MemoryN))
+	if len(r.Config.Phases) > 0 {
+		fmt.Fprintf(&b, "Only these phases ran: %s.\n\n", strings.Join(r.Config.Phases, ", "))
+	}
 	b.WriteString(Table(r.Table))
 	if r.Scale.Bend != "" {
 		fmt.Fprintf(&b, "\nScale: %s.\n", r.Scale.Bend)

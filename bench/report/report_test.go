@@ -26,6 +26,8 @@ func sample() *Result {
 			{ID: FigJoinImage, Unit: "ms", Series: map[string]stats.Summary{Podbox: sum(12, 13), Peer: sum(40, 50), PodboxRootfs: sum(11, 12)}},
 			{ID: FigPull, Unit: "ms", Series: map[string]stats.Summary{Podbox: sum(300, 320), Peer: sum(400, 420)}},
 			{ID: FigTeardown, Unit: "ms", Series: map[string]stats.Summary{Podbox: sum(7), Peer: sum(70)}},
+			{ID: FigPorts, Unit: "ms", Series: map[string]stats.Summary{Podbox: sum(9, 10, 12), PodboxPorts: sum(9.5, 10.5, 13), Peer: sum(95, 100, 140)}},
+			{ID: FigPortsTeardown, Unit: "ms", Series: map[string]stats.Summary{Podbox: sum(7, 8), PodboxPorts: sum(8, 9), Peer: sum(80, 90)}},
 			{ID: FigMemory(1), Unit: "KiB", Series: map[string]stats.Summary{Podbox: sum(1000), Peer: sum(4000)}},
 			{ID: FigMemory(10), Unit: "KiB", Series: map[string]stats.Summary{Podbox: sum(3000, 3000), Peer: sum(4000, 4000)}},
 			{ID: FigPauseAnon, Unit: "KiB", Series: map[string]stats.Summary{Podbox: sum(500)}},
@@ -61,6 +63,10 @@ func TestRowsJudgeTargets(t *testing.T) {
 		{"join from an image, p50", Met, "12.0 ms", "40.0 ms", "3.3× faster"},
 		{"pull of a 3-layer image, p50", Met, "300.0 ms", "400.0 ms", "0.75×"},
 		{"teardown, p50", Met, "7.0 ms", "70.0 ms", "10.0× faster"},
+		{"sandbox create -p, p50", Met, "10.5 ms (plain 10.0 ms: +0.5 ms)", "100.0 ms", "9.5× faster"},
+		{"sandbox create -p, p90", Info, "13.0 ms (plain 12.0 ms: +1.0 ms)", "140.0 ms", "10.8× faster"},
+		{"teardown with ports, p50", Info, "8.0 ms (plain 7.0 ms: +1.0 ms)", "80.0 ms", "10.0× faster"},
+		{"teardown with ports, p90", Info, "9.0 ms (plain 8.0 ms: +1.0 ms)", "90.0 ms", "10.0× faster"},
 		{"memory per idle sandbox, N=1 (PSS shim + pause)", Met, "1000 KiB", "4000 KiB", "0.25×"},
 		{"memory per idle sandbox, N=10 (PSS shim + pause)", Missed, "3000 KiB", "4000 KiB", "0.75×"},
 		{"pause alone, anonymous", Met, "500 KiB", "", ""},
@@ -98,10 +104,13 @@ func TestRowsMissTargets(t *testing.T) {
 	r.Figures[1].Series[Podbox] = sum(13)  // join 1.3× the floor
 	r.Figures[2].Series[Podbox] = sum(14)  // join from an image 1.22× --rootfs
 	r.Figures[3].Series[Podbox] = sum(450) // pull slower than ctr's
+	// -p adds 1.2 ms to the plain create's 10 ms.
+	r.Figure(FigPorts).Series[PodboxPorts] = sum(11.2)
 	r.Scale.Reached = 3
 	r.Scale.Failure = "create 4: no free address"
 	r.Table = Rows(r)
-	for _, fig := range []string{"sandbox ready, p50", "join (container start), p50", "join from an image, p50", "pull of a 3-layer image, p50", "4 sandboxes: ready", "4 sandboxes: create p99 at 3-4 vs p50 at 1-2"} {
+	for _, fig := range []string{"sandbox ready, p50", "join (container start), p50", "join from an image, p50", "pull of a 3-layer image, p50",
+		"sandbox create -p, p50", "4 sandboxes: ready", "4 sandboxes: create p99 at 3-4 vs p50 at 1-2"} {
 		found := false
 		for _, row := range r.Table {
 			if row.Figure == fig {
@@ -124,7 +133,7 @@ func TestRowsNotMeasured(t *testing.T) {
 	r := &Result{Config: Config{Burst: 32, MemoryN: []int{100}}}
 	rows := Rows(r)
 	want := []string{"sandbox ready, p50", "join (container start), p50", "join from an image, p50",
-		"pull of a 3-layer image, p50", "teardown, p50",
+		"pull of a 3-layer image, p50", "teardown, p50", "sandbox create -p, p50", "teardown with ports, p50",
 		"memory per idle sandbox, N=100 (PSS shim + pause)", "pause alone, anonymous",
 		"32 parallel creates, p99", "32 parallel creates, wall time", "scale"}
 	if len(rows) != len(want) {
@@ -154,6 +163,14 @@ func TestTableMarkdown(t *testing.T) {
 		if !strings.Contains(md, s) {
 			t.Errorf("Markdown lacks %q:\n%s", s, md)
 		}
+	}
+	if strings.Contains(md, "Only these phases ran") {
+		t.Errorf("Markdown of a run of every phase names phases:\n%s", md)
+	}
+	partial := sample()
+	partial.Config.Phases = []string{"ports"}
+	if md := Markdown(partial); !strings.Contains(md, "Only these phases ran: ports.") {
+		t.Errorf("Markdown of a -phases run does not say so:\n%s", md)
 	}
 }
 

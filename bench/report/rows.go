@@ -47,10 +47,18 @@ const (
 	targetJoinImageOverRootfs = 1.1
 	targetJoinImageSpeedup    = 3.0
 	targetPullRatio           = 1.0 // × ctr images pull
+	// Issue #14's: a published port adds at most this to sandbox create.
+	targetPortsOverPlainMs = 1.0
 )
 
 func ms(v float64) string  { return fmt.Sprintf("%.1f ms", v) }
 func kib(v float64) string { return fmt.Sprintf("%.0f KiB", v) }
+
+// over is a cell of a with what it adds to plain: "10.2 ms (plain 9.8 ms:
+// +0.4 ms)".
+func over(a, plain float64) string {
+	return fmt.Sprintf("%s (plain %s: %+.1f ms)", ms(a), ms(plain), a-plain)
+}
 
 // faster is how many times a is faster than b (b ÷ a), as a cell.
 func faster(a, b float64) string {
@@ -131,6 +139,30 @@ func Rows(r *Result) []Row {
 			Target: "≤ 10 ms", Met: verdict(pb.P50 <= targetTeardownMs)})
 	} else {
 		missing("teardown, p50", "≤ 10 ms")
+	}
+
+	// Published ports: create and removal with -p against a plain create
+	// and removal in the same rounds, and against crictl runp and stopp +
+	// rmp of a pod with a port mapping, portmap in the peer's chain.
+	const portsTarget = "≤ +1 ms over plain sandbox create"
+	ports, okP := r.series(FigPorts, PodboxPorts)
+	plain, okF := r.series(FigPorts, Podbox)
+	peer, okR = r.series(FigPorts, Peer)
+	if okP && okF && okR {
+		add(Row{Figure: "sandbox create -p, p50", Podbox: over(ports.P50, plain.P50), Peer: ms(peer.P50), Ratio: faster(ports.P50, peer.P50),
+			Target: portsTarget, Met: verdict(ports.P50-plain.P50 <= targetPortsOverPlainMs)})
+		add(Row{Figure: "sandbox create -p, p90", Podbox: over(ports.P90, plain.P90), Peer: ms(peer.P90), Ratio: faster(ports.P90, peer.P90), Met: Info})
+	} else {
+		missing("sandbox create -p, p50", portsTarget)
+	}
+	ports, okP = r.series(FigPortsTeardown, PodboxPorts)
+	plain, okF = r.series(FigPortsTeardown, Podbox)
+	peer, okR = r.series(FigPortsTeardown, Peer)
+	if okP && okF && okR {
+		add(Row{Figure: "teardown with ports, p50", Podbox: over(ports.P50, plain.P50), Peer: ms(peer.P50), Ratio: faster(ports.P50, peer.P50), Met: Info})
+		add(Row{Figure: "teardown with ports, p90", Podbox: over(ports.P90, plain.P90), Peer: ms(peer.P90), Ratio: faster(ports.P90, peer.P90), Met: Info})
+	} else {
+		missing("teardown with ports, p50", "")
 	}
 
 	// Memory per idle sandbox.

@@ -60,9 +60,10 @@ func (p *Podbox) Cmd(ctx context.Context, args ...string) (string, time.Duration
 	return timed.Run(cmd, "podbox", args)
 }
 
-// Create runs `podbox sandbox create` and returns the new sandbox's ID.
-func (p *Podbox) Create(ctx context.Context) (string, time.Duration, error) {
-	return p.Cmd(ctx, "sandbox", "create")
+// Create runs `podbox sandbox create [args…]` (flags such as -p) and
+// returns the new sandbox's ID.
+func (p *Podbox) Create(ctx context.Context, args ...string) (string, time.Duration, error) {
+	return p.Cmd(ctx, append([]string{"sandbox", "create"}, args...)...)
 }
 
 // Remove runs `podbox sandbox rm -f ID`.
