@@ -377,10 +377,9 @@ func TestLoadBadArchives(t *testing.T) {
 // dockerArchive builds a `docker save` tar by hand: images of one layer
 // each, whose configs may lie about their diff IDs.
 type dockerImage struct {
-	tag     string
-	layer   []byte // a plain tar
-	diffID  string // what the config says; the layer's digest if ""
-	created string
+	tag    string
+	layer  []byte // a plain tar
+	diffID string // what the config says; the layer's digest if ""
 }
 
 func dockerArchive(t *testing.T, imgs ...dockerImage) string {

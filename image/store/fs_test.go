@@ -50,7 +50,7 @@ func commitLayer(t *testing.T, st store.Store, seed string, entries ...fsEntry) 
 		case 'd':
 			err = os.MkdirAll(p, 0o755)
 		case 'w':
-			err = unix.Mknod(p, unix.S_IFCHR|0o000, 0)
+			err = unix.Mknod(p, unix.S_IFCHR, 0) // a whiteout: mode 0, device 0/0
 		case 'o':
 			if err = os.MkdirAll(p, 0o755); err == nil {
 				err = unix.Setxattr(p, "trusted.overlay.opaque", []byte("y"), 0)

@@ -43,7 +43,7 @@ func (a *App) prepareImage(ctx context.Context, g *globals, o runOptions) (*imag
 	if r, err := store.ParseReference(o.image); err == nil {
 		name = r.String()
 	}
-	img, err := st.Resolve(o.image)
+	_, err := st.Resolve(o.image)
 	missing := errors.Is(err, store.ErrNotFound)
 	if err != nil && !missing {
 		return nil, err
@@ -67,7 +67,8 @@ func (a *App) prepareImage(ctx context.Context, g *globals, o runOptions) (*imag
 		return nil, err
 	}
 	// Resolved again under the lock: a removal may have run since.
-	if img, err = st.Resolve(o.image); err != nil {
+	img, err := st.Resolve(o.image)
+	if err != nil {
 		unuse()
 		return nil, err
 	}

@@ -192,10 +192,14 @@ func parseFile(path string) (*libcni.NetworkConfigList, error) {
 	if list, err := libcni.NetworkConfFromBytes(b); err == nil && len(list.Plugins) > 0 {
 		return list, nil
 	}
+	// Deprecated by CNI, but what many nodes still have in net.d, and
+	// what containerd's CRI still reads.
+	//lint:ignore SA1019 single-plugin files are still in use
 	conf, err := libcni.ConfFromBytes(b)
 	if err != nil {
 		return nil, err
 	}
+	//lint:ignore SA1019 as above
 	return libcni.ConfListFromConf(conf)
 }
 
