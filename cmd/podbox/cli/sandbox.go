@@ -242,10 +242,15 @@ func (a *App) sandboxCreate(ctx context.Context, g *globals, o createOptions) er
 			return fail(fmt.Errorf("name is already used by sandbox %s", sb.ID[:12]))
 		}
 	}
+	// Taken ports are refused before the sandbox is built, by a check that
+	// runs meanwhile the shim starts (it reads the node's nftables table and
+	// sockets, a few hundred microseconds a create with -p need not wait
+	// for); the shim checks again, under the ports lock, as it publishes.
+	portsFree := make(chan error, 1)
 	if _, isCNI, _ := cni.ParseNetwork(o.network); len(o.ports) > 0 && !isCNI {
-		if err := checkPortsFree(st, o); err != nil {
-			return fail(err)
-		}
+		go func() { portsFree <- checkPortsFree(st, o) }()
+	} else {
+		portsFree <- nil
 	}
 	shim, err := a.shimBinary()
 	if err != nil {
@@ -324,6 +329,13 @@ func (a *App) sandboxCreate(ctx context.Context, g *globals, o createOptions) er
 	// would make one.
 	if err := prepared(); err != nil {
 		g.log.Debug("prepare network namespace: the shim makes it", "sandbox", id, "error", err)
+	}
+	if err := <-portsFree; err != nil {
+		// The shim holds nothing yet: it exits when this connection goes
+		// without a sandbox (shim.Config.ConnectGrace), and Shutdown makes
+		// that now.
+		_, _ = c.Sandbox.ShutdownSandbox(ctx, &sbapi.ShutdownSandboxRequest{SandboxId: id})
+		return discard(fail(err))
 	}
 	g.log.Debug("create sandbox", "sandbox", id, "address", addr, "annotations", ann)
 	// No StartSandbox after it, as containerd sends: podbox's CreateSandbox
