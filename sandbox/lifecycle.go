@@ -47,7 +47,7 @@ type Options struct {
 	NetNSPath string
 	SharePID  bool
 	Labels    map[string]string
-	// Ports are published on the node (network bridge only).
+	// Ports are published on the node (networks bridge and external).
 	Ports []nat.Mapping
 	// DNS overrides the node's resolver settings in the sandbox.
 	DNS resolvconf.Config
@@ -108,7 +108,7 @@ func (n Node) portRules(net netsetup.Network, bridge string) nat.Rules {
 	if !subnet.IsValid() {
 		subnet = netsetup.DefaultSubnet
 	}
-	return nat.Rules{NodeNetNS: net.NodeNetNS, Bridge: bridge, Subnet: subnet, Lock: filepath.Join(n.Store.Root, "ports.lock")}
+	return nat.Rules{NodeNetNS: net.NodeNetNS, Bridge: bridge, Subnet: subnet, Lock: n.portsLock()}
 }
 
 // egress says what traffic from the pod network leaves masqueraded: to
@@ -222,8 +222,8 @@ func (n Node) Create(ctx context.Context, o Options) (_ *Sandbox, retErr error) 
 	default:
 		return nil, wrap(fmt.Errorf("unknown network mode %q (want %s or %s)", o.Network, NetworkBridge, NetworkNone))
 	}
-	if len(o.Ports) > 0 && o.Network != NetworkBridge {
-		return nil, wrap(fmt.Errorf("published ports need network %s, not %s", NetworkBridge, o.Network))
+	if len(o.Ports) > 0 && o.Network == NetworkNone {
+		return nil, wrap(fmt.Errorf("published ports need network %s or %s, not %s", NetworkBridge, NetworkExternal, o.Network))
 	}
 	if err := o.DNS.Validate(); err != nil {
 		return nil, wrap(err)
@@ -309,6 +309,10 @@ func (n Node) setupNetwork(ctx context.Context, sb *Sandbox) error {
 		}
 	case NetworkNone:
 		if err := netsetup.SetupLoopbackOnly(ctx, sb.NetNSPath); err != nil {
+			return err
+		}
+	case NetworkExternal:
+		if err := n.publishExternal(sb); err != nil {
 			return err
 		}
 	}
@@ -489,6 +493,8 @@ func (n Node) Remove(ctx context.Context, sb *Sandbox, dc ContainerDeleter) erro
 			netErr = errors.Join(netErr, net.Teardown(ctx, sb.ID, n.ownPin(sb)))
 		case NetworkNone:
 			netErr = netsetup.RemoveNetNS(n.ownPin(sb))
+		case NetworkExternal:
+			netErr = n.UnpublishExternal(sb)
 		}
 	})
 	errs = append(errs, n.SandboxCgroup(sb.ID).Remove())
