@@ -15,7 +15,6 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/podbox/podbox/integration/testnode"
-	"github.com/podbox/podbox/netsetup"
 	"github.com/podbox/podbox/netsetup/resolvconf"
 )
 
@@ -29,35 +28,7 @@ var (
 // node by a veth pair (node eth1 10.100.0.2/24, client eth0 10.100.0.9/24).
 func clientBeside(t *testing.T, n *cliNode) *testnode.Node {
 	t.Helper()
-	client := testnode.New(t)
-	ns, err := netsetup.OpenNetNS(client.Path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "eth1"}, PeerName: "eth0", PeerNamespace: netlink.NsFd(int(ns))}
-	err = n.node.Handle.LinkAdd(veth)
-	ns.Close()
-	if err != nil {
-		t.Fatalf("wire the client: %v", err)
-	}
-	t.Cleanup(func() { n.node.Handle.LinkDel(veth) })
-	for _, end := range []struct {
-		h    *netlink.Handle
-		name string
-		ip   netip.Addr
-	}{{n.node.Handle, "eth1", lanNodeIP}, {client.Handle, "eth0", lanClientIP}} {
-		l, err := end.h.LinkByName(end.name)
-		if err == nil {
-			err = end.h.AddrAdd(l, &netlink.Addr{IPNet: &net.IPNet{IP: end.ip.AsSlice(), Mask: net.CIDRMask(24, 32)}})
-		}
-		if err == nil {
-			err = end.h.LinkSetUp(l)
-		}
-		if err != nil {
-			t.Fatalf("wire the client: %s: %v", end.name, err)
-		}
-	}
-	return client
+	return n.node.AddHost(t, "eth1", netip.PrefixFrom(lanNodeIP, 24), netip.PrefixFrom(lanClientIP, 24))
 }
 
 // whoamiRootfs is busybox with a CGI that answers the client's address as

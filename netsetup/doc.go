@@ -18,7 +18,9 @@
 // detaches it (pin, veth, lease), normally leaving the veth pair to the
 // kernel, which deletes it with the namespace; SetupLoopbackOnly serves sandboxes without a
 // network. The bridge is node infrastructure: ensured by every Setup, never
-// deleted here.
+// deleted here. InspectExternal reads, and never changes, a namespace that
+// someone else attached to a bridge of the node (containerd's CRI, through
+// CNI): its address, veth, bridge and subnet.
 //
 // The node namespace need not be the caller's (Network.NodeNetNS), which is
 // how tests run in a throwaway node: all link, address and route work goes

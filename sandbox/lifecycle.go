@@ -56,7 +56,7 @@ type Options struct {
 	NetNSPath string
 	SharePID  bool
 	Labels    map[string]string
-	// Ports are published on the node (network bridge only).
+	// Ports are published on the node (networks bridge and external).
 	Ports []nat.Mapping
 	// DNS overrides the node's resolver settings in the sandbox.
 	DNS resolvconf.Config
@@ -121,7 +121,7 @@ func (n Node) portRules(net netsetup.Network, bridge string) nat.Rules {
 	if !subnet.IsValid() {
 		subnet = netsetup.DefaultSubnet
 	}
-	return nat.Rules{NodeNetNS: net.NodeNetNS, Bridge: bridge, Subnet: subnet, Lock: filepath.Join(n.Store.Root, "ports.lock")}
+	return nat.Rules{NodeNetNS: net.NodeNetNS, Bridge: bridge, Subnet: subnet, Lock: n.portsLock()}
 }
 
 // egress says what traffic from the pod network leaves masqueraded: to
@@ -239,8 +239,8 @@ func (n Node) Create(ctx context.Context, o Options) (_ *Sandbox, retErr error) 
 	default:
 		return nil, wrap(fmt.Errorf("unknown network mode %q (want %s, %s or %sNAME)", o.Network, NetworkBridge, NetworkNone, cni.NetworkPrefix))
 	}
-	if len(o.Ports) > 0 && o.Network != NetworkBridge && !isCNI {
-		return nil, wrap(fmt.Errorf("published ports need network %s or a CNI network, not %s", NetworkBridge, o.Network))
+	if len(o.Ports) > 0 && o.Network == NetworkNone {
+		return nil, wrap(fmt.Errorf("published ports need network %s, %s or a CNI network, not %s", NetworkBridge, NetworkExternal, o.Network))
 	}
 	if err := o.DNS.Validate(); err != nil {
 		return nil, wrap(err)
@@ -328,6 +328,10 @@ func (n Node) setupNetwork(ctx context.Context, sb *Sandbox) error {
 		}
 	case NetworkNone:
 		if err := netsetup.SetupLoopbackOnly(ctx, sb.NetNSPath); err != nil {
+			return err
+		}
+	case NetworkExternal:
+		if err := n.publishExternal(sb); err != nil {
 			return err
 		}
 	default:
@@ -514,6 +518,8 @@ func (n Node) Remove(ctx context.Context, sb *Sandbox, dc ContainerDeleter) erro
 			netErr = errors.Join(netErr, net.Teardown(ctx, sb.ID, n.ownPin(sb)))
 		case NetworkNone:
 			netErr = netsetup.RemoveNetNS(n.ownPin(sb))
+		case NetworkExternal:
+			netErr = n.UnpublishExternal(sb)
 		default:
 			if sb.CNI != nil {
 				netErr = n.teardownCNI(ctx, sb)

@@ -59,9 +59,9 @@ type Sandbox struct {
 	Gateway   string `json:"gateway,omitempty"`
 	Bridge    string `json:"bridge,omitempty"`
 	HostVeth  string `json:"hostVeth,omitempty"`
-	// Ports are the host ports published to the sandbox (`-p`); they are
-	// recorded before any rule exists, so that a removal after a crash
-	// knows to look for them.
+	// Ports are the host ports published to the sandbox (`-p`, or the
+	// port mappings of a CRI pod); they are recorded before any rule
+	// exists, so that a removal after a crash knows to look for them.
 	Ports []nat.Mapping `json:"ports,omitempty"`
 	// DNS is what the sandbox's resolv.conf says instead of the node's.
 	DNS *resolvconf.Config `json:"dns,omitempty"`

@@ -18,11 +18,21 @@ const CNIBridge = "cni0"
 // cniConflist is the CNI network containerd's CRI gives every pod: a veth on
 // bridge cni0 in the node namespace, an address from PodSubnet leased by
 // host-local. Deliberately absent: ipMasq (no NAT to anywhere), portmap (no
-// host ports), routes (pods need no way out of the node). host-local's
-// dataDir points into the daemon's directory so leases never land in the
-// machine's /var/lib/cni/networks. The loopback plugin is not listed: both
+// host ports), routes (pods need no way out of the node) unless
+// defaultRoute: a default route via the bridge lets pods answer hosts
+// beside the node, which has no way further itself. host-local's dataDir
+// points into the daemon's directory so leases never land in the machine's
+// /var/lib/cni/networks. The loopback plugin is not listed: both
 // containerd 1.6 and 2.x bring lo up themselves.
-func cniConflist(name, dataDir string) ([]byte, error) {
+func cniConflist(name, dataDir string, defaultRoute bool) ([]byte, error) {
+	ipam := map[string]any{
+		"type":    "host-local",
+		"ranges":  [][]map[string]string{{{"subnet": PodSubnet}}},
+		"dataDir": dataDir,
+	}
+	if defaultRoute {
+		ipam["routes"] = []map[string]string{{"dst": "0.0.0.0/0"}}
+	}
 	conf := map[string]any{
 		"cniVersion": "1.0.0",
 		"name":       name,
@@ -32,11 +42,7 @@ func cniConflist(name, dataDir string) ([]byte, error) {
 				"bridge":    CNIBridge,
 				"isGateway": true,
 				"ipMasq":    false,
-				"ipam": map[string]any{
-					"type":    "host-local",
-					"ranges":  [][]map[string]string{{{"subnet": PodSubnet}}},
-					"dataDir": dataDir,
-				},
+				"ipam":      ipam,
 			},
 		},
 	}

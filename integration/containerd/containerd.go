@@ -74,6 +74,10 @@ type Options struct {
 	// containerd-shim-podbox-v1 on its PATH. Typically
 	// filepath.Dir(testnode.Binary(t, "containerd-shim-podbox-v1")).
 	ShimDir string
+	// PodDefaultRoute gives pods a default route via the CNI bridge, so
+	// that they can answer hosts beside the node (tests of published
+	// ports); nothing routes further than the test's own namespaces.
+	PodDefaultRoute bool
 	// ExtraEnv is added to containerd's environment ("K=V"), which containerd
 	// hands on to every shim it starts: PODBOX_ROOT, PODBOX_CGROUP_PARENT,
 	// PODBOX_PAUSE and friends reach the podbox shim this way.
@@ -158,7 +162,7 @@ func Start(t testing.TB, node *testnode.Node, opts Options) *Daemon {
 	// cleaned up too.
 	t.Cleanup(func() { d.teardown(t) })
 
-	conflist, err := cniConflist(d.Network, d.CNIDataDir)
+	conflist, err := cniConflist(d.Network, d.CNIDataDir, opts.PodDefaultRoute)
 	if err != nil {
 		t.Fatal(err)
 	}

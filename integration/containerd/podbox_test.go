@@ -2,6 +2,7 @@ package containerd
 
 import (
 	"encoding/json"
+	"maps"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -53,7 +54,10 @@ type podboxEnv struct {
 	dir  string // pod and container configs
 }
 
-func newPodboxEnv(t *testing.T, v2, shimSandboxer bool) *podboxEnv {
+// newPodboxEnv starts containerd (2.x if v2, with the shim sandboxer if
+// shimSandboxer) with podbox as runtime "podbox", in a fresh test node;
+// with, if given, changes the daemon's options.
+func newPodboxEnv(t *testing.T, v2, shimSandboxer bool, with ...func(*Options)) *podboxEnv {
 	t.Helper()
 	node := testnode.New(t)
 	app := BusyboxImage(t, appRef)
@@ -64,12 +68,15 @@ func newPodboxEnv(t *testing.T, v2, shimSandboxer bool) *podboxEnv {
 	leakcheck.Check(t, leakcheck.Options{
 		Root: e.root, Node: node, CgroupParent: e.cg,
 		AllowLinks: []string{CNIBridge, "podbox0"},
-		AllowFiles: []string{"pause-root/pause", "ipam/*/*"},
+		AllowFiles: []string{"pause-root/pause", "ipam/*/*", "ports.lock"},
 	})
 	opts := Options{V2: v2, ShimSandboxer: shimSandboxer, SandboxImage: pauseRef, ShimDir: filepath.Dir(shim),
 		ExtraEnv: []string{"PODBOX_ROOT=" + e.root, "PODBOX_CGROUP_PARENT=" + e.cg, "PODBOX_PAUSE=" + pause}}
 	if v2 {
 		opts.Binary = V2Binary(t)
+	}
+	for _, f := range with {
+		f(&opts)
 	}
 	e.d = Start(t, node, opts)
 	e.d.ImportImage(t, CRINamespace, app)
@@ -188,14 +195,21 @@ type pod struct {
 	config             string
 }
 
-func (e *podboxEnv) runPod(t *testing.T, name string) pod {
+// runPod runs pod name on podbox with a server (httpd on port 80) and a
+// client container; extra adds fields to the pod's config (crictl's JSON
+// of a PodSandboxConfig).
+func (e *podboxEnv) runPod(t *testing.T, name string, extra ...map[string]any) pod {
 	t.Helper()
-	cfg := writeJSON(t, e.dir, name+".json", map[string]any{
+	config := map[string]any{
 		"metadata":      map[string]any{"name": name, "namespace": "default", "uid": name + "-uid"},
 		"hostname":      name,
 		"log_directory": filepath.Join(e.dir, name+"-logs"),
 		"linux":         map[string]any{"cgroup_parent": "/" + e.cg},
-	})
+	}
+	for _, x := range extra {
+		maps.Copy(config, x)
+	}
+	cfg := writeJSON(t, e.dir, name+".json", config)
 	p := pod{config: cfg}
 	p.id = crictl(t, e.d, "runp", "--runtime", "podbox", cfg)
 	for _, c := range []struct {

@@ -154,6 +154,44 @@ func (n *Node) AddLAN(t testing.TB, name string, addr netip.Prefix) netlink.Link
 	return l
 }
 
+// AddHost makes another host beside the node: a namespace of its own (as
+// New makes one) wired to the node by a veth pair, nodeIf in the node with
+// nodeAddr, eth0 in the host with hostAddr, both up. It is the client on the
+// node's LAN that tests of published ports reach the node from. The pair
+// goes when the test ends (before a leak check registered earlier looks).
+func (n *Node) AddHost(t testing.TB, nodeIf string, nodeAddr, hostAddr netip.Prefix) *Node {
+	t.Helper()
+	host := New(t)
+	ns, err := netsetup.OpenNetNS(host.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: nodeIf}, PeerName: "eth0", PeerNamespace: netlink.NsFd(int(ns))}
+	err = n.Handle.LinkAdd(veth)
+	ns.Close()
+	if err != nil {
+		t.Fatalf("test node: wire a host to %s: %v", nodeIf, err)
+	}
+	t.Cleanup(func() { n.Handle.LinkDel(veth) })
+	for _, end := range []struct {
+		h    *netlink.Handle
+		name string
+		addr netip.Prefix
+	}{{n.Handle, nodeIf, nodeAddr}, {host.Handle, "eth0", hostAddr}} {
+		l, err := end.h.LinkByName(end.name)
+		if err == nil {
+			err = end.h.AddrAdd(l, &netlink.Addr{IPNet: &net.IPNet{IP: end.addr.Addr().AsSlice(), Mask: net.CIDRMask(end.addr.Bits(), 32)}})
+		}
+		if err == nil {
+			err = end.h.LinkSetUp(l)
+		}
+		if err != nil {
+			t.Fatalf("test node: wire a host: %s %s: %v", end.name, end.addr, err)
+		}
+	}
+	return host
+}
+
 // Command returns a command that runs inside the node's network namespace
 // (and only that: nsenter --net leaves mounts, cgroups and /sys alone, which
 // runc and containerd need; `ip netns exec` would remount /sys).

@@ -137,7 +137,10 @@ func (r Rules) Add(sandboxID string, podIP netip.Addr, ms []Mapping) error {
 	}); err != nil {
 		return fmt.Errorf("bridge %s: allow the node's loopback to published ports: %w", r.Bridge, err)
 	}
-	t := r.ensureTable(c)
+	t, created := r.ensureTable(c)
+	if err := r.ensureBridge(c, t, created); err != nil {
+		return fmt.Errorf("publish ports of sandbox %s: %w", sandboxID, err)
+	}
 	ports := &nftables.Chain{Name: chainPorts, Table: t}
 	for _, m := range ms {
 		c.AddRule(&nftables.Rule{Table: t, Chain: ports, Exprs: dnat(m, podIP),
@@ -149,12 +152,14 @@ func (r Rules) Add(sandboxID string, podIP netip.Addr, ms []Mapping) error {
 	return nil
 }
 
-// ensureTable queues the table, its chains and its node-wide rules, unless
-// the table exists (it is only ever made whole, in one transaction).
-func (r Rules) ensureTable(c *nftables.Conn) *nftables.Table {
+// ensureTable queues the table, its chains and their jumps to ports,
+// unless the table exists (it is only ever made whole, in one transaction);
+// created says it queued them. Nothing in it names a bridge: the rules of
+// each bridge are ensureBridge's.
+func (r Rules) ensureTable(c *nftables.Conn) (_ *nftables.Table, created bool) {
 	t := table()
 	if _, err := c.ListTableOfFamily(TableName, nftables.TableFamilyIPv4); err == nil {
-		return t
+		return t, false
 	}
 	c.AddTable(t)
 	ports := c.AddChain(&nftables.Chain{Name: chainPorts, Table: t})
@@ -171,19 +176,93 @@ func (r Rules) ensureTable(c *nftables.Conn) *nftables.Table {
 			&expr.Verdict{Kind: expr.VerdictJump, Chain: ports.Name},
 		}})
 	}
-	post := c.AddChain(&nftables.Chain{Name: chainPostrouting, Table: t, Type: nftables.ChainTypeNAT,
+	c.AddChain(&nftables.Chain{Name: chainPostrouting, Table: t, Type: nftables.ChainTypeNAT,
 		Hooknum: nftables.ChainHookPostrouting, Priority: nftables.ChainPriorityNATSource})
-	// A sandbox reaching a published port of its own node (hairpin): the
-	// answer would go straight back over the bridge, not through the
-	// node's connection tracking, unless the node is the source.
-	// ct status dnat oifname BRIDGE ip saddr SUBNET masquerade
-	c.AddRule(&nftables.Rule{Table: t, Chain: post, Exprs: append(append(dnatted(), oifname(r.Bridge)...),
-		append(saddrIn(r.Subnet), &expr.Masq{})...)})
-	// The node's loopback: 127.0.0.1 is no source a sandbox can answer.
-	// ct status dnat oifname BRIDGE ip saddr 127.0.0.0/8 masquerade
-	c.AddRule(&nftables.Rule{Table: t, Chain: post, Exprs: append(append(dnatted(), oifname(r.Bridge)...),
-		append(saddrIn(netip.MustParsePrefix("127.0.0.0/8")), &expr.Masq{})...)})
-	return t
+	return t, true
+}
+
+// Comments of a bridge's masquerade rules (bridgeRules).
+const (
+	hairpinComment  = "podbox hairpin on "
+	loopbackComment = "podbox loopback on "
+)
+
+// bridgeRule is one postrouting rule that published ports need on a
+// bridge, and the comment that names it.
+type bridgeRule struct {
+	comment string
+	exprs   []expr.Any
+}
+
+// bridgeRules are the rules of r.Bridge.
+func (r Rules) bridgeRules() []bridgeRule {
+	return []bridgeRule{
+		// A sandbox reaching a published port of its own node (hairpin):
+		// the answer would go straight back over the bridge, not through
+		// the node's connection tracking, unless the node is the source.
+		// ct status dnat oifname BRIDGE ip saddr SUBNET masquerade
+		{hairpinComment + r.Bridge + " from " + r.Subnet.Masked().String(), append(append(dnatted(), oifname(r.Bridge)...),
+			append(saddrIn(r.Subnet), &expr.Masq{})...)},
+		// The node's loopback: 127.0.0.1 is no source a sandbox can answer.
+		// ct status dnat oifname BRIDGE ip saddr 127.0.0.0/8 masquerade
+		{loopbackComment + r.Bridge, append(append(dnatted(), oifname(r.Bridge)...),
+			append(saddrIn(netip.MustParsePrefix("127.0.0.0/8")), &expr.Masq{})...)},
+	}
+}
+
+// ensureBridge queues r.Bridge's rules (bridgeRules) unless the postrouting
+// chain has them as they are, and deletes any other rule that sends traffic
+// out of r.Bridge: one for a subnet the bridge no longer has, a duplicate,
+// or an uncommented one of an older podbox. Each bridge that sandboxes
+// publish ports through has its own pair, so podbox's bridge and a CNI
+// bridge (containerd's CRI pods) share the table; tableNew skips the look
+// at a table queued in this transaction.
+func (r Rules) ensureBridge(c *nftables.Conn, t *nftables.Table, tableNew bool) error {
+	have := map[string]bool{}
+	post := &nftables.Chain{Name: chainPostrouting, Table: t}
+	if !tableNew {
+		rules, err := c.GetRules(t, post)
+		if err != nil {
+			return fmt.Errorf("bridge %s: nftables: %w", r.Bridge, err)
+		}
+		want := map[string]bool{}
+		for _, br := range r.bridgeRules() {
+			want[br.comment] = true
+		}
+		for _, rule := range rules {
+			if outBridge(rule) != r.Bridge {
+				continue
+			}
+			s, _ := userdata.GetString(rule.UserData, userdata.TypeComment)
+			if want[s] && !have[s] {
+				have[s] = true
+				continue
+			}
+			if err := c.DelRule(rule); err != nil {
+				return fmt.Errorf("bridge %s: %w", r.Bridge, err)
+			}
+		}
+	}
+	for _, br := range r.bridgeRules() {
+		if !have[br.comment] {
+			c.AddRule(&nftables.Rule{Table: t, Chain: post, Exprs: br.exprs, UserData: userdataComment(br.comment)})
+		}
+	}
+	return nil
+}
+
+// outBridge is the interface a rule matches with `oifname NAME`, or "".
+func outBridge(rule *nftables.Rule) string {
+	for i, e := range rule.Exprs[:max(0, len(rule.Exprs)-1)] {
+		m, ok := e.(*expr.Meta)
+		if !ok || m.Key != expr.MetaKeyOIFNAME {
+			continue
+		}
+		if cmp, ok := rule.Exprs[i+1].(*expr.Cmp); ok && cmp.Op == expr.CmpOpEq {
+			return strings.TrimRight(string(cmp.Data), "\x00")
+		}
+	}
+	return ""
 }
 
 // Remove deletes every forwarding rule of sandbox sandboxID; a node without
@@ -283,7 +362,7 @@ func (r Rules) Egress(cluster netip.Prefix, on bool) error {
 		changed = true
 	}
 	if on && !found {
-		t = r.ensureTable(c)
+		t, _ = r.ensureTable(c)
 		// ip saddr SUBNET ip daddr != CLUSTER oifname != BRIDGE masquerade
 		e := append(saddrIn(r.Subnet), daddrNotIn(cluster)...)
 		e = append(e, notOifname(r.Bridge)...)

@@ -140,3 +140,69 @@ func TestCheckFree(t *testing.T) {
 		t.Errorf("free ports: %v", err)
 	}
 }
+
+// TestRulesTwoBridges: ports published through a second bridge (a CNI
+// bridge beside podbox's, as under containerd's CRI) get that bridge's own
+// masquerade rules, whichever bridge made the table, and neither Egress nor
+// the other bridge's Adds take them away; a bridge's rules are never
+// doubled, and follow the bridge to a new subnet.
+func TestRulesTwoBridges(t *testing.T) {
+	testnode.RequireBinary(t, "nft")
+	r0, node := rulesIn(t)
+	cni := netsetup.Network{Bridge: "pbxcni0", Subnet: netip.MustParsePrefix("10.88.0.0/16"), StateRoot: t.TempDir(), NodeNetNS: node.Path}
+	if _, err := cni.EnsureBridge(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	r1 := r0
+	r1.Bridge, r1.Subnet = cni.Bridge, cni.Subnet
+	a, b := strings.Repeat("a", 64), strings.Repeat("b", 64)
+	// The CNI bridge's sandbox comes first and makes the table.
+	if err := r1.Add(b, netip.MustParseAddr("10.88.0.5"), []nat.Mapping{{HostPort: 18080, Port: 80, Protocol: "tcp"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := r0.Egress(r0.Subnet, true); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if err := r0.Add(a, netip.MustParseAddr("10.89.0.2"), []nat.Mapping{{HostPort: 8080, Port: 80, Protocol: "tcp"}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	table := nft(t, node)
+	for _, want := range []string{
+		`oifname "pbxtest0" ip saddr 10.89.0.0/16 masquerade comment "podbox hairpin on pbxtest0 from 10.89.0.0/16"`,
+		`oifname "pbxtest0" ip saddr 127.0.0.0/8 masquerade comment "podbox loopback on pbxtest0"`,
+		`oifname "pbxcni0" ip saddr 10.88.0.0/16 masquerade comment "podbox hairpin on pbxcni0 from 10.88.0.0/16"`,
+		`oifname "pbxcni0" ip saddr 127.0.0.0/8 masquerade comment "podbox loopback on pbxcni0"`,
+		`ip saddr 10.89.0.0/16 ip daddr != 10.89.0.0/16 oifname != "pbxtest0" masquerade comment "podbox egress`,
+	} {
+		if strings.Count(table, want) != 1 {
+			t.Errorf("nft list table: want once %q:\n%s", want, table)
+		}
+	}
+	// The CNI bridge now serves another subnet: its hairpin rule follows.
+	r1.Subnet = netip.MustParsePrefix("10.87.0.0/16")
+	if err := r1.Add(b, netip.MustParseAddr("10.87.0.5"), []nat.Mapping{{HostPort: 18081, Port: 80, Protocol: "tcp"}}); err != nil {
+		t.Fatal(err)
+	}
+	table = nft(t, node)
+	if strings.Contains(table, "10.88.0.0/16") || !strings.Contains(table, `"podbox hairpin on pbxcni0 from 10.87.0.0/16"`) ||
+		strings.Count(table, "masquerade") != 5 {
+		t.Errorf("after the CNI bridge's subnet changed:\n%s", table)
+	}
+	// An older podbox's uncommented hairpin rule gives way to the commented one.
+	legacy := exec.Command("nsenter", "--net="+node.Path, "nft", "add", "rule", "ip", nat.TableName, "postrouting",
+		"ct", "status", "dnat", "oifname", "pbxtest0", "ip", "saddr", "10.89.0.0/16", "masquerade")
+	if out, err := legacy.CombinedOutput(); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	if err := r0.Add(a, netip.MustParseAddr("10.89.0.2"), []nat.Mapping{{HostPort: 8082, Port: 80, Protocol: "tcp"}}); err != nil {
+		t.Fatal(err)
+	}
+	if table = nft(t, node); strings.Count(table, "masquerade") != 5 {
+		t.Errorf("after an Add beside an older podbox's rule:\n%s", table)
+	}
+	if err := r0.Reset(); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -25,16 +25,22 @@ const (
 	UpstreamPath = "/run/systemd/resolve/resolv.conf"
 )
 
-// Config is a sandbox's DNS settings; an empty field means "as the node".
+// Config is a sandbox's DNS settings; an empty field means "as the node",
+// unless Complete.
 type Config struct {
 	Servers  []netip.Addr `json:"servers,omitempty"`
 	Searches []string     `json:"searches,omitempty"`
 	Options  []string     `json:"options,omitempty"`
+	// Complete says the fields are the whole file, and an empty one means
+	// none: a CRI pod's DNSConfig, which Kubernetes composes in full
+	// (dnsPolicy None may give servers alone) and which containerd writes
+	// as it is.
+	Complete bool `json:"complete,omitempty"`
 }
 
-// IsZero reports whether c sets nothing.
+// IsZero reports whether c sets nothing: the node's settings apply.
 func (c Config) IsZero() bool {
-	return len(c.Servers) == 0 && len(c.Searches) == 0 && len(c.Options) == 0
+	return !c.Complete && len(c.Servers) == 0 && len(c.Searches) == 0 && len(c.Options) == 0
 }
 
 // Validate checks c as resolv.conf can hold it.
@@ -105,6 +111,9 @@ func isLoopback(s string) bool {
 // Build composes the sandbox's resolv.conf from c and the node's files:
 // host (/etc/resolv.conf) and upstream (UpstreamPath; nil when absent).
 func Build(c Config, host, upstream []byte) []byte {
+	if c.Complete {
+		host, upstream = nil, nil
+	}
 	h := parse(host)
 	var servers []string
 	if len(c.Servers) > 0 {

@@ -28,6 +28,9 @@ func TestBuild(t *testing.T) {
 		{"domain line, comments, duplicates", Config{}, "; comment\ndomain d.example\nnameserver 10.0.0.9\nnameserver 10.0.0.9\n", "",
 			"nameserver 10.0.0.9\nsearch d.example\n"},
 		{"no node file", Config{}, "", "", ""},
+		{"complete: nothing of the node's", Config{Servers: []netip.Addr{netip.MustParseAddr("10.96.0.10")}, Complete: true}, stub, upstream,
+			"nameserver 10.96.0.10\n"},
+		{"complete and empty", Config{Complete: true}, stub, upstream, ""},
 	} {
 		var up []byte
 		if tc.upstream != "" {
@@ -58,5 +61,12 @@ func TestValidate(t *testing.T) {
 	}
 	if _, err := ParseServers([]string{"10.0.0.1", "dns.example"}); err == nil || !strings.Contains(err.Error(), `--dns "dns.example": not an IP address`) {
 		t.Errorf("ParseServers: %v", err)
+	}
+}
+
+// A complete Config is never "as the node", even when it names nothing.
+func TestIsZero(t *testing.T) {
+	if !(Config{}).IsZero() || (Config{Complete: true}).IsZero() || (Config{Options: []string{"ndots:1"}}).IsZero() {
+		t.Error("IsZero: want true only for a Config that sets nothing and is not complete")
 	}
 }

@@ -75,6 +75,9 @@ func optionsFrom(req *sbapi.CreateSandboxRequest) (sandbox.Options, error) {
 	if v := a[annCNIBinDirs]; v != "" {
 		o.CNIBinDirs = strings.Split(v, ",")
 	}
+	if err := applyCRIPod(req, &o); err != nil {
+		return o, err
+	}
 	if req.NetnsPath != "" {
 		if o.Network != "" && o.Network != sandbox.NetworkExternal {
 			return o, fmt.Errorf("%w: network %q and a netns path %q", errInvalid, o.Network, req.NetnsPath)
@@ -175,6 +178,11 @@ func (s *Service) StopSandbox(ctx context.Context, req *sbapi.StopSandboxRequest
 	case <-done:
 	case <-ctx.Done():
 		return nil, toStatus(ctx.Err())
+	}
+	// Containerd's CRI hands a pod's address back to CNI right after the
+	// stop, and the next pod may get it: its ports must not follow.
+	if err := s.node.UnpublishExternal(sb); err != nil {
+		return nil, toStatus(err)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
