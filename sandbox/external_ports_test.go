@@ -37,7 +37,7 @@ func TestExternalPorts(t *testing.T) {
 	rules := nat.Rules{NodeNetNS: tn.Path}
 
 	if _, err := n.Create(ctx, Options{ID: NewID(), Name: "none", Network: NetworkNone, Ports: ports}); err == nil ||
-		!strings.Contains(err.Error(), "published ports need network bridge or external, not none") {
+		!strings.Contains(err.Error(), "published ports need network bridge, external or a CNI network, not none") {
 		t.Errorf("ports on network none: %v", err)
 	}
 
