@@ -15,7 +15,7 @@ CRICTL   := v1.34.0
 # Static, stripped, reproducible binaries: the pause runs in an empty root
 # filesystem, and the shim and CLI must not depend on the host's libc.
 GOBUILD  := CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)"
-BINARIES := podbox podbox-image podbox-cni containerd-shim-podbox-v1 podbox-pause
+BINARIES := podbox podbox-image podbox-cni podbox-kube containerd-shim-podbox-v1 podbox-pause
 
 # Debian packages the tests, the demo and the benchmarks use.
 DEB_PACKAGES := runc containerd containernetworking-plugins busybox-static \

@@ -311,6 +311,9 @@ func (s Store) RemoveSandboxRecord(sb *Sandbox) error {
 		}
 		os.Remove(filepath.Join(s.Root, "containers", cid))
 	}
+	if err := unmountVolumes(s.SandboxDir(sb.ID)); err != nil {
+		return fmt.Errorf("sandbox %q: %w", sb.Name, err)
+	}
 	if err := os.RemoveAll(s.SandboxDir(sb.ID)); err != nil {
 		return fmt.Errorf("sandbox %q: remove state directory: %w", sb.Name, err)
 	}
@@ -415,6 +418,30 @@ func (s Store) RemoveContainerRecord(c *Container) error {
 // unmountRootfs unmounts the root filesystem mounted in container directory
 // dir (an image's overlay, which the shim mounts and unmounts; a shim
 // killed in between leaves it); one that is not mounted is fine.
+// VolumesDir is the directory, in a sandbox's state directory, of the
+// sandbox's own volumes (the emptyDirs, configMaps and secrets of `podbox
+// play`, a directory or a tmpfs each): they go with the sandbox.
+const VolumesDir = "volumes"
+
+// unmountVolumes unmounts the tmpfs volumes of the sandbox whose state
+// directory is dir, so that its removal can delete them.
+func unmountVolumes(dir string) error {
+	names, _ := listDir(filepath.Join(dir, VolumesDir))
+	for _, name := range names {
+		p := filepath.Join(dir, VolumesDir, name)
+		for range 8 { // stacked mounts come off one at a time
+			err := unix.Unmount(p, unix.MNT_DETACH)
+			if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOENT) {
+				break
+			}
+			if err != nil {
+				return fmt.Errorf("unmount volume %s: %w", p, err)
+			}
+		}
+	}
+	return nil
+}
+
 func unmountRootfs(dir string) error {
 	p := filepath.Join(dir, "rootfs")
 	for range 8 { // stacked mounts come off one at a time

@@ -37,6 +37,7 @@ func TestBinariesLinkNoGRPC(t *testing.T) {
 		// so that their init never costs a create or an idle shim.
 		"github.com/containernetworking/cni/libcni",
 		"github.com/google/go-containerregistry/pkg/v1/remote",
+		"k8s.io/api/core/v1", // podbox-kube's, for play
 	}
 	for _, bin := range []string{"containerd-shim-podbox-v1", "podbox"} {
 		t.Run(bin, func(t *testing.T) {

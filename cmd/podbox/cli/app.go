@@ -123,7 +123,7 @@ share localhost and one port space. Each sandbox is served by its own shim
 	f.StringVar(&g.logLevel, "log-level", "warn", "log level: debug, info, warn or error")
 
 	root.AddCommand(a.sandboxCommand(g), a.runCommand(g), a.execCommand(g), a.psCommand(g),
-		a.logsCommand(g), a.stopCommand(g), a.rmCommand(g), a.imageCommand(g), a.nodeCommand(g), a.versionCommand(), a.pauseImageCommand())
+		a.logsCommand(g), a.stopCommand(g), a.rmCommand(g), a.imageCommand(g), a.nodeCommand(g), a.playCommand(g), a.versionCommand(), a.pauseImageCommand())
 	return root
 }
 
