@@ -183,16 +183,25 @@ func (a *App) sub(ctx context.Context, g *globals, args ...string) (string, erro
 	s := *a
 	s.Stdin, s.Stdout, s.Stderr = strings.NewReader(""), &out, &errb
 	code := s.Run(ctx, append(global, args...))
-	if code != 0 {
-		msg := strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(errb.String()), "podbox: "))
-		if msg == "" {
-			// podbox run says nothing of its container's exit status: it
-			// exits with it.
-			return out.String(), &subError{code: code, msg: fmt.Sprintf("exit status %d", code), exited: true}
+	// podbox's own error is its "podbox: " line; the rest of stderr (a
+	// pull's progress) is the user's to see.
+	var msg string
+	for line := range strings.SplitSeq(strings.TrimSpace(errb.String()), "\n") {
+		if m, ok := strings.CutPrefix(line, "podbox: "); ok {
+			msg = m
+		} else if line != "" {
+			fmt.Fprintln(a.Stderr, line)
 		}
-		return out.String(), &subError{code: code, msg: msg}
 	}
-	return out.String(), nil
+	switch {
+	case code == 0:
+		return out.String(), nil
+	case msg == "":
+		// podbox run says nothing of its container's exit status: it
+		// exits with it.
+		return out.String(), &subError{code: code, msg: fmt.Sprintf("exit status %d", code), exited: true}
+	}
+	return out.String(), &subError{code: code, msg: msg}
 }
 
 type subError struct {
