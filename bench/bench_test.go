@@ -69,9 +69,10 @@ func TestSmoke(t *testing.T) {
 		// The peer's pods there have a port mapping and portmap.
 		report.FigPorts:         {report.Podbox, report.PodboxPorts, report.Peer},
 		report.FigPortsTeardown: {report.Podbox, report.PodboxPorts, report.Peer},
+		report.FigPlay:          {report.Podbox, report.Peer},
 	}
 	wantN := map[string]int{report.FigReady: 5, report.FigTeardown: 5, report.FigJoin: 5, report.FigJoinImage: 5, report.FigPull: 5,
-		report.FigPorts: 5, report.FigPortsTeardown: 5, report.FigBurst: 16,
+		report.FigPorts: 5, report.FigPortsTeardown: 5, report.FigPlay: 5, report.FigBurst: 16,
 		report.FigBurstWall: 2, report.FigBurstCPU: 2, report.FigMemory(1): 1, report.FigMemory(3): 3, report.FigPausePSS: 1, report.FigPauseAnon: 1}
 	for id, series := range want {
 		f := r.Figure(id)
@@ -175,7 +176,7 @@ func podboxBinaries(t *testing.T, repo string) string {
 		return dir
 	}
 	dir := t.TempDir()
-	for _, b := range []string{"podbox", "podbox-image", "containerd-shim-podbox-v1", "podbox-pause"} {
+	for _, b := range []string{"podbox", "podbox-image", "podbox-kube", "containerd-shim-podbox-v1", "podbox-pause"} {
 		build(t, repo, filepath.Join(dir, b), "./cmd/"+b)
 	}
 	return dir

@@ -163,6 +163,7 @@ func run(ctx context.Context, cfg config, pin, work string) (*report.Result, err
 		{"pull", "pull", b.pull},
 		{"memory", "memory", b.memory},
 		{"burst", "parallel creates", b.burst},
+		{"play", "a pod from a manifest", b.play},
 		// Last of the peer's: it changes the peer's CNI chain while it
 		// runs, and a failed restore must not reach another phase.
 		{"ports", "published ports", b.ports},

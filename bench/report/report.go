@@ -45,6 +45,9 @@ const (
 	// removal of that sandbox (ms).
 	FigPorts         = "ports"
 	FigPortsTeardown = "ports-teardown"
+	// Issue #15's: a pod of three containers from a manifest until every
+	// container runs (ms).
+	FigPlay = "play"
 )
 
 // FigMemory is the ID of the per-sandbox memory figure with n idle

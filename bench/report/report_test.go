@@ -133,7 +133,7 @@ func TestRowsNotMeasured(t *testing.T) {
 	r := &Result{Config: Config{Burst: 32, MemoryN: []int{100}}}
 	rows := Rows(r)
 	want := []string{"sandbox ready, p50", "join (container start), p50", "join from an image, p50",
-		"pull of a 3-layer image, p50", "teardown, p50", "sandbox create -p, p50", "teardown with ports, p50",
+		"pull of a 3-layer image, p50", "teardown, p50", "sandbox create -p, p50", "teardown with ports, p50", "pod of 3 containers from a manifest, p50",
 		"memory per idle sandbox, N=100 (PSS shim + pause)", "pause alone, anonymous",
 		"32 parallel creates, p99", "32 parallel creates, wall time", "scale"}
 	if len(rows) != len(want) {

@@ -49,6 +49,9 @@ const (
 	targetPullRatio           = 1.0 // × ctr images pull
 	// Issue #14's: a published port adds at most this to sandbox create.
 	targetPortsOverPlainMs = 1.0
+	// Issue #15: podbox play of a 3-container pod against crictl runp and
+	// three create + start.
+	targetPlaySpeedup = 5.0
 )
 
 func ms(v float64) string  { return fmt.Sprintf("%.1f ms", v) }
@@ -163,6 +166,17 @@ func Rows(r *Result) []Row {
 		add(Row{Figure: "teardown with ports, p90", Podbox: over(ports.P90, plain.P90), Peer: ms(peer.P90), Ratio: faster(ports.P90, peer.P90), Met: Info})
 	} else {
 		missing("teardown with ports, p50", "")
+	}
+
+	// A pod from a manifest.
+	const playTarget = "≥ 5× faster than crictl runp + 3 × (create + start)"
+	pb, okP = r.series(FigPlay, Podbox)
+	peer, okR = r.series(FigPlay, Peer)
+	if okP && okR {
+		add(Row{Figure: "pod of 3 containers from a manifest, p50", Podbox: ms(pb.P50), Peer: ms(peer.P50), Ratio: faster(pb.P50, peer.P50),
+			Target: playTarget, Met: verdict(peer.P50/pb.P50 >= targetPlaySpeedup)})
+	} else {
+		missing("pod of 3 containers from a manifest, p50", playTarget)
 	}
 
 	// Memory per idle sandbox.

@@ -37,7 +37,7 @@ type Podbox struct {
 // New returns the podbox of binDir (podbox, containerd-shim-podbox-v1,
 // podbox-pause) with state under root and sandboxes below cgroupParent.
 func New(binDir, root, cgroupParent string) (*Podbox, error) {
-	for _, b := range []string{"podbox", "podbox-image", "containerd-shim-podbox-v1", "podbox-pause"} {
+	for _, b := range []string{"podbox", "podbox-image", "podbox-kube", "containerd-shim-podbox-v1", "podbox-pause"} {
 		if _, err := os.Stat(filepath.Join(binDir, b)); err != nil {
 			return nil, fmt.Errorf("podbox binaries: %w (run `make build`)", err)
 		}
