@@ -900,18 +900,23 @@ func (s *Service) stopContainers(ctx context.Context, timeout time.Duration) err
 				s.log.Debug("kill", "container", c.rec.ID, "signal", sig, "error", err)
 			}
 		}
-		deadline := time.After(max(timeout, 5*time.Second))
+		wait := max(timeout, 5*time.Second)
 		if sig == syscall.SIGTERM {
-			deadline = time.After(timeout)
+			wait = timeout
 		}
+		// One deadline for all of them, which stays expired once it is:
+		// a timer's channel delivers once, and with one, a second
+		// container that ignored the signal was waited for forever.
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), wait)
 		stillRunning := running[:0:0]
 		for _, c := range running {
 			select {
 			case <-c.init.done:
-			case <-deadline:
+			case <-dctx.Done():
 				stillRunning = append(stillRunning, c)
 			}
 		}
+		cancel()
 		running = stillRunning
 	}
 	for _, c := range running {
