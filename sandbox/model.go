@@ -23,6 +23,9 @@ const (
 	StateNotReady State = "notready"
 	// StateStopped: stopped on request; only removal remains.
 	StateStopped State = "stopped"
+	// StateBroken: the record cannot be read (Node.Salvage); only a
+	// forced removal remains.
+	StateBroken State = "broken"
 )
 
 // Network modes.
@@ -80,6 +83,10 @@ type Sandbox struct {
 	// disagree with the records.
 	Containers []string  `json:"containers"`
 	CreatedAt  time.Time `json:"createdAt"`
+
+	// Problem says why a salvaged sandbox (StateBroken) has no record;
+	// never stored.
+	Problem string `json:"problem,omitempty"`
 }
 
 // Exit is how a process ended.

@@ -22,6 +22,10 @@ var (
 	ErrNotFound  = errors.New("not found")
 	ErrAmbiguous = errors.New("ambiguous prefix")
 	ErrNameInUse = errors.New("name already in use")
+	// ErrCorrupt: a record exists but cannot be read (an empty or cut
+	// file, as a full disk or a crash can leave). Node.Salvage makes what
+	// can be known of the sandbox from everything else.
+	ErrCorrupt = errors.New("record is unreadable")
 )
 
 // isName tells whether s follows the name rule for sandboxes and containers
@@ -251,7 +255,7 @@ func (s Store) LoadSandbox(id string) (*Sandbox, error) {
 		return nil, fmt.Errorf("sandbox %q: %w", id, ErrNotFound)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("sandbox %q: read record: %w", id, err)
+		return nil, fmt.Errorf("sandbox %q: read record: %w: %v", id, ErrCorrupt, err)
 	}
 	if sb.Containers, err = s.ContainerIDs(id); err != nil {
 		return nil, fmt.Errorf("sandbox %q: %w", id, err)
@@ -282,15 +286,21 @@ func (s Store) SomeSandboxIDs(n int) ([]string, error) {
 // ResolveSandbox finds the sandbox a user means by ref: an ID, a name, or a
 // unique ID prefix.
 func (s Store) ResolveSandbox(ref string) (*Sandbox, error) {
-	ids, err := s.SandboxIDs()
-	if err != nil {
-		return nil, err
-	}
-	id, err := s.resolve(kindSandbox, ref, ids)
+	id, err := s.ResolveSandboxID(ref)
 	if err != nil {
 		return nil, err
 	}
 	return s.LoadSandbox(id)
+}
+
+// ResolveSandboxID is the ID of the sandbox ref means, without reading its
+// record (which may be unreadable).
+func (s Store) ResolveSandboxID(ref string) (string, error) {
+	ids, err := s.SandboxIDs()
+	if err != nil {
+		return "", err
+	}
+	return s.resolve(kindSandbox, ref, ids)
 }
 
 // RemoveSandboxRecord deletes sandbox sb's state directory, container links

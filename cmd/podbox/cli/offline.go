@@ -49,6 +49,23 @@ func killHungShim(sb *sandbox.Sandbox) {
 	syscall.Kill(sb.ShimPID, syscall.SIGKILL)
 }
 
+// findShim is the PID of the shim serving sandbox id, found by its command
+// line (-id ID), or 0.
+func findShim(id string) int {
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
+		if err == nil && bytes.Contains(b, []byte("\x00-id\x00"+id+"\x00")) && bytes.Contains(b, []byte(ShimBinary)) {
+			return pid
+		}
+	}
+	return 0
+}
+
 // removeOffline removes sb without its shim: containers through the OCI
 // runtime, then everything sandbox.Node.Remove owns, then the shim's socket.
 func (a *App) removeOffline(ctx context.Context, g *globals, sb *sandbox.Sandbox) error {

@@ -419,6 +419,12 @@ func loadSandboxes(st sandbox.Store) ([]*sandbox.Sandbox, error) {
 		if errors.Is(err, sandbox.ErrNotFound) {
 			continue
 		}
+		if errors.Is(err, sandbox.ErrCorrupt) {
+			// One unreadable record must not hide the others: it is
+			// listed as broken, for `sandbox rm -f` to remove.
+			sbs = append(sbs, sandbox.Node{Store: st}.Salvage(id, err))
+			continue
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -432,6 +438,12 @@ func loadSandboxes(st sandbox.Store) ([]*sandbox.Sandbox, error) {
 // resolveSandbox finds the sandbox ref names, with its state corrected.
 func resolveSandbox(st sandbox.Store, ref string) (*sandbox.Sandbox, error) {
 	sb, err := st.ResolveSandbox(ref)
+	if errors.Is(err, sandbox.ErrCorrupt) {
+		// What can be known of it without its record: enough to show it
+		// and to remove it with -f.
+		id, _ := st.ResolveSandboxID(ref)
+		return sandbox.Node{Store: st}.Salvage(id, err), nil
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -582,6 +594,9 @@ removed without it.`,
 				if sb.State == sandbox.StateReady && !force {
 					return fmt.Errorf("sandbox %q: remove: sandbox is ready; stop it first or use -f", sb.Name)
 				}
+				if sb.State == sandbox.StateBroken && !force {
+					return fmt.Errorf("sandbox %q: remove: %s; -f removes what is left of it", sb.Name, sb.Problem)
+				}
 				sbs = append(sbs, sb)
 			}
 			var errs []error
@@ -604,6 +619,11 @@ const pingTimeout = 3 * time.Second
 // removeSandbox asks sb's shim to remove it, or removes it offline if the
 // shim is dead or does not answer.
 func (a *App) removeSandbox(ctx context.Context, g *globals, sb *sandbox.Sandbox) error {
+	if sb.State == sandbox.StateBroken {
+		// The record with the shim's PID is what was lost; a shim that
+		// still runs still knows its sandbox and removes it best.
+		sb.ShimPID = findShim(sb.ID)
+	}
 	if shimAlive(sb) {
 		if c, err := g.dial(ctx, sb); err == nil {
 			defer c.Close()
