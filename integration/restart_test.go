@@ -8,6 +8,12 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
 )
 
 // Restart policies (podbox run --restart) and exit reasons, through the
@@ -270,4 +276,47 @@ func TestRestartPendingSandboxStopAndRemove(t *testing.T) {
 	if shims := n.shims(); len(shims) != 0 {
 		t.Errorf("shims left: %v", shims)
 	}
+}
+
+// A restarted container keeps its root: an image's writable layer stays
+// mounted across runs, and a terminal's output goes on into the log.
+func TestRestartImageWithTerminal(t *testing.T) {
+	n := newCLINode(t)
+	n.withBackoff("100ms")
+	img, err := mutate.AppendLayers(empty.Image, busyboxLayer(t))
+	var cf *v1.ConfigFile
+	if err == nil {
+		cf, err = img.ConfigFile()
+	}
+	if err == nil {
+		cf = cf.DeepCopy()
+		cf.OS, cf.Architecture, cf.Config.Env = "linux", "amd64", []string{"PATH=/bin"}
+		img, err = mutate.ConfigFile(img, cf)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	tag, err := name.NewTag("example.com/restart/busybox:1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	saved := filepath.Join(t.TempDir(), "image.tar")
+	if err := tarball.WriteToFile(saved, tag, img); err != nil {
+		t.Fatal(err)
+	}
+	n.mustRun("image", "load", "-q", "-i", saved)
+	n.sandbox("--name", "pod")
+	n.mustRun("run", "-d", "-t", "--sandbox", "pod", "--name", "tty", "--restart", "on-failure:1", "--image", tag.String(), "--",
+		"sh", "-c", "echo run >> /x; echo runs $(wc -l < /x); exit 1")
+	c := n.waitContainer("tty", "stopped after its restart", 10*time.Second, func(c inspectedContainer) bool {
+		return c.State == "stopped" && c.RestartCount == 1
+	})
+	if c.RestartError != "" || c.Exit == nil || c.Exit.Status != 1 {
+		t.Errorf("after the restart: %+v, exit %+v", c, c.Exit)
+	}
+	if logs := n.mustRun("logs", "tty"); logs != "runs 1\r\nruns 2\r\n" {
+		t.Errorf("log of two runs on a terminal = %q", logs)
+	}
+	n.mustRun("rm", "tty")
+	n.pruneAll("after the restarted container")
 }
