@@ -141,7 +141,8 @@ func TestRestartAlwaysUntilStopped(t *testing.T) {
 
 	// A container waiting for its restart: shown so, not removed without
 	// -f, and stopped for good by stop.
-	n.withBackoff("2s")
+	// Long enough for the checks below to come before the restart would.
+	n.withBackoff("3s")
 	n.sandbox("--name", "slow")
 	n.mustRun("run", "-d", "--sandbox", "slow", "--name", "waiter", "--restart", "always", "--rootfs", fs, "--", "true")
 	c = n.waitContainer("waiter", "restarting", 10*time.Second, func(c inspectedContainer) bool { return c.State == "restarting" })
@@ -157,7 +158,7 @@ func TestRestartAlwaysUntilStopped(t *testing.T) {
 	if c := n.inspectContainer("waiter"); c.State != "stopped" || c.NextRestart != nil {
 		t.Errorf("after stop while waiting: %+v", c)
 	}
-	time.Sleep(2500 * time.Millisecond)
+	time.Sleep(3500 * time.Millisecond)
 	if c := n.inspectContainer("waiter"); c.State != "stopped" || c.RestartCount != 0 {
 		t.Errorf("restarted after stop while waiting: %+v", c)
 	}
@@ -255,11 +256,18 @@ func exists(p string) bool { _, err := os.Stat(p); return err == nil }
 // rm -f leaves nothing (the leak check).
 func TestRestartPendingSandboxStopAndRemove(t *testing.T) {
 	n := newCLINode(t)
-	n.withBackoff("1s")
+	// Long enough for the sandboxes to be stopped and removed before the
+	// restarts would come.
+	n.withBackoff("3s")
 	fs := busybox(t)
-	for _, sb := range []string{"stopped", "removed"} {
+	sandboxes := []string{"stopped", "removed"}
+	for _, sb := range sandboxes {
 		n.sandbox("--name", sb)
+	}
+	for _, sb := range sandboxes {
 		n.mustRun("run", "-d", "--sandbox", sb, "--name", sb+"-c", "--restart", "always", "--rootfs", fs, "--", "true")
+	}
+	for _, sb := range sandboxes {
 		n.waitContainer(sb+"-c", "restarting", 10*time.Second, func(c inspectedContainer) bool { return c.State == "restarting" })
 	}
 	n.mustRun("sandbox", "stop", "stopped")
@@ -267,7 +275,7 @@ func TestRestartPendingSandboxStopAndRemove(t *testing.T) {
 		t.Errorf("container of a stopped sandbox still waits for its restart: %+v", c)
 	}
 	n.mustRun("sandbox", "rm", "-f", "removed")
-	time.Sleep(1500 * time.Millisecond)
+	time.Sleep(3500 * time.Millisecond)
 	// Not even tried: a restart in a sandbox without its pause would fail.
 	if c := n.inspectContainer("stopped-c"); c.State != "stopped" || c.RestartCount != 0 || c.RestartError != "" {
 		t.Errorf("container of a stopped sandbox: %+v", c)

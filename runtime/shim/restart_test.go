@@ -57,7 +57,7 @@ func TestRestartThroughTaskAPI(t *testing.T) {
 	if w, err := c.Task.Wait(ctx, &taskapi.WaitRequest{ID: "always"}); err != nil || w.ExitStatus != 0 {
 		t.Fatalf("Wait of the first run: %v, %v", w, err)
 	}
-	st := waitState(t, c, "always", "running again", func(s *taskapi.StateResponse) bool {
+	waitState(t, c, "always", "running again", func(s *taskapi.StateResponse) bool {
 		return s.Status == tasktypes.Status_RUNNING && s.Pid != first.Pid
 	})
 	if _, err := c.Task.Kill(ctx, &taskapi.KillRequest{ID: "always", Signal: uint32(syscall.SIGKILL), All: true}); err != nil && status.Code(err) != codes.NotFound {
@@ -65,7 +65,7 @@ func TestRestartThroughTaskAPI(t *testing.T) {
 	}
 	waitState(t, c, "always", "stopped", func(s *taskapi.StateResponse) bool { return s.Status == tasktypes.Status_STOPPED })
 	time.Sleep(600 * time.Millisecond) // three back-offs
-	st = waitState(t, c, "always", "stopped", func(s *taskapi.StateResponse) bool { return s.Status == tasktypes.Status_STOPPED })
+	st := waitState(t, c, "always", "stopped", func(s *taskapi.StateResponse) bool { return s.Status == tasktypes.Status_STOPPED })
 	rec, err := sandbox.Store{Root: e.opts.Root}.LoadContainer(id, "always")
 	if err != nil {
 		t.Fatal(err)
