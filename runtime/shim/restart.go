@@ -132,7 +132,10 @@ func (s *Service) restartContainer(c *container, t *time.Timer) {
 // same log; a client that was attached had the first run only, so the new
 // run's stdio is the log alone. s.mu is held.
 func (s *Service) rerun(c *container) error {
-	ctx := context.Background()
+	// No client waits for this one; a runtime that hangs must not hold
+	// s.mu for good.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
 	id := c.rec.ID
 	// runc delete removes the container's cgroup, and create makes it
 	// anew: its OOM watch goes and comes with it.
