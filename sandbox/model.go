@@ -93,6 +93,30 @@ type Sandbox struct {
 type Exit struct {
 	Status int       `json:"status"`
 	At     time.Time `json:"at"`
+	// Reason is a container's exit as Kubernetes names it (ExitReason);
+	// the pause's exit has none.
+	Reason string `json:"reason,omitempty"`
+}
+
+// The reasons of a container's exit, Kubernetes' words for them.
+const (
+	ReasonCompleted = "Completed" // exit status 0
+	ReasonError     = "Error"     // any other status
+	ReasonOOMKilled = "OOMKilled" // the OOM killer acted in the container's cgroup
+)
+
+// ExitReason names a container's exit with status: OOMKilled when the OOM
+// killer acted in its cgroup during the run, whatever the status (the
+// victim may be a child of the init, which then fails), else Completed or
+// Error.
+func ExitReason(status int, oomKilled bool) string {
+	switch {
+	case oomKilled:
+		return ReasonOOMKilled
+	case status == 0:
+		return ReasonCompleted
+	}
+	return ReasonError
 }
 
 // ContainerState is a container's lifecycle state.
@@ -102,6 +126,9 @@ const (
 	ContainerCreated ContainerState = "created"
 	ContainerRunning ContainerState = "running"
 	ContainerStopped ContainerState = "stopped"
+	// ContainerRestarting: exited, and its shim runs it again at
+	// NextRestart (its restart policy says so).
+	ContainerRestarting ContainerState = "restarting"
 )
 
 // Container is the record of one container joined to a sandbox, kept in
@@ -122,6 +149,20 @@ type Container struct {
 	Bundle    string         `json:"bundle"`
 	LogPath   string         `json:"logPath"`
 	CreatedAt time.Time      `json:"createdAt"`
+
+	// Restarts (podbox run --restart); Exit is then the last run's, also
+	// while the next one runs.
+	//
+	// RestartPolicy is the container's restart policy, as package
+	// runtime/restart spells it; empty when it has none.
+	RestartPolicy string `json:"restartPolicy,omitempty"`
+	// RestartCount is how many times its shim restarted the container.
+	RestartCount int `json:"restartCount"`
+	// NextRestart is when a restarting container runs again.
+	NextRestart *time.Time `json:"nextRestart,omitempty"`
+	// RestartError is why the shim could not restart the container, which
+	// then stays stopped.
+	RestartError string `json:"restartError,omitempty"`
 }
 
 // NewID returns a random 64-hex-digit ID, as containerd and runc use; users

@@ -86,6 +86,9 @@ type watch struct {
 	efd  int    // v1: the eventfd the kernel signals; -1 on v2
 	// oomKills is the last oom_kill count read from memory.events (v2).
 	oomKills uint64
+	// killsAtAdd is the cgroup's oom_kill count when Add began watching
+	// it, the baseline of Killed.
+	killsAtAdd uint64
 }
 
 // New finds the host's memory cgroup hierarchy and starts the watcher's
@@ -197,6 +200,35 @@ func (w *Watcher) Add(id, cgroupPath string) error {
 	w.byKey[wt.key] = wt
 	w.log.Debug("watching for OOM kills", "id", id, "cgroup", cgroupPath)
 	return nil
+}
+
+// Killed reports whether the kernel's OOM killer killed a process in the
+// cgroup of container id since Add: whether the cgroup's oom_kill counter
+// (memory.events on v2, memory.oom_control on v1) grew. It reads the
+// counter itself, so it knows of a kill before the kill's event has been
+// noticed. It fails for an id not watched (never added, removed, or its
+// cgroup gone) and where the kernel keeps no counter (before 4.13).
+func (w *Watcher) Killed(id string) (bool, error) {
+	w.mu.Lock()
+	wt, ok := w.byID[id]
+	w.mu.Unlock()
+	if !ok {
+		return false, fmt.Errorf("oom kills of %q: container not watched", id)
+	}
+	kills, err := readOOMKills(filepath.Join(wt.dir, w.counterFile()))
+	if err != nil {
+		return false, fmt.Errorf("oom kills of %q (cgroup %s): %w", id, wt.path, err)
+	}
+	return kills > wt.killsAtAdd, nil
+}
+
+// counterFile is the file of a memory cgroup that holds its oom_kill
+// counter.
+func (w *Watcher) counterFile() string {
+	if w.mem.v2 {
+		return "memory.events"
+	}
+	return "memory.oom_control"
 }
 
 // Remove stops watching the container id; an unknown id is ignored. A kill

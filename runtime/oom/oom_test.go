@@ -66,6 +66,12 @@ func TestOOMKillInRealCgroup(t *testing.T) {
 			t.Fatalf("no OOM kill happened in %s (oom_kill %d → %d)", hogCg.Path, before, after)
 		}
 		expectID(t, ev, "hog", 5*time.Second)
+		if killed, err := w.Killed("hog"); err != nil || !killed {
+			t.Errorf("Killed(hog) after the kill = %v, %v", killed, err)
+		}
+		if killed, err := w.Killed("calm"); err != nil || killed {
+			t.Errorf("Killed(calm) = %v, %v", killed, err)
+		}
 		// One kill can take several rounds of the OOM path in v1; any
 		// further report must still be about hog.
 		drain(t, ev, "hog", 500*time.Millisecond)

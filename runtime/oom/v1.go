@@ -38,6 +38,9 @@ func (w *Watcher) addV1(wt *watch) error {
 	}
 	w.nextToken++
 	wt.efd, wt.key = efd, tok
+	// The baseline of Killed; a kernel without the counter (before 4.13)
+	// leaves it 0, and Killed says it cannot tell.
+	wt.killsAtAdd, _ = readOOMKills(ctl.Name())
 	return nil
 }
 

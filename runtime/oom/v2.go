@@ -36,7 +36,7 @@ func (w *Watcher) addV2(wt *watch) error {
 		unix.InotifyRmWatch(w.inotify, uint32(wd))
 		return err
 	}
-	wt.oomKills = kills
+	wt.oomKills, wt.killsAtAdd = kills, kills
 	return nil
 }
 

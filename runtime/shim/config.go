@@ -1,10 +1,12 @@
 package shim
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"time"
 
+	"github.com/podbox/podbox/runtime/restart"
 	"github.com/podbox/podbox/runtime/shimclient"
 )
 
@@ -31,6 +33,14 @@ type Config struct {
 	// Go duration; zero or less: DefaultConnectGrace). Its starter (containerd,
 	// the CLI) connects within milliseconds unless it died meanwhile.
 	ConnectGrace time.Duration
+	// RestartBackoff is the wait before each restart of a container with
+	// a restart policy ($PODBOX_RESTART_BACKOFF, "BASE[,CAP]" in Go
+	// durations, over restart.DefaultBackoff): a knob for tests and
+	// operators, who may not want to wait 10 s for a first restart.
+	RestartBackoff restart.Backoff
+	// restartBackoffErr is why $PODBOX_RESTART_BACKOFF was not taken; the
+	// serving shim logs it.
+	restartBackoffErr error
 }
 
 // DefaultConnectGrace is Config.ConnectGrace's default: long enough for any
@@ -55,6 +65,17 @@ func (c Config) ConfigFromEnv() Config {
 	if c.ConnectGrace <= 0 {
 		// Unset or unreadable: Serve takes DefaultConnectGrace.
 		c.ConnectGrace, _ = time.ParseDuration(os.Getenv("PODBOX_SHIM_CONNECT_GRACE"))
+	}
+	if c.RestartBackoff == (restart.Backoff{}) {
+		c.RestartBackoff = restart.DefaultBackoff()
+		if v := os.Getenv("PODBOX_RESTART_BACKOFF"); v != "" {
+			b, err := restart.ParseBackoff(v)
+			if err != nil {
+				c.restartBackoffErr = fmt.Errorf("PODBOX_RESTART_BACKOFF ignored: %w", err)
+			} else {
+				c.RestartBackoff = b
+			}
+		}
 	}
 	if c.TTRPCAddress == "" {
 		c.TTRPCAddress = os.Getenv("TTRPC_ADDRESS")

@@ -164,6 +164,9 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	ev := events.New(ctx, cfg.TTRPCAddress, cfg.Namespace, log)
 	defer ev.Close()
 	svc := NewService(cfg, r, ev, log)
+	if cfg.restartBackoffErr != nil {
+		log.Warn("restart back-off: the default applies", "error", cfg.restartBackoffErr)
+	}
 	// OOM kills in the containers' cgroups become /tasks/oom events, as
 	// containerd's runc shim publishes them (CRI reports OOMKilled from it).
 	// A host whose memory controller cannot be watched loses only those.

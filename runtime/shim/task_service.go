@@ -68,6 +68,8 @@ type container struct {
 	cgroup string
 	// poststartHooks: the spec has poststart hooks (see runc.StartOpts).
 	poststartHooks bool
+	// restart is the container's restart policy and state; nil without one.
+	restart *restarter
 }
 
 func newProcess(execID string, terminal bool, cfg stdio.Config) *process {
@@ -132,6 +134,10 @@ func (s *Service) Create(ctx context.Context, req *taskapi.CreateTaskRequest) (*
 			IO: &apievents.TaskIO{Stdin: req.Stdin, Stdout: req.Stdout, Stderr: req.Stderr, Terminal: req.Terminal}})
 		return &taskapi.CreateTaskResponse{Pid: uint32(pid)}, nil
 	}
+	rs, err := s.restarterFor(req.ID, &spec, cri != "")
+	if err != nil {
+		return nil, toStatus(err)
+	}
 	if s.sb == nil {
 		if cri != "" {
 			return nil, toStatus(fmt.Errorf("container %q: %w: its pod's sandbox is not in this shim", req.ID, errState))
@@ -175,7 +181,10 @@ func (s *Service) Create(ctx context.Context, req *taskapi.CreateTaskRequest) (*
 		return nil, toStatus(err)
 	}
 	c := &container{rec: rec, init: p, execs: map[string]*process{}, mounted: len(req.Rootfs) > 0,
-		poststartHooks: spec.Hooks != nil && len(spec.Hooks.Poststart) > 0}
+		poststartHooks: spec.Hooks != nil && len(spec.Hooks.Poststart) > 0, restart: rs}
+	if rs != nil {
+		rec.RestartPolicy = rs.policy.String()
+	}
 	if spec.Linux != nil {
 		c.cgroup = spec.Linux.CgroupsPath
 	}
@@ -377,8 +386,12 @@ func (s *Service) watchProcess(id string, p *process, exited <-chan reaper.Exit)
 	cancel()
 	s.mu.Lock()
 	p.exit, p.status = &e, task.Status_STOPPED
-	if c, ok := s.containers[id]; ok && p.execID == "" {
-		c.rec.State, c.rec.Exit = sandbox.ContainerStopped, &sandbox.Exit{Status: e.Status, At: e.Time.UTC()}
+	if c, ok := s.containers[id]; ok && p.execID == "" && c.init == p {
+		c.rec.State = sandbox.ContainerStopped
+		c.rec.Exit = &sandbox.Exit{Status: e.Status, At: e.Time.UTC(), Reason: s.exitReason(id, e.Status)}
+		if c.restart != nil {
+			s.scheduleRestart(c, e)
+		}
 		s.saveContainer(c.rec)
 	}
 	s.mu.Unlock()
@@ -420,6 +433,9 @@ func (s *Service) Start(ctx context.Context, req *taskapi.StartRequest) (*taskap
 		}
 		p.status = task.Status_RUNNING
 		c.rec.State = sandbox.ContainerRunning
+		if c.restart != nil {
+			c.restart.started = time.Now()
+		}
 		s.saveContainer(c.rec)
 		s.publish(events.TopicTaskStart, &apievents.TaskStart{ContainerID: req.ID, Pid: uint32(p.pid)})
 		return &taskapi.StartResponse{Pid: uint32(p.pid)}, nil
@@ -508,6 +524,11 @@ func (s *Service) Kill(ctx context.Context, req *taskapi.KillRequest) (*emptypb.
 	var pid int
 	isSandbox, exited := false, false
 	if err == nil {
+		if req.ExecID == "" {
+			// Whatever the signal: its user is stopping the container,
+			// and no restart may bring it back (as docker's kill).
+			s.endRestarts(c)
+		}
 		pid, isSandbox = p.pid, c.sandbox
 		exited = p.status == task.Status_STOPPED || p.reaped
 		if isSandbox && req.ExecID == "" {
@@ -638,6 +659,7 @@ func (s *Service) removeSandbox(ctx context.Context) error {
 // removeContainer deletes c from runc, closes its stdio and drops its record;
 // s.mu is held.
 func (s *Service) removeContainer(ctx context.Context, c *container) error {
+	s.endRestarts(c)
 	if err := s.runc.Delete(ctx, c.rec.ID, true); err != nil {
 		return err
 	}
@@ -872,6 +894,7 @@ func (s *Service) stopContainers(ctx context.Context, timeout time.Duration) err
 	var running []*container
 	var paused []string
 	for _, c := range s.containers {
+		s.endRestarts(c)
 		if c.sandbox {
 			// CRI's sandbox container is the pause: not runc's, and its
 			// task ends only after the pause is handled (pauseDone).

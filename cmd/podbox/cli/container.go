@@ -41,6 +41,7 @@ type runOptions struct {
 	entrypoint        []string
 	detach, rm, stdin bool
 	proc              processOptions
+	restart           string // --restart, see restart.go
 }
 
 func addProcessFlags(cmd *cobra.Command, o *processOptions, stdin *bool) {
@@ -99,6 +100,7 @@ directory as it is, and CMD is required.`,
 	f.StringVar(&o.rootfs, "rootfs", "", "root filesystem directory, instead of --image")
 	f.BoolVarP(&o.detach, "detach", "d", false, "run in the background and print the container ID")
 	f.BoolVar(&o.rm, "rm", false, "remove the container when it exits")
+	f.StringVar(&o.restart, "restart", "no", "restart policy: no, on-failure[:N] or always (the shim restarts it, with back-off)")
 	addProcessFlags(cmd, &o.proc, &o.stdin)
 	return cmd
 }
@@ -128,6 +130,9 @@ func (o runOptions) validate() error {
 		if err := sandbox.ValidName("container", o.name); err != nil {
 			return err
 		}
+	}
+	if err := o.checkRestart(); err != nil {
+		return err
 	}
 	return o.proc.checkFlags()
 }
@@ -229,7 +234,7 @@ func (a *App) run(ctx context.Context, g *globals, o runOptions) error {
 			return undo(err)
 		}
 	}
-	if err := writeSpec(filepath.Join(bundle, "config.json"), containerSpec(name, sb.ID, rootfs, proc)); err != nil {
+	if err := writeSpec(filepath.Join(bundle, "config.json"), o.withRestart(containerSpec(name, sb.ID, rootfs, proc))); err != nil {
 		return undo(err)
 	}
 
@@ -501,7 +506,9 @@ func applyTaskState(rec *sandbox.Container, s *taskapi.StateResponse) {
 	case tasktypes.Status_RUNNING, tasktypes.Status_PAUSED, tasktypes.Status_PAUSING:
 		rec.State = sandbox.ContainerRunning
 	case tasktypes.Status_STOPPED:
-		rec.State = sandbox.ContainerStopped
+		if rec.State != sandbox.ContainerRestarting { // the shim's record knows
+			rec.State = sandbox.ContainerStopped
+		}
 		if rec.Exit == nil {
 			rec.Exit = &sandbox.Exit{Status: int(s.ExitStatus)}
 			if s.ExitedAt != nil {
@@ -576,7 +583,7 @@ func (a *App) psCommand(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "ps [flags]",
 		Short: "List containers",
-		Long:  `List running containers of every sandbox, or of one with --sandbox; -a lists stopped and created ones too.`,
+		Long:  `List running (and restarting) containers of every sandbox, or of one with --sandbox; -a lists stopped and created ones too.`,
 		Example: `  podbox ps
   podbox ps -a --sandbox web
   podbox ps -aq | xargs podbox rm -f`,
@@ -604,7 +611,9 @@ func (a *App) psCommand(g *globals) *cobra.Command {
 				return err
 			}
 			if !all {
-				views = slices.DeleteFunc(views, func(v containerView) bool { return v.State != sandbox.ContainerRunning })
+				views = slices.DeleteFunc(views, func(v containerView) bool {
+					return v.State != sandbox.ContainerRunning && v.State != sandbox.ContainerRestarting
+				})
 			}
 			return writeList(a.Stdout, views, quiet, format, func(v containerView) string { return v.ID },
 				func() error { return writeContainerTable(a.Stdout, views, a.Now()) })
@@ -745,6 +754,9 @@ func stopTask(ctx context.Context, c *shimclient.Client, id string, timeout time
 	if err != nil {
 		return err
 	}
+	if ok && s.Status == tasktypes.Status_STOPPED {
+		return endRestarts(ctx, c, id) // it may be waiting to restart
+	}
 	if !ok || s.Status != tasktypes.Status_RUNNING && s.Status != tasktypes.Status_PAUSED {
 		return nil
 	}
@@ -838,14 +850,15 @@ func (a *App) rm(ctx context.Context, g *globals, refs []string, force bool) err
 				targets = append(targets, t)
 				return objErr("container", rec.Name, "remove", err)
 			}
-			t.running = ok && (s.Status == tasktypes.Status_RUNNING || s.Status == tasktypes.Status_PAUSED)
+			t.running = ok && (s.Status == tasktypes.Status_RUNNING || s.Status == tasktypes.Status_PAUSED ||
+				rec.State == sandbox.ContainerRestarting)
 		} else {
 			offlineState(rec)
 			t.running = rec.State == sandbox.ContainerRunning
 		}
 		targets = append(targets, t)
 		if t.running && !force {
-			return fmt.Errorf("container %q: remove: container is running; stop it first or use -f", rec.Name)
+			return fmt.Errorf("container %q: remove: container is %s; stop it first or use -f", rec.Name, runningWord(rec))
 		}
 	}
 	var errs []error

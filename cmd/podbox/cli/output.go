@@ -141,18 +141,29 @@ func commandLine(args []string) string {
 	return s
 }
 
-func containerStatus(c *sandbox.Container) string {
-	if c.State == sandbox.ContainerStopped && c.Exit != nil {
-		return fmt.Sprintf("stopped (%d)", c.Exit.Status)
+// containerStatus is a container's STATE column: its state, with the
+// last exit's status and reason once it has one, and when a restarting
+// container runs again.
+func containerStatus(c *sandbox.Container, now time.Time) string {
+	s := string(c.State)
+	if (c.State == sandbox.ContainerStopped || c.State == sandbox.ContainerRestarting) && c.Exit != nil {
+		s += fmt.Sprintf(" (%d)", c.Exit.Status)
+		if c.Exit.Reason != "" {
+			s += " " + c.Exit.Reason
+		}
 	}
-	return string(c.State)
+	if c.State == sandbox.ContainerRestarting && c.NextRestart != nil {
+		s += ", in " + max(c.NextRestart.Sub(now), 0).Round(time.Second).String()
+	}
+	return s
 }
 
 func writeContainerTable(w io.Writer, cs []containerView, now time.Time) error {
 	tw := tabwriter.NewWriter(w, 0, 8, 3, ' ', 0)
-	fmt.Fprintln(tw, "CONTAINER ID\tNAME\tSANDBOX\tSTATE\tCOMMAND\tCREATED")
+	fmt.Fprintln(tw, "CONTAINER ID\tNAME\tSANDBOX\tSTATE\tRESTARTS\tCOMMAND\tCREATED")
 	for _, c := range cs {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", shortID(c.ID), c.Name, c.SandboxName, containerStatus(&c.Container), commandLine(c.Command), ago(now, c.CreatedAt))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", shortID(c.ID), c.Name, c.SandboxName, containerStatus(&c.Container, now), c.RestartCount,
+			commandLine(c.Command), ago(now, c.CreatedAt))
 	}
 	return tw.Flush()
 }

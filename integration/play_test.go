@@ -1,0 +1,223 @@
+package integration
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+
+	"github.com/podbox/podbox/integration/testnode"
+)
+
+// busyboxImage is busybox as an image with PATH set, as the images of a
+// registry have it.
+func busyboxImage(t *testing.T) v1.Image {
+	t.Helper()
+	img, err := mutate.AppendLayers(empty.Image, busyboxLayer(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf = cf.DeepCopy()
+	cf.OS, cf.Architecture = "linux", "amd64"
+	cf.Config.Env = []string{"PATH=/bin"}
+	cf.Config.Cmd = []string{"sh"}
+	if img, err = mutate.ConfigFile(img, cf); err != nil {
+		t.Fatal(err)
+	}
+	return img
+}
+
+// playNode is a CLI node with busybox in a registry on its loopback, and a
+// manifest writer.
+type playNode struct {
+	*cliNode
+	image string
+	dir   string
+}
+
+func newPlayNode(t *testing.T) *playNode {
+	t.Helper()
+	n := newCLINode(t)
+	n.env = append(n.env, "PODBOX_KUBE_BIN="+testnode.Binary(t, "podbox-kube"))
+	reg := newTestRegistry(t, n)
+	p := &playNode{cliNode: n, image: reg.push(t, "lib/busybox:1", busyboxImage(t)), dir: t.TempDir()}
+	// Pulled beforehand, so that play's stderr holds only its error; the
+	// image goes before the leak check looks.
+	n.mustRun("image", "pull", p.image)
+	t.Cleanup(func() { n.run("image", "prune", "-a") })
+	return p
+}
+
+func (p *playNode) manifest(name, yaml string) string {
+	p.t.Helper()
+	f := filepath.Join(p.dir, name)
+	if err := os.WriteFile(f, []byte(strings.ReplaceAll(yaml, "IMAGE", p.image)), 0o644); err != nil {
+		p.t.Fatal(err)
+	}
+	return f
+}
+
+const webPod = `apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: web-config
+data:
+  greeting: "hello from a configmap\n"
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: web
+spec:
+  volumes:
+  - name: content
+    emptyDir: {}
+  - name: config
+    configMap: {name: web-config}
+  initContainers:
+  - name: setup
+    image: IMAGE
+    imagePullPolicy: IfNotPresent
+    command: ["sh", "-c", "echo $(MSG) > /content/index.html"]
+    env: [{name: MSG, value: hello-from-init}]
+    volumeMounts: [{name: content, mountPath: /content}]
+  containers:
+  - name: server
+    image: IMAGE
+    imagePullPolicy: IfNotPresent
+    args: ["httpd", "-f", "-p", "80", "-h", "/www"]
+    ports: [{containerPort: 80, hostPort: 8080}]
+    volumeMounts: [{name: content, mountPath: /www, readOnly: true}]
+  - name: client
+    image: IMAGE
+    imagePullPolicy: IfNotPresent
+    command: ["sleep", "3600"]
+    securityContext: {readOnlyRootFilesystem: true}
+    volumeMounts: [{name: config, mountPath: /etc/app}]
+`
+
+// The issue's pod: an init container writes into an emptyDir that the
+// server serves on the pod's localhost and through its hostPort; a
+// read-only root filesystem; a configMap; --replace; --down leaves nothing.
+func TestPlayPod(t *testing.T) {
+	p := newPlayNode(t)
+	f := p.manifest("web.yaml", webPod)
+	out := p.mustRun("play", f)
+	if !strings.Contains(out, "pod web: sandbox ") || !strings.Contains(out, "web-server, web-client") {
+		t.Fatalf("play printed %q", out)
+	}
+	exec := func(args ...string) (int, string) {
+		code, out, _ := p.run(append([]string{"exec", "web-client", "--"}, args...)...)
+		return code, out
+	}
+	var body string
+	waitFor(t, func() bool {
+		_, body = exec("wget", "-q", "-O", "-", "http://localhost/")
+		return body == "hello-from-init\n"
+	})
+	if got, err := fetch(t, p.node, "http://127.0.0.1:8080/"); err != nil || got != "hello-from-init" {
+		t.Errorf("the hostPort from the node: %q, %v", got, err)
+	}
+	if code, _ := exec("touch", "/written"); code == 0 {
+		t.Error("readOnlyRootFilesystem: the client wrote to its root")
+	}
+	if _, got := exec("cat", "/etc/app/greeting"); got != "hello from a configmap\n" {
+		t.Errorf("configMap file: %q", got)
+	}
+	rec := p.inspect("web")
+	if labels, _ := rec["labels"].(map[string]any); labels["io.kubernetes.pod.namespace"] != "default" {
+		t.Errorf("sandbox labels: %v", rec["labels"])
+	}
+
+	// Again: refused while the pod runs, replaced with --replace.
+	code, _, stderr := p.run("play", f)
+	assertOneLineError(t, code, stderr, `pod "web"`, "--replace")
+	p.mustRun("play", "--replace", f)
+	if id := p.inspect("web")["id"]; id == rec["id"] {
+		t.Error("--replace kept the old sandbox")
+	}
+
+	if out := p.mustRun("play", "--down", f); out != "pod web: removed\n" {
+		t.Errorf("play --down printed %q", out)
+	}
+	if out := p.mustRun("sandbox", "ls", "-q"); out != "" {
+		t.Errorf("sandboxes after --down: %s", out)
+	}
+}
+
+// A dry run creates nothing and shows the commands.
+func TestPlayDryRun(t *testing.T) {
+	p := newPlayNode(t)
+	f := p.manifest("web.yaml", webPod)
+	out := p.mustRun("play", "--dry-run", f)
+	for _, want := range []string{"podbox sandbox create --name web", "-p 8080:80/tcp", "--name web-setup", "--read-only"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("dry run lacks %q:\n%s", want, out)
+		}
+	}
+	var plan struct{ Pods []struct{ Name string } }
+	if err := json.Unmarshal([]byte(p.mustRun("play", "--dry-run", "-o", "json", f)), &plan); err != nil || len(plan.Pods) != 1 {
+		t.Errorf("dry run -o json: %+v, %v", plan, err)
+	}
+	if out := p.mustRun("sandbox", "ls", "-q"); out != "" {
+		t.Errorf("a dry run made sandboxes: %s", out)
+	}
+}
+
+// A failing init container stops the pod, kept for its logs; bad manifests
+// and a container that cannot start leave nothing.
+func TestPlayFailures(t *testing.T) {
+	p := newPlayNode(t)
+	initFails := p.manifest("init.yaml", `apiVersion: v1
+kind: Pod
+metadata: {name: broken}
+spec:
+  initContainers:
+  - {name: check, image: IMAGE, imagePullPolicy: IfNotPresent, command: ["sh", "-c", "echo no database; exit 3"]}
+  containers:
+  - {name: app, image: IMAGE, imagePullPolicy: IfNotPresent, command: ["sleep", "3600"]}
+`)
+	code, _, stderr := p.run("play", initFails)
+	assertOneLineError(t, code, stderr, `pod "broken": init container "broken-check" exited with code 3`, "no database")
+	if st := p.inspect("broken")["state"]; st != "stopped" {
+		t.Errorf("pod after a failed init container: %v, want stopped", st)
+	}
+	p.mustRun("play", "--down", initFails)
+
+	secondFails := p.manifest("second.yaml", `apiVersion: v1
+kind: Pod
+metadata: {name: half}
+spec:
+  containers:
+  - {name: ok, image: IMAGE, imagePullPolicy: IfNotPresent, command: ["sleep", "3600"]}
+  - {name: missing, image: nowhere.invalid/none:1, imagePullPolicy: Never}
+`)
+	code, _, stderr = p.run("play", secondFails)
+	assertOneLineError(t, code, stderr, `pod "half": container "half-missing"`, "nowhere.invalid/none:1")
+	if out := p.mustRun("sandbox", "ls", "-q"); out != "" {
+		t.Errorf("a pod whose second container failed is still here: %s", out)
+	}
+
+	for name, tc := range map[string]struct{ yaml, want string }{
+		"unknown kind":   {"apiVersion: v1\nkind: Service\nmetadata: {name: s}\n", "kind Service is not supported"},
+		"unknown field":  {"apiVersion: v1\nkind: Pod\nmetadata: {name: x}\nspec:\n  containers: [{name: a, image: IMAGE, tty2: true}]\n", `unknown field "spec.containers[0].tty2"`},
+		"probe":          {"apiVersion: v1\nkind: Pod\nmetadata: {name: x}\nspec:\n  containers:\n  - name: a\n    image: IMAGE\n    readinessProbe: {tcpSocket: {port: 80}}\n", "spec.containers[0].readinessProbe: not supported"},
+		"hostPath":       {"apiVersion: v1\nkind: Pod\nmetadata: {name: x}\nspec:\n  volumes: [{name: h, hostPath: {path: /no/such, type: Directory}}]\n  containers: [{name: a, image: IMAGE}]\n", "/no/such does not exist"},
+		"not a manifest": {"- just\n- a list\n", "not a manifest"},
+	} {
+		code, _, stderr := p.run("play", p.manifest(name+".yaml", tc.yaml))
+		assertOneLineError(t, code, stderr, tc.want)
+	}
+	if out := p.mustRun("sandbox", "ls", "-q"); out != "" {
+		t.Errorf("bad manifests made sandboxes: %s", out)
+	}
+}
