@@ -68,6 +68,8 @@ type Sandbox struct {
 	// CNI is the sandbox's attachment to its CNI network, recorded before
 	// the chain's ADD so that a removal after a crash runs its DEL.
 	CNI *cni.Attachment `json:"cni,omitempty"`
+	// Resources are the sandbox's memory and CPU limits, on its cgroup.
+	Resources *Resources `json:"resources,omitempty"`
 
 	CgroupParent string `json:"cgroupParent"`
 	ShimPID      int    `json:"shimPid,omitempty"`
@@ -115,6 +117,9 @@ type Container struct {
 	Bundle    string         `json:"bundle"`
 	LogPath   string         `json:"logPath"`
 	CreatedAt time.Time      `json:"createdAt"`
+	// Config is what run was asked for besides the process (mounts,
+	// limits, capabilities); nil if nothing.
+	Config *ContainerConfig `json:"config,omitempty"`
 }
 
 // NewID returns a random 64-hex-digit ID, as containerd and runc use; users
