@@ -28,6 +28,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -144,8 +145,9 @@ func (s Store) ensure(name string) (*Volume, bool, error) {
 
 // Use makes sure every volume names names exists, creating those that do
 // not (as `docker run -v NAME:/dir` does), and holds them against removal
-// until release: the caller releases once the record of the container that
-// mounts them is written, from which on the removal's UsedBy sees it.
+// until release (which may be called more than once): the caller releases
+// once the record of the container that mounts them is written, from
+// which on a removal's UsedBy sees it.
 func (s Store) Use(names []string) (vols []*Volume, release func(), err error) {
 	for _, n := range names {
 		if err := ValidName(n); err != nil {
@@ -164,7 +166,7 @@ func (s Store) Use(names []string) (vols []*Volume, release func(), err error) {
 		}
 		vols = append(vols, v)
 	}
-	return vols, unlock, nil
+	return vols, sync.OnceFunc(unlock), nil
 }
 
 // Get reads volume name's record.

@@ -124,6 +124,7 @@ share localhost and one port space. Each sandbox is served by its own shim
 
 	root.AddCommand(a.sandboxCommand(g), a.runCommand(g), a.execCommand(g), a.psCommand(g),
 		a.logsCommand(g), a.stopCommand(g), a.rmCommand(g), a.imageCommand(g), a.nodeCommand(g), a.versionCommand(), a.pauseImageCommand())
+	root.AddCommand(a.inspectCommand(g), a.volumeCommand(g))
 	return root
 }
 

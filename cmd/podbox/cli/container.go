@@ -41,6 +41,7 @@ type runOptions struct {
 	entrypoint        []string
 	detach, rm, stdin bool
 	proc              processOptions
+	host              hostOptions
 }
 
 func addProcessFlags(cmd *cobra.Command, o *processOptions, stdin *bool) {
@@ -73,11 +74,32 @@ read-only layers; the layer goes with the container. The image's config
 applies as in docker run: CMD after -- replaces the image's Cmd, --entrypoint
 its Entrypoint (and its Cmd), -e adds to its Env, -w and -u replace its
 WorkingDir and User. With --rootfs the container runs in a root filesystem
-directory as it is, and CMD is required.`,
+directory as it is, and CMD is required.
+
+Mounts, as docker run's: -v /HOST/PATH:/PATH[:ro] binds a host directory
+(made if missing; the path must be absolute), -v NAME:/PATH[:ro] mounts the
+named volume NAME (made on first use; see podbox volume), and --mount takes
+docker's KEY=VALUE form: type=bind|volume|tmpfs, source (src),
+target (dst, destination), readonly (ro), bind-propagation,
+bind-nonrecursive, tmpfs-size, tmpfs-mode. A --mount bind of a missing host
+path is refused. /etc/hosts, /etc/hostname and /etc/resolv.conf are the
+sandbox's and cannot be mounted over.
+
+Limits, on the container's cgroup (inside its sandbox's, whose own limits
+from sandbox create --memory/--cpus cap the sum): --memory (512m, 1g, 512Mi,
+1Gi; at least 6m; swap included; a container past it is OOM-killed and
+exits 137), --cpus (0.5 is half of one CPU's time), --pids-limit.
+--read-only mounts the root read-only (the /etc files, /dev and mounts stay
+as they are). --cap-add and --cap-drop change the default capabilities
+(docker's set): names with or without CAP_, any case, or ALL.`,
 		Example: `  podbox run --sandbox web --name srv --image busybox -d -- httpd -f -p 8080
   podbox run --sandbox web --image localhost:5000/app:1 --pull always -d
   podbox run --sandbox web --rootfs ./rootfs --rm -- wget -qO- http://localhost:8080/
-  podbox run --sandbox web --image busybox --rm -it -- sh`,
+  podbox run --sandbox web --image busybox --rm -it -- sh
+  podbox run --sandbox web --image busybox -d -v /srv/site:/www:ro -v cache:/cache -- httpd -f -h /www
+  podbox run --sandbox web --image busybox --rm --mount type=tmpfs,target=/scratch,tmpfs-size=64m -- df /scratch
+  podbox run --sandbox web --image busybox -d --memory 256m --cpus 0.5 --pids-limit 100 -- sh -c 'sleep 1d'
+  podbox run --sandbox web --image busybox --rm --read-only --cap-drop ALL --cap-add NET_BIND_SERVICE -- httpd -f -p 80`,
 		Args: cobra.ArbitraryArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.proc.args = args
@@ -100,6 +122,7 @@ directory as it is, and CMD is required.`,
 	f.BoolVarP(&o.detach, "detach", "d", false, "run in the background and print the container ID")
 	f.BoolVar(&o.rm, "rm", false, "remove the container when it exits")
 	addProcessFlags(cmd, &o.proc, &o.stdin)
+	addHostFlags(cmd, &o.host)
 	return cmd
 }
 
@@ -148,6 +171,10 @@ func (a *App) run(ctx context.Context, g *globals, o runOptions) error {
 	}
 	fail := func(err error) error { return objErr("container", display, "run", err) }
 	if err := o.validate(); err != nil {
+		return fail(err)
+	}
+	host, err := o.host.parse()
+	if err != nil {
 		return fail(err)
 	}
 	var rootfs string
@@ -210,9 +237,17 @@ func (a *App) run(ctx context.Context, g *globals, o runOptions) error {
 	if img != nil {
 		rec.Image, rec.ImageID = img.name, img.image.ID
 	}
+	// Until the record names its volumes, a removal could take them.
+	releaseVolumes, err := host.prepare(g.volumes())
+	if err != nil {
+		return fail(err)
+	}
+	defer releaseVolumes()
+	rec.Config = host.cfg
 	if err := st.CreateContainerRecord(rec); err != nil {
 		return fail(err)
 	}
+	releaseVolumes()
 	if img != nil {
 		img.release()
 	}
@@ -229,7 +264,9 @@ func (a *App) run(ctx context.Context, g *globals, o runOptions) error {
 			return undo(err)
 		}
 	}
-	if err := writeSpec(filepath.Join(bundle, "config.json"), containerSpec(name, sb.ID, rootfs, proc)); err != nil {
+	spec := containerSpec(name, sb.ID, rootfs, proc)
+	host.apply(spec, g.volumes())
+	if err := writeSpec(filepath.Join(bundle, "config.json"), spec); err != nil {
 		return undo(err)
 	}
 
