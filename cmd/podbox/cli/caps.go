@@ -1,8 +1,11 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
+	"os"
 	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -43,16 +46,44 @@ func normalizeCaps(flag string, names []string) ([]string, error) {
 	return out, nil
 }
 
+// boundingSet reads the capability bounding set of this process, which the
+// shim and runc inherit: no container can have a capability outside it
+// (runc fails with "unable to apply caps"), and a host may lack some, as a
+// VM or a container does that was started without them.
+func boundingSet() (uint64, error) {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0, fmt.Errorf("capability bounding set: %w", err)
+	}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "CapBnd:"); ok {
+			return strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+		}
+	}
+	return 0, errors.New("capability bounding set: no CapBnd in /proc/self/status")
+}
+
+// checkBounding refuses an added capability outside the bounding set bnd.
+func checkBounding(add []string, bnd uint64) error {
+	for _, c := range add {
+		if i := slices.Index(allCapabilities, c); i >= 0 && bnd&(1<<i) == 0 {
+			return fmt.Errorf("--cap-add %s: not in this host's capability bounding set, so no container here can have it", c)
+		}
+	}
+	return nil
+}
+
 // capabilities is the set a container gets from the defaults, adds and
 // drops (normalized), with docker's rules: adding ALL gives every
-// capability but the dropped ones; dropping ALL keeps only the added ones;
-// otherwise the drops come off the defaults, then the adds go on.
-func capabilities(defaults, add, drop []string) []string {
+// capability of the bounding set bnd but the dropped ones; dropping ALL
+// keeps only the added ones; otherwise the drops come off the defaults,
+// then the adds go on.
+func capabilities(defaults, add, drop []string, bnd uint64) []string {
 	var caps []string
 	switch {
 	case slices.Contains(add, capAll):
-		for _, c := range allCapabilities {
-			if !slices.Contains(drop, c) {
+		for i, c := range allCapabilities {
+			if bnd&(1<<i) != 0 && !slices.Contains(drop, c) {
 				caps = append(caps, c)
 			}
 		}

@@ -40,6 +40,8 @@ type runConfig struct {
 	// mkdirs are -v host paths that do not exist: made as docker makes
 	// them, once the container is sure to be created.
 	mkdirs []string
+	// caps are the container's capabilities; nil for the defaults.
+	caps []string
 }
 
 // parse checks every flag, reading the host only to see which bind
@@ -61,6 +63,18 @@ func (o hostOptions) parse() (runConfig, error) {
 	drop, err := normalizeCaps("--cap-drop", o.capDrop)
 	if err != nil {
 		return rc, err
+	}
+	if len(add)+len(drop) > 0 {
+		var bnd uint64
+		if len(add) > 0 {
+			if bnd, err = boundingSet(); err != nil {
+				return rc, err
+			}
+			if err := checkBounding(add, bnd); err != nil {
+				return rc, err
+			}
+		}
+		rc.caps = capabilities(defaultCapabilities(), add, drop, bnd)
 	}
 	cfg := &sandbox.ContainerConfig{Resources: res, ReadOnlyRootfs: o.readOnly, CapAdd: add, CapDrop: drop}
 	for _, m := range ms {
@@ -121,11 +135,11 @@ func (rc runConfig) apply(spec *specs.Spec, st volume.Store) {
 		spec.Linux.Resources = specResources(cfg.Resources, swap)
 	}
 	spec.Root.Readonly = cfg.ReadOnlyRootfs
-	if len(cfg.CapAdd)+len(cfg.CapDrop) > 0 {
+	if rc.caps != nil {
 		// Bounding, effective and permitted, as docker sets them;
 		// inheritable and ambient stay empty, as in docker since
-		// CVE-2022-24769, so that an exec'd program gains nothing.
-		caps := capabilities(defaultCapabilities(), cfg.CapAdd, cfg.CapDrop)
-		spec.Process.Capabilities = &specs.LinuxCapabilities{Bounding: caps, Effective: caps, Permitted: caps}
+		// CVE-2022-24769: with inheritable capabilities, a program with
+		// file capabilities would gain them even run by a non-root user.
+		spec.Process.Capabilities = &specs.LinuxCapabilities{Bounding: rc.caps, Effective: rc.caps, Permitted: rc.caps}
 	}
 }

@@ -218,10 +218,25 @@ func TestCapabilities(t *testing.T) {
 		{[]string{"CAP_CHOWN"}, []string{"ALL"}, []string{"CAP_CHOWN"}},
 		{[]string{"ALL"}, []string{"CAP_SYS_ADMIN"}, slices.DeleteFunc(slices.Clone(allCapabilities), func(c string) bool { return c == "CAP_SYS_ADMIN" })},
 	} {
-		got := capabilities(def, tc.add, tc.drop)
+		got := capabilities(def, tc.add, tc.drop, 1<<41-1)
 		if !slices.Equal(got, tc.want) || got == nil {
 			t.Errorf("add %v drop %v = %v, want %v", tc.add, tc.drop, got, tc.want)
 		}
+	}
+	// ALL is what the bounding set holds (a host without CAP_SYS_RESOURCE,
+	// bit 24, as a VM may be), and adding one outside it is refused.
+	bnd := uint64(1<<41-1) &^ (1 << 24)
+	if got := capabilities(def, []string{"ALL"}, nil, bnd); len(got) != 40 || slices.Contains(got, "CAP_SYS_RESOURCE") {
+		t.Errorf("ALL under a bounding set without CAP_SYS_RESOURCE: %v", got)
+	}
+	if err := checkBounding([]string{"CAP_CHOWN", "CAP_SYS_RESOURCE"}, bnd); err == nil || !strings.Contains(err.Error(), "--cap-add CAP_SYS_RESOURCE: not in this host's capability bounding set") {
+		t.Errorf("checkBounding: %v", err)
+	}
+	if err := checkBounding([]string{"ALL", "CAP_CHOWN"}, bnd); err != nil {
+		t.Errorf("checkBounding: %v", err)
+	}
+	if b, err := boundingSet(); err != nil || b&1 == 0 {
+		t.Errorf("boundingSet() = %x, %v (the test runs with CAP_CHOWN)", b, err)
 	}
 	if len(allCapabilities) != 41 || allCapabilities[40] != "CAP_CHECKPOINT_RESTORE" || allCapabilities[21] != "CAP_SYS_ADMIN" {
 		t.Error("allCapabilities is not the kernel's list in its order")
