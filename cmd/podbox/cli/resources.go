@@ -13,25 +13,34 @@ import (
 	"github.com/podbox/podbox/sandbox"
 )
 
-// sizeUnits are the multiples of a size, by lower-case suffix: docker's
-// (k, m, g, t, p, with an optional b) and Kubernetes' binary ones (Ki, Mi,
-// Gi, …, with an optional B), all powers of 1024. Kubernetes' decimal
-// suffixes are not among them: docker reads "1G" as 1 GiB, and so does
-// podbox, whatever the case.
-var sizeUnits = map[string]int64{
-	"": 1, "b": 1,
-	"k": 1 << 10, "kb": 1 << 10, "ki": 1 << 10, "kib": 1 << 10,
-	"m": 1 << 20, "mb": 1 << 20, "mi": 1 << 20, "mib": 1 << 20,
-	"g": 1 << 30, "gb": 1 << 30, "gi": 1 << 30, "gib": 1 << 30,
-	"t": 1 << 40, "tb": 1 << 40, "ti": 1 << 40, "tib": 1 << 40,
-	"p": 1 << 50, "pb": 1 << 50, "pi": 1 << 50, "pib": 1 << 50,
+// sizeUnit is the multiple a size's suffix stands for (lower-cased):
+// docker's (k, m, g, t, p, with an optional b) and Kubernetes' binary ones
+// (Ki, Mi, Gi, …, with an optional B), all powers of 1024. Kubernetes'
+// decimal suffixes are not among them: docker reads "1G" as 1 GiB, and so
+// does podbox, whatever the case.
+func sizeUnit(suffix string) (int64, bool) {
+	switch strings.TrimSuffix(strings.TrimSuffix(suffix, "b"), "i") {
+	case "":
+		return 1, suffix == "" || suffix == "b"
+	case "k":
+		return 1 << 10, true
+	case "m":
+		return 1 << 20, true
+	case "g":
+		return 1 << 30, true
+	case "t":
+		return 1 << 40, true
+	case "p":
+		return 1 << 50, true
+	}
+	return 0, false
 }
 
 // parseSize parses a size in bytes: a decimal number (fractions allowed,
-// "1.5g") and a unit of sizeUnits.
+// "1.5g") and a unit (sizeUnit).
 func parseSize(s string) (int64, error) {
 	num := strings.TrimRight(s, "kmgtpibKMGTPIB")
-	unit, ok := sizeUnits[strings.ToLower(strings.TrimSpace(s[len(num):]))]
+	unit, ok := sizeUnit(strings.ToLower(strings.TrimSpace(s[len(num):])))
 	num = strings.TrimSpace(num)
 	if !ok || num == "" || strings.Trim(num, "0123456789.") != "" || strings.Count(num, ".") > 1 {
 		return 0, errors.New("malformed size")

@@ -143,7 +143,7 @@ func TestParseSizeAndMemory(t *testing.T) {
 			t.Errorf("parseSize(%q) = %d, %v; want %d", in, got, err, want)
 		}
 	}
-	for _, in := range []string{"", "12q", "m", "1e9", "1.2.3m", "-5m", "1kk", "0x10", "10000000p"} {
+	for _, in := range []string{"", "12q", "m", "1e9", "1.2.3m", "-5m", "1kk", "0x10", "10000000p", "1ib", "1i", "1kbi"} {
 		if n, err := parseSize(in); err == nil {
 			t.Errorf("parseSize(%q) = %d, want an error", in, n)
 		}
