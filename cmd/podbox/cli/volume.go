@@ -16,23 +16,30 @@ import (
 
 func (g *globals) volumes() volume.Store { return volume.Store{Root: g.root} }
 
-// containerRecords reads the record of every container of the state root;
-// one being created or removed right now is skipped.
+// containerRecords reads the record of every container of the state root,
+// sandbox by sandbox (one directory listing each, rather than a lookup of
+// every ID among all); one being created or removed right now is skipped.
 func containerRecords(st sandbox.Store) ([]*sandbox.Container, error) {
-	ids, err := st.ContainerIDs("")
+	sids, err := st.SandboxIDs()
 	if err != nil {
 		return nil, err
 	}
 	var cs []*sandbox.Container
-	for _, id := range ids {
-		c, err := st.ResolveContainer(id)
-		if errors.Is(err, sandbox.ErrNotFound) {
-			continue
-		}
+	for _, sid := range sids {
+		cids, err := st.ContainerIDs(sid)
 		if err != nil {
 			return nil, err
 		}
-		cs = append(cs, c)
+		for _, cid := range cids {
+			c, err := st.LoadContainer(sid, cid)
+			if errors.Is(err, sandbox.ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				return nil, err
+			}
+			cs = append(cs, c)
+		}
 	}
 	return cs, nil
 }
