@@ -349,3 +349,25 @@ func TestResourcesSandbox(t *testing.T) {
 		t.Errorf("the holder did not survive the allocation beside it:\n%s", n.mustRun("ps", "-a"))
 	}
 }
+
+// The options apply the same to a container of an image, whose root the
+// shim mounts as an overlay: read-only, with a volume and a limit.
+func TestRunOptionsImage(t *testing.T) {
+	n := newCLINode(t)
+	reg := newTestRegistry(t, n)
+	ref := reg.push(t, "team/app:1", appImage(t))
+	// Cleanups run last first: the sandbox goes, then the volume, then
+	// the image.
+	t.Cleanup(func() { n.pruneAll("after the test") })
+	t.Cleanup(func() { n.run("volume", "rm", "-f", "appdata") })
+	sb := n.sandbox("--name", "pod")
+	code, out, stderr := n.run("run", "--rm", "--sandbox", "pod", "--image", ref, "-u", "0", "--read-only", "-v", "appdata:/data",
+		"--entrypoint", "/bin/sh", "--", "-c", "cat /app/hello.txt; echo kept > /data/f; cat /data/f; touch /app/new")
+	if code == 0 || out != "hello from the app layer\nkept\n" || !strings.Contains(stderr, "Read-only file system") {
+		t.Errorf("--read-only image container with a volume: exit %d, %q, %q", code, out, stderr)
+	}
+	cid := strings.TrimSpace(n.mustRun("run", "-d", "--sandbox", "pod", "--image", ref, "--memory", "8m", "--entrypoint", "sleep", "--", "3600"))
+	if got := cgroupFile(t, n.cgroup+"/"+sb+"/"+cid, "memory", "memory.limit_in_bytes", "memory.max"); got != "8388608" {
+		t.Errorf("memory limit of an image container's cgroup = %s", got)
+	}
+}
