@@ -58,11 +58,11 @@ func cpuLimit(t *testing.T, rel string) string {
 // containerConfig is the config run recorded, as podbox inspect shows it.
 func (n *cliNode) containerConfig(ref string) map[string]any {
 	n.t.Helper()
-	var views []map[string]any
-	if err := json.Unmarshal([]byte(n.mustRun("inspect", ref)), &views); err != nil || len(views) != 1 {
+	var view map[string]any
+	if err := json.Unmarshal([]byte(n.mustRun("inspect", ref)), &view); err != nil {
 		n.t.Fatalf("inspect %s: %v", ref, err)
 	}
-	cfg, _ := views[0]["config"].(map[string]any)
+	cfg, _ := view["config"].(map[string]any)
 	return cfg
 }
 
