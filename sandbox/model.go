@@ -105,6 +105,9 @@ type Container struct {
 	ID        string `json:"id"`
 	Name      string `json:"name"`
 	SandboxID string `json:"sandboxId"`
+	// Config is what run was asked for besides the process (mounts,
+	// limits, capabilities); nil if nothing.
+	Config *ContainerConfig `json:"config,omitempty"`
 	// Image is the name the container's image was asked for by, ImageID
 	// the image's ID: what keeps `podbox image rm` from removing it.
 	Image     string         `json:"image,omitempty"`
@@ -117,9 +120,6 @@ type Container struct {
 	Bundle    string         `json:"bundle"`
 	LogPath   string         `json:"logPath"`
 	CreatedAt time.Time      `json:"createdAt"`
-	// Config is what run was asked for besides the process (mounts,
-	// limits, capabilities); nil if nothing.
-	Config *ContainerConfig `json:"config,omitempty"`
 }
 
 // NewID returns a random 64-hex-digit ID, as containerd and runc use; users

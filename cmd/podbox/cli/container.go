@@ -39,9 +39,9 @@ type runOptions struct {
 	// entrypoint is --entrypoint; nil when not given, which differs from
 	// an empty one (clear the image's).
 	entrypoint        []string
+	host              hostOptions // mounts, limits, capabilities: runconfig.go
 	detach, rm, stdin bool
 	proc              processOptions
-	host              hostOptions
 }
 
 func addProcessFlags(cmd *cobra.Command, o *processOptions, stdin *bool) {
