@@ -37,15 +37,16 @@ func addHostFlags(cmd *cobra.Command, o *hostOptions) {
 // part and what the host must get ready before the container is created.
 type runConfig struct {
 	cfg *sandbox.ContainerConfig // nil if nothing was asked for
-	// mkdirs are -v host paths that do not exist: made as docker makes
-	// them, once the container is sure to be created.
+	// mkdirs are -v host paths that do not exist: made, as docker makes
+	// them, once everything else about the run has been checked.
 	mkdirs []string
 	// caps are the container's capabilities; nil for the defaults.
 	caps []string
 }
 
 // parse checks every flag, reading the host only to see which bind
-// sources exist; it changes nothing.
+// sources exist and, for --cap-add, its capability bounding set; it
+// changes nothing.
 func (o hostOptions) parse() (runConfig, error) {
 	var rc runConfig
 	ms, err := parseMounts(o.volumes, o.mounts)
