@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path"
+	"runtime"
 	"strconv"
 	"strings"
 
@@ -245,6 +246,11 @@ func podLimits(p *plan.Pod, spec corev1.PodSpec) {
 		if q.Cmp(cpu) > 0 {
 			cpu = q
 		}
+	}
+	// A quota beyond the node's CPUs limits nothing, and podbox refuses
+	// one: the pod's is at most the node's.
+	if node := resource.NewQuantity(int64(runtime.NumCPU()), resource.DecimalSI); cpu.Cmp(*node) > 0 {
+		cpu = *node
 	}
 	p.Memory, p.CPUs = mem, cpus(cpu)
 }

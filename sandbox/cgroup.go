@@ -20,6 +20,8 @@ type hierarchy struct {
 	// cpuset hierarchies need cpus and mems copied into a new child before a
 	// task may join it.
 	cpuset bool
+	// controllers are a v1 hierarchy's ("cpu", "memory", …).
+	controllers []string
 }
 
 // hierarchies lists the cgroup trees mounted on this host, so the same code
@@ -31,7 +33,7 @@ func hierarchies() ([]hierarchy, error) {
 	}
 	hs := make([]hierarchy, 0, len(ms))
 	for _, m := range ms {
-		hs = append(hs, hierarchy{mount: m.Path, v2: m.V2, cpuset: slices.Contains(m.Controllers, "cpuset")})
+		hs = append(hs, hierarchy{mount: m.Path, v2: m.V2, cpuset: slices.Contains(m.Controllers, "cpuset"), controllers: m.Controllers})
 	}
 	if len(hs) == 0 {
 		return nil, errors.New("cgroups: no cgroup hierarchy mounted")

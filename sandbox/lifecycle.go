@@ -64,6 +64,9 @@ type Options struct {
 	// its plugins are found (default cni.DefaultConfDir, DefaultBinPath).
 	CNIConfDir string
 	CNIBinDirs []string
+	// Resources limit the memory and CPU of the whole sandbox: its cgroup,
+	// which holds the pause's and every container's.
+	Resources Resources
 }
 
 func (n Node) cgroupParent() string {
@@ -245,6 +248,9 @@ func (n Node) Create(ctx context.Context, o Options) (_ *Sandbox, retErr error) 
 	if err := o.DNS.Validate(); err != nil {
 		return nil, wrap(err)
 	}
+	if err := o.Resources.Validate(); err != nil {
+		return nil, wrap(err)
+	}
 
 	sb := &Sandbox{
 		ID: o.ID, Name: o.Name, Hostname: o.Hostname, Network: o.Network, SharePID: o.SharePID,
@@ -258,6 +264,10 @@ func (n Node) Create(ctx context.Context, o Options) (_ *Sandbox, retErr error) 
 	}
 	if isCNI {
 		sb.CNI = n.cniAttachment(sb.ID, cniNet, o)
+	}
+	if !o.Resources.IsZero() {
+		r := o.Resources
+		sb.Resources = &r
 	}
 	if err := n.Store.CreateSandboxRecord(sb); err != nil {
 		return nil, err
@@ -351,7 +361,8 @@ type cgroupResult struct {
 	err error
 }
 
-// createPauseCgroup makes the cgroup of sb's pause in every hierarchy.
+// createPauseCgroup makes the cgroup of sb's pause in every hierarchy, and
+// sets sb's limits on the sandbox's cgroup above it before the pause is in.
 func (n Node) createPauseCgroup(sb *Sandbox) cgroupResult {
 	// One read of the mount table for the cgroup's creation and the
 	// pause's start: it grows with every sandbox's namespace pin.
@@ -361,6 +372,9 @@ func (n Node) createPauseCgroup(sb *Sandbox) cgroupResult {
 	}
 	r := cgroupResult{cg: Cgroup{Path: n.SandboxCgroup(sb.ID).Path + "/pause"}, hs: hs}
 	r.err = r.cg.create(hs)
+	if r.err == nil && sb.Resources != nil {
+		r.err = n.SandboxCgroup(sb.ID).setLimits(hs, *sb.Resources)
+	}
 	return r
 }
 

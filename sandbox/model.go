@@ -71,6 +71,8 @@ type Sandbox struct {
 	// CNI is the sandbox's attachment to its CNI network, recorded before
 	// the chain's ADD so that a removal after a crash runs its DEL.
 	CNI *cni.Attachment `json:"cni,omitempty"`
+	// Resources are the sandbox's memory and CPU limits, on its cgroup.
+	Resources *Resources `json:"resources,omitempty"`
 
 	CgroupParent string `json:"cgroupParent"`
 	ShimPID      int    `json:"shimPid,omitempty"`
@@ -137,6 +139,9 @@ type Container struct {
 	ID        string `json:"id"`
 	Name      string `json:"name"`
 	SandboxID string `json:"sandboxId"`
+	// Config is what run was asked for besides the process (mounts,
+	// limits, capabilities); nil if nothing.
+	Config *ContainerConfig `json:"config,omitempty"`
 	// Image is the name the container's image was asked for by, ImageID
 	// the image's ID: what keeps `podbox image rm` from removing it.
 	Image     string         `json:"image,omitempty"`

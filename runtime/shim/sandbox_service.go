@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"runtime"
+	"strconv"
 	"strings"
 	"time"
 
@@ -30,6 +31,8 @@ const (
 	annDNSOptions  = "io.podbox.dns.options"
 	annCNIConfDir  = "io.podbox.cni.conf-dir"
 	annCNIBinDirs  = "io.podbox.cni.bin-dirs"
+	annMemory      = "io.podbox.memory"
+	annCPUs        = "io.podbox.cpus"
 	annLabelPrefix = "io.podbox.label."
 )
 
@@ -74,6 +77,17 @@ func optionsFrom(req *sbapi.CreateSandboxRequest) (sandbox.Options, error) {
 	o.CNIConfDir = a[annCNIConfDir]
 	if v := a[annCNIBinDirs]; v != "" {
 		o.CNIBinDirs = strings.Split(v, ",")
+	}
+	var err error
+	if v := a[annMemory]; v != "" {
+		if o.Resources.Memory, err = strconv.ParseInt(v, 10, 64); err != nil {
+			return o, fmt.Errorf("%w: %s=%q: want bytes", errInvalid, annMemory, v)
+		}
+	}
+	if v := a[annCPUs]; v != "" {
+		if o.Resources.CPUs, err = strconv.ParseFloat(v, 64); err != nil {
+			return o, fmt.Errorf("%w: %s=%q: want a decimal number of CPUs", errInvalid, annCPUs, v)
+		}
 	}
 	if err := applyCRIPod(req, &o); err != nil {
 		return o, err

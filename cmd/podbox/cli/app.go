@@ -122,9 +122,9 @@ share localhost and one port space. Each sandbox is served by its own shim
 	f.StringVar(&g.runtime, "runtime", a.Getenv(shimclient.EnvRuntime), "OCI runtime binary the shim drives, default runc (env PODBOX_RUNTIME)")
 	f.StringVar(&g.logLevel, "log-level", "warn", "log level: debug, info, warn or error")
 
-	root.AddCommand(a.sandboxCommand(g), a.runCommand(g), a.execCommand(g), a.psCommand(g),
-		a.logsCommand(g), a.stopCommand(g), a.rmCommand(g), a.imageCommand(g), a.nodeCommand(g), a.playCommand(g), a.versionCommand(), a.pauseImageCommand())
-	root.AddCommand(a.inspectCommand(g))
+	root.AddCommand(a.sandboxCommand(g), a.runCommand(g), a.execCommand(g), a.psCommand(g), a.inspectCommand(g),
+		a.logsCommand(g), a.stopCommand(g), a.rmCommand(g), a.imageCommand(g), a.volumeCommand(g), a.nodeCommand(g),
+		a.playCommand(g), a.versionCommand(), a.pauseImageCommand())
 	return root
 }
 

@@ -39,6 +39,7 @@ type runOptions struct {
 	// entrypoint is --entrypoint; nil when not given, which differs from
 	// an empty one (clear the image's).
 	entrypoint        []string
+	host              hostOptions // mounts, limits, capabilities: runconfig.go
 	detach, rm, stdin bool
 	proc              processOptions
 	restart           string // --restart, see restart.go
@@ -74,11 +75,32 @@ read-only layers; the layer goes with the container. The image's config
 applies as in docker run: CMD after -- replaces the image's Cmd, --entrypoint
 its Entrypoint (and its Cmd), -e adds to its Env, -w and -u replace its
 WorkingDir and User. With --rootfs the container runs in a root filesystem
-directory as it is, and CMD is required.`,
+directory as it is, and CMD is required.
+
+Mounts, as docker run's: -v /HOST/PATH:/PATH[:ro] binds a host directory
+(made if missing; the path must be absolute), -v NAME:/PATH[:ro] mounts the
+named volume NAME (made on first use; see podbox volume), and --mount takes
+docker's KEY=VALUE form: type=bind|volume|tmpfs, source (src),
+target (dst, destination), readonly (ro), bind-propagation,
+bind-nonrecursive, tmpfs-size, tmpfs-mode. A --mount bind of a missing host
+path is refused. /etc/hosts, /etc/hostname and /etc/resolv.conf are the
+sandbox's and cannot be mounted over.
+
+Limits, on the container's cgroup (inside its sandbox's, whose own limits
+from sandbox create --memory/--cpus cap the sum): --memory (512m, 1g, 512Mi,
+1Gi; at least 6m; swap included; a container past it is OOM-killed and
+exits 137), --cpus (0.5 is half of one CPU's time), --pids-limit.
+--read-only mounts the root read-only (the /etc files, /dev and mounts stay
+as they are). --cap-add and --cap-drop change the default capabilities
+(docker's set): names with or without CAP_, any case, or ALL.`,
 		Example: `  podbox run --sandbox web --name srv --image busybox -d -- httpd -f -p 8080
   podbox run --sandbox web --image localhost:5000/app:1 --pull always -d
   podbox run --sandbox web --rootfs ./rootfs --rm -- wget -qO- http://localhost:8080/
-  podbox run --sandbox web --image busybox --rm -it -- sh`,
+  podbox run --sandbox web --image busybox --rm -it -- sh
+  podbox run --sandbox web --image busybox -d -v /srv/site:/www:ro -v cache:/cache -- httpd -f -h /www
+  podbox run --sandbox web --image busybox --rm --mount type=tmpfs,target=/scratch,tmpfs-size=64m -- df /scratch
+  podbox run --sandbox web --image busybox -d --memory 256m --cpus 0.5 --pids-limit 100 -- sh -c 'sleep 1d'
+  podbox run --sandbox web --image busybox --rm --read-only --cap-drop ALL --cap-add NET_BIND_SERVICE -- httpd -f -p 80`,
 		Args: cobra.ArbitraryArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.proc.args = args
@@ -102,6 +124,7 @@ directory as it is, and CMD is required.`,
 	f.BoolVar(&o.rm, "rm", false, "remove the container when it exits")
 	f.StringVar(&o.restart, "restart", "no", "restart policy: no, on-failure[:N] or always (the shim restarts it, with back-off)")
 	addProcessFlags(cmd, &o.proc, &o.stdin)
+	addHostFlags(cmd, &o.host)
 	return cmd
 }
 
@@ -153,6 +176,10 @@ func (a *App) run(ctx context.Context, g *globals, o runOptions) error {
 	}
 	fail := func(err error) error { return objErr("container", display, "run", err) }
 	if err := o.validate(); err != nil {
+		return fail(err)
+	}
+	host, err := o.host.parse()
+	if err != nil {
 		return fail(err)
 	}
 	var rootfs string
@@ -215,9 +242,17 @@ func (a *App) run(ctx context.Context, g *globals, o runOptions) error {
 	if img != nil {
 		rec.Image, rec.ImageID = img.name, img.image.ID
 	}
+	// Until the record names its volumes, a removal could take them.
+	releaseVolumes, err := host.prepare(g.volumes())
+	if err != nil {
+		return fail(err)
+	}
+	defer releaseVolumes()
+	rec.Config = host.cfg
 	if err := st.CreateContainerRecord(rec); err != nil {
 		return fail(err)
 	}
+	releaseVolumes()
 	if img != nil {
 		img.release()
 	}
@@ -234,7 +269,9 @@ func (a *App) run(ctx context.Context, g *globals, o runOptions) error {
 			return undo(err)
 		}
 	}
-	if err := writeSpec(filepath.Join(bundle, "config.json"), o.withRestart(containerSpec(name, sb.ID, rootfs, proc))); err != nil {
+	spec := o.withRestart(containerSpec(name, sb.ID, rootfs, proc))
+	host.apply(spec, g.volumes())
+	if err := writeSpec(filepath.Join(bundle, "config.json"), spec); err != nil {
 		return undo(err)
 	}
 

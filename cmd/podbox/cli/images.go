@@ -16,7 +16,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/podbox/podbox/image/store"
-	"github.com/podbox/podbox/sandbox"
 )
 
 // ImageBinary is the image fetcher's executable name: pull and load run in
@@ -277,20 +276,12 @@ exposed ports, labels). IMAGE is a name, an ID or an ID prefix.`,
 // after any run that was between resolving an image and recording its
 // container has recorded it, so the answer is complete.
 func (g *globals) imageUsers() (store.UsedBy, error) {
-	st := g.store()
-	ids, err := st.ContainerIDs("")
+	cs, err := containerRecords(g.store())
 	if err != nil {
 		return nil, err
 	}
 	users := map[string]string{}
-	for _, id := range ids {
-		c, err := st.ResolveContainer(id)
-		if errors.Is(err, sandbox.ErrNotFound) {
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
+	for _, c := range cs {
 		if c.ImageID != "" {
 			users[c.ImageID] = c.Name
 		}

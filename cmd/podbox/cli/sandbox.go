@@ -35,6 +35,8 @@ const (
 	annDNSOptions  = "io.podbox.dns.options"
 	annCNIConfDir  = "io.podbox.cni.conf-dir"
 	annCNIBinDirs  = "io.podbox.cni.bin-dirs"
+	annMemory      = "io.podbox.memory"
+	annCPUs        = "io.podbox.cpus"
 	annLabelPrefix = "io.podbox.label."
 )
 
@@ -65,6 +67,7 @@ type createOptions struct {
 	ports                   []string // -p, as given
 	dns, dnsSearch, dnsOpt  []string
 	cniConfDir, cniBinDir   string
+	memory, cpus            string // the sandbox's limits, as given
 }
 
 // dnsConfig is the sandbox's resolver settings from the flags.
@@ -121,6 +124,9 @@ func (o createOptions) annotations(id string) (map[string]string, error) {
 		ann[annCNIConfDir] = o.cniConfDir
 		ann[annCNIBinDirs] = strings.Join(cni.SplitBinPath(o.cniBinDir), ",")
 	}
+	if err := o.limitAnnotations(ann); err != nil {
+		return nil, err
+	}
 	return ann, nil
 }
 
@@ -165,6 +171,9 @@ func (o createOptions) validate() error {
 	if _, err := nat.ParseAll(o.ports); err != nil {
 		return err
 	}
+	if err := o.limitAnnotations(map[string]string{}); err != nil {
+		return err
+	}
 	_, err = o.dnsConfig()
 	return err
 }
@@ -202,11 +211,20 @@ resolver's loopback address replaced by the servers it forwards to, unless
 list NAME from --cni-conf-dir, run by libcni (in podbox-cni) with plugins
 from --cni-bin-dir: ADD at create, CHECK at 'sandbox inspect --check', DEL at
 removal, from what was cached at ADD, also after a crash. Its ports go to
-the plugins with the portMappings capability (portmap) of the list.`,
+the plugins with the portMappings capability (portmap) of the list.
+
+--memory and --cpus limit the whole sandbox, as a pod's limits do in
+Kubernetes: they are set on the sandbox's cgroup, which holds the pause's
+and every container's cgroup, so the sum of its containers cannot go past
+them whatever each container's own limit (podbox run --memory, --cpus).
+Memory: 512m, 1g, 512Mi or 1Gi (binary units whatever the case), at least
+6m, swap included. CPUs: a decimal number (0.5 is half of one CPU's time,
+a CFS quota of 50 ms per 100 ms) or millicores (500m), at most the node's.`,
 		Example: `  podbox sandbox create --name web --label app=shop
   podbox sandbox create --name web -p 8080:80 -p 127.0.0.1:5353:53/udp
   podbox sandbox create --network none --share-pid
-  podbox sandbox create --network cni:mynet -p 8080:80`,
+  podbox sandbox create --network cni:mynet -p 8080:80
+  podbox sandbox create --name db --memory 1g --cpus 1.5`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return a.sandboxCreate(cmd.Context(), g, o)
@@ -224,6 +242,8 @@ the plugins with the portMappings capability (portmap) of the list.`,
 	f.StringArrayVar(&o.dns, "dns", nil, "name server for the sandbox's resolv.conf, instead of the node's (repeatable)")
 	f.StringArrayVar(&o.dnsSearch, "dns-search", nil, "search domain for the sandbox's resolv.conf, instead of the node's (repeatable)")
 	f.StringArrayVar(&o.dnsOpt, "dns-option", nil, "resolver option such as ndots:2, instead of the node's (repeatable)")
+	f.StringVar(&o.memory, "memory", "", "memory limit of the whole sandbox, swap included: 512m, 1g, 512Mi, 1Gi (at least 6m)")
+	f.StringVar(&o.cpus, "cpus", "", "CPU limit of the whole sandbox in CPUs: 0.5, 2 (or 500m)")
 	return cmd
 }
 
