@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
@@ -220,4 +221,42 @@ spec:
 	if out := p.mustRun("sandbox", "ls", "-q"); out != "" {
 		t.Errorf("bad manifests made sandboxes: %s", out)
 	}
+}
+
+// A memory limit from the manifest is enforced: the container allocating
+// past it is OOM-killed and, under restartPolicy: OnFailure, restarted,
+// with the count and the reason visible; the pod's cgroup has the limit.
+func TestPlayMemoryLimitRestart(t *testing.T) {
+	p := newPlayNode(t)
+	p.withBackoff("200ms,1s")
+	f := p.manifest("hog.yaml", `apiVersion: v1
+kind: Pod
+metadata: {name: hog}
+spec:
+  restartPolicy: OnFailure
+  volumes: [{name: runs, emptyDir: {}}]
+  containers:
+  - name: eater
+    image: IMAGE
+    imagePullPolicy: IfNotPresent
+    command: ["sh", "-c", "echo run >> /runs/count; dd if=/dev/zero of=/dev/null bs=48M count=1"]
+    resources: {limits: {memory: 16Mi, cpu: 500m}}
+    volumeMounts: [{name: runs, mountPath: /runs}]
+`)
+	p.mustRun("play", f)
+	c := p.waitContainer("hog-eater", "restarted after an OOM kill", 30*time.Second, func(c inspectedContainer) bool {
+		return c.RestartCount >= 1 && c.Exit != nil
+	})
+	if c.Exit.Status != 137 || c.Exit.Reason != "OOMKilled" || c.RestartPolicy != "on-failure" {
+		t.Errorf("the container over its limit: exit %+v, policy %q; want 137 OOMKilled under on-failure", c.Exit, c.RestartPolicy)
+	}
+	// Each run wrote into the pod's emptyDir, which outlives the runs.
+	id := p.inspect("hog")["id"].(string)
+	if b, err := os.ReadFile(filepath.Join(p.root, "sandboxes", id, "volumes", "runs", "count")); err != nil || strings.Count(string(b), "run\n") < 2 {
+		t.Errorf("the emptyDir's count of runs: %q, %v; want two or more", b, err)
+	}
+	if res, _ := p.inspect("hog")["resources"].(map[string]any); res["memory"] != float64(16<<20) {
+		t.Errorf("the pod's cgroup limits: %v, want the container's 16Mi", p.inspect("hog")["resources"])
+	}
+	p.mustRun("play", "--down", f)
 }
