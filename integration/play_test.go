@@ -68,6 +68,11 @@ func (p *playNode) manifest(name, yaml string) string {
 }
 
 const webPod = `apiVersion: v1
+kind: Secret
+metadata: {name: db}
+stringData: {password: s3cret}
+---
+apiVersion: v1
 kind: ConfigMap
 metadata:
   name: web-config
@@ -84,6 +89,10 @@ spec:
     emptyDir: {}
   - name: config
     configMap: {name: web-config}
+  - name: db
+    secret: {secretName: db, defaultMode: 0440}
+  - name: scratch
+    emptyDir: {medium: Memory, sizeLimit: 1Mi}
   initContainers:
   - name: setup
     image: IMAGE
@@ -103,7 +112,10 @@ spec:
     imagePullPolicy: IfNotPresent
     command: ["sleep", "3600"]
     securityContext: {readOnlyRootFilesystem: true}
-    volumeMounts: [{name: config, mountPath: /etc/app}]
+    volumeMounts:
+    - {name: config, mountPath: /etc/app}
+    - {name: db, mountPath: /etc/db, readOnly: true}
+    - {name: scratch, mountPath: /scratch}
 `
 
 // The issue's pod: an init container writes into an emptyDir that the
@@ -133,6 +145,13 @@ func TestPlayPod(t *testing.T) {
 	}
 	if _, got := exec("cat", "/etc/app/greeting"); got != "hello from a configmap\n" {
 		t.Errorf("configMap file: %q", got)
+	}
+	if _, got := exec("stat", "-c", "%a %s", "/etc/db/password"); got != "440 6\n" {
+		t.Errorf("secret file mode and size: %q, want 440 6", got)
+	}
+	// The memory emptyDir is a tmpfs of its sizeLimit: 2 MiB do not fit.
+	if code, _ := exec("sh", "-c", "dd if=/dev/zero of=/scratch/big bs=1k count=2048"); code == 0 {
+		t.Error("2 MiB fit into an emptyDir of sizeLimit 1Mi")
 	}
 	rec := p.inspect("web")
 	if labels, _ := rec["labels"].(map[string]any); labels["io.kubernetes.pod.namespace"] != "default" {
