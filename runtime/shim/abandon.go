@@ -91,5 +91,5 @@ func (c *countedConn) Close() error {
 func (s *Service) abandoned() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.sb == nil && len(s.containers) == 0 && !s.removing
+	return s.sb == nil && len(s.containers) == 0 && len(s.creating) == 0 && !s.removing
 }

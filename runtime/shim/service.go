@@ -46,6 +46,8 @@ type Service struct {
 	mu         sync.Mutex
 	sb         *sandbox.Sandbox
 	containers map[string]*container
+	// creating holds the IDs of containers Create makes with mu released.
+	creating map[string]bool
 	// implicit: the sandbox was made for a `ctr run` group by its first
 	// container, and goes when its last container is deleted.
 	implicit  bool
@@ -70,6 +72,7 @@ func NewService(cfg Config, r *reaper.Reaper, ev *events.Publisher, log *slog.Lo
 		runc:       runc.New(r, cfg.Runtime, filepath.Join(cfg.Root, "runc")),
 		log:        log,
 		containers: map[string]*container{},
+		creating:   map[string]bool{},
 		exit:       make(chan struct{}),
 	}
 }

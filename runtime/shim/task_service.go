@@ -115,8 +115,13 @@ const (
 //     pause's namespaces.
 func (s *Service) Create(ctx context.Context, req *taskapi.CreateTaskRequest) (*taskapi.CreateTaskResponse, error) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if _, dup := s.containers[req.ID]; dup {
+	locked := true
+	defer func() {
+		if locked {
+			s.mu.Unlock()
+		}
+	}()
+	if _, dup := s.containers[req.ID]; dup || s.creating[req.ID] {
 		return nil, toStatus(fmt.Errorf("container %q: %w", req.ID, os.ErrExist))
 	}
 	specPath := filepath.Join(req.Bundle, "config.json")
@@ -148,22 +153,43 @@ func (s *Service) Create(ctx context.Context, req *taskapi.CreateTaskRequest) (*
 		s.implicit = true
 	}
 	sb := s.sb
+	// What follows (the spec joined, the record, the rootfs mounted, runc
+	// create) takes tens of milliseconds and touches nothing of the
+	// shim's but what it makes: it runs without the lock, so that the
+	// containers of a pod started together are created together. The ID
+	// is held meanwhile; finishCreate takes the lock again.
+	s.creating[req.ID] = true
+	s.mu.Unlock()
+	locked = false
+	return s.finishCreate(ctx, req, sb, &spec, cri, specPath, rs)
+}
+
+// finishCreate is Create's part without the lock, then its end with it.
+func (s *Service) finishCreate(ctx context.Context, req *taskapi.CreateTaskRequest, sb *sandbox.Sandbox, spec *specs.Spec,
+	cri, specPath string, rs *restarter) (_ *taskapi.CreateTaskResponse, retErr error) {
+	defer func() {
+		if retErr != nil {
+			s.mu.Lock()
+			delete(s.creating, req.ID)
+			s.mu.Unlock()
+		}
+	}()
 	// The first container sets up the OOM watcher, while runc creates it.
 	go s.oomWatcher()
 	// CRI already points its containers at the pod's namespaces (and,
 	// running the sandbox as a container, mounts its own hosts files);
 	// everyone else's spec is joined here.
 	if cri == "" {
-		if err := s.node.Join(&spec, sb, req.ID); err != nil {
+		if err := s.node.Join(spec, sb, req.ID); err != nil {
 			return nil, toStatus(fmt.Errorf("container %q: %w: %v", req.ID, errState, err))
 		}
 	} else {
-		s.node.EnsureEtcMounts(&spec, sb)
+		s.node.EnsureEtcMounts(spec, sb)
 	}
-	if err := writeJSON(specPath, &spec); err != nil {
+	if err := writeJSON(specPath, spec); err != nil {
 		return nil, toStatus(fmt.Errorf("container %q: write joined spec: %w", req.ID, err))
 	}
-	rec, err := s.containerRecord(sb, req, &spec)
+	rec, err := s.containerRecord(sb, req, spec)
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -172,13 +198,24 @@ func (s *Service) Create(ctx context.Context, req *taskapi.CreateTaskRequest) (*
 		return nil, toStatus(fmt.Errorf("container %q: %w", req.ID, err))
 	}
 	p := newProcess("", req.Terminal, stdio.Config{LogPath: rec.LogPath, Stdin: req.Stdin, Stdout: req.Stdout, Stderr: req.Stderr})
-	p.killAllOnExit = !ownPIDNamespace(&spec)
+	p.killAllOnExit = !ownPIDNamespace(spec)
 	if err := s.spawn(ctx, req.ID, p, func(o runc.Stdio, console string) (runc.Process, error) {
 		return s.runc.Create(ctx, req.ID, runc.CreateOpts{Bundle: req.Bundle, ConsoleSocket: console, Stdio: o})
 	}); err != nil {
 		unmountRootfs(rootfsDir(req.Bundle))
 		s.node.Store.RemoveContainerRecord(rec)
 		return nil, toStatus(err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.creating, req.ID)
+	if s.sb != sb || s.removing {
+		// The sandbox went (or is going) while runc created the
+		// container: it must not outlive it.
+		s.runc.Delete(context.WithoutCancel(ctx), req.ID, true)
+		unmountRootfs(rootfsDir(req.Bundle))
+		s.node.Store.RemoveContainerRecord(rec)
+		return nil, toStatus(fmt.Errorf("container %q: %w: its sandbox was removed meanwhile", req.ID, errState))
 	}
 	c := &container{rec: rec, init: p, execs: map[string]*process{}, mounted: len(req.Rootfs) > 0,
 		poststartHooks: spec.Hooks != nil && len(spec.Hooks.Poststart) > 0, restart: rs}
@@ -195,6 +232,12 @@ func (s *Service) Create(ctx context.Context, req *taskapi.CreateTaskRequest) (*
 	}
 	s.containers[req.ID] = c
 	rec.State, rec.PID = sandbox.ContainerCreated, p.pid
+	if p.exit != nil {
+		// It died before it was listed (killed meanwhile): its exit
+		// found no container to record it in.
+		rec.State = sandbox.ContainerStopped
+		rec.Exit = &sandbox.Exit{Status: p.exit.Status, At: p.exit.Time.UTC(), Reason: s.exitReason(req.ID, p.exit.Status)}
+	}
 	s.saveContainer(rec)
 	s.log.Info("container created", "id", req.ID, "pid", p.pid)
 	s.publish(events.TopicTaskCreate, &apievents.TaskCreate{

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
@@ -255,13 +256,27 @@ func (a *App) playPod(ctx context.Context, g *globals, pod *plan.Pod) (_ playedP
 			return pp, fmt.Errorf("pod %q: init container %q: %w", pod.Name, c.Name, err)
 		}
 	}
-	for _, c := range pod.Containers {
+	// The containers start together, as nothing orders them once the
+	// init containers are done: each start is mostly its own process and
+	// runc's, so a pod of several is ready in little more than the time
+	// of one.
+	errs := make([]error, len(pod.Containers))
+	var wg sync.WaitGroup
+	for i, c := range pod.Containers {
 		if err := makeSubPaths(c, dirs, pod); err != nil {
 			return pp, fmt.Errorf("pod %q: container %q: %w", pod.Name, c.Name, err)
 		}
-		if _, err := a.sub(ctx, g, c.RunArgs(id, dirs, true)...); err != nil {
-			return pp, fmt.Errorf("pod %q: container %q: %w", pod.Name, c.Name, err)
-		}
+		wg.Go(func() {
+			if _, err := a.sub(ctx, g, c.RunArgs(id, dirs, true)...); err != nil {
+				errs[i] = fmt.Errorf("pod %q: container %q: %w", pod.Name, c.Name, err)
+			}
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return pp, err
+	}
+	for _, c := range pod.Containers {
 		pp.Containers = append(pp.Containers, c.Name)
 	}
 	return pp, nil
