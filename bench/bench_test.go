@@ -64,6 +64,7 @@ func TestSmoke(t *testing.T) {
 		report.FigMemory(3): {report.Podbox, report.Peer},
 		report.FigPausePSS:  {report.Podbox, report.Peer},
 		report.FigPauseAnon: {report.Podbox, report.Peer},
+		report.FigShimAnon:  {report.Podbox, report.Peer},
 		report.FigJoinImage: {report.Podbox, report.PodboxRootfs, report.Peer},
 		report.FigPull:      {report.Podbox, report.Peer},
 		// The peer's pods there have a port mapping and portmap.
@@ -73,7 +74,7 @@ func TestSmoke(t *testing.T) {
 	}
 	wantN := map[string]int{report.FigReady: 5, report.FigTeardown: 5, report.FigJoin: 5, report.FigJoinImage: 5, report.FigPull: 5,
 		report.FigPorts: 5, report.FigPortsTeardown: 5, report.FigPlay: 5, report.FigBurst: 16,
-		report.FigBurstWall: 2, report.FigBurstCPU: 2, report.FigMemory(1): 1, report.FigMemory(3): 3, report.FigPausePSS: 1, report.FigPauseAnon: 1}
+		report.FigBurstWall: 2, report.FigBurstCPU: 2, report.FigMemory(1): 1, report.FigMemory(3): 3, report.FigPausePSS: 1, report.FigPauseAnon: 1, report.FigShimAnon: 1}
 	for id, series := range want {
 		f := r.Figure(id)
 		if f == nil {

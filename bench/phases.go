@@ -232,6 +232,8 @@ func (b *bench) memory(ctx context.Context) error {
 				report.Podbox: perSandbox["podbox-pause"], report.Peer: perSandbox["containerd-runc-pause"]})
 			b.addKiB(report.FigPauseAnon, "anonymous memory of one idle pause", map[string][]float64{
 				report.Podbox: perSandbox["podbox-pause-anon"], report.Peer: perSandbox["containerd-runc-pause-anon"]})
+			b.addKiB(report.FigShimAnon, "anonymous memory of one idle shim", map[string][]float64{
+				report.Podbox: perSandbox["podbox-shim-anon"], report.Peer: perSandbox["containerd-runc-shim-anon"]})
 		}
 	}
 	return errors.Join(errs...)
@@ -274,6 +276,7 @@ func (b *bench) podboxMemory(ctx context.Context, n int, out map[string][]float6
 		out["podbox-shim"] = append(out["podbox-shim"], float64(shim.PSS))
 		out["podbox-pause"] = append(out["podbox-pause"], float64(pause.PSS))
 		out["podbox-pause-anon"] = append(out["podbox-pause-anon"], float64(pause.Anonymous))
+		out["podbox-shim-anon"] = append(out["podbox-shim-anon"], float64(shim.Anonymous))
 	}
 	return nil
 }
@@ -324,6 +327,7 @@ func (b *bench) peerMemory(ctx context.Context, n int, out map[string][]float64)
 		out["containerd-runc-shim"] = append(out["containerd-runc-shim"], float64(shim.PSS))
 		out["containerd-runc-pause"] = append(out["containerd-runc-pause"], float64(pause.PSS))
 		out["containerd-runc-pause-anon"] = append(out["containerd-runc-pause-anon"], float64(pause.Anonymous))
+		out["containerd-runc-shim-anon"] = append(out["containerd-runc-shim-anon"], float64(shim.Anonymous))
 	}
 	return nil
 }

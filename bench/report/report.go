@@ -39,6 +39,7 @@ const (
 	FigBurstCPU  = "burst-cpu"  // the node's busy CPU time per create in a round of parallel creates (ms)
 	FigPausePSS  = "pause-pss"  // one idle pause (KiB)
 	FigPauseAnon = "pause-anon" // one idle pause, anonymous memory (KiB)
+	FigShimAnon  = "shim-anon"  // one idle shim, anonymous memory (KiB)
 	FigJoinImage = "join-image" // container start from an image in a ready sandbox (ms)
 	FigPull      = "pull"       // pull of a 3-layer image from a loopback registry, unpacked (ms)
 	// Issue #14's: sandbox create with a published port (ms), and the

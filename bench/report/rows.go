@@ -32,14 +32,20 @@ type Row struct {
 
 // Targets of issue #6.
 const (
-	targetReadyMs        = 10.0
-	targetReadySpeedup   = 8.0
-	targetJoinOverFloor  = 1.2
-	targetJoinSpeedup    = 3.0
-	targetTeardownMs     = 10.0
-	targetMemoryRatio    = 0.5
+	targetReadyMs       = 10.0
+	targetReadySpeedup  = 8.0
+	targetJoinOverFloor = 1.2
+	targetJoinSpeedup   = 3.0
+	targetTeardownMs    = 10.0
+	// Issue #16's decisions: shim + pause PSS per sandbox at the largest N
+	// (100) ≤ 0.55× the peer's, an idle shim's anonymous memory ≤ 700 KiB,
+	// and, instead of a parallel burst's p99 against the sequential p50
+	// (which only a shared process could meet), the node's CPU time per
+	// create ≤ 0.2× the peer's.
+	targetMemoryRatio    = 0.55
+	targetShimAnonKiB    = 700
+	targetBurstCPURatio  = 0.2
 	targetPauseAnonKiB   = 600.0
-	targetBurstP99       = 10.0 // × the sequential p50
 	targetBurstWallRatio = 5.0
 	targetScaleP99       = 2.0 // p99 at the last window ÷ p50 at the first
 	targetScaleTeardownS = 30.0
@@ -179,17 +185,37 @@ func Rows(r *Result) []Row {
 		missing("pod of 3 containers from a manifest, p50", playTarget)
 	}
 
-	// Memory per idle sandbox.
+	// Memory per idle sandbox: judged at the largest N, where what the
+	// sandboxes share is spread thinnest.
+	const memoryTarget = "≤ 0.55× containerd-shim-runc-v2 + pause"
+	largest := 0
+	for _, n := range r.Config.MemoryN {
+		largest = max(largest, n)
+	}
 	for _, n := range r.Config.MemoryN {
 		figure := fmt.Sprintf("memory per idle sandbox, N=%d (PSS shim + pause)", n)
 		pb, okP = r.series(FigMemory(n), Podbox)
 		peer, okR = r.series(FigMemory(n), Peer)
 		if !okP || !okR {
-			missing(figure, "≤ 0.5× containerd-shim-runc-v2 + pause")
+			if n == largest {
+				missing(figure, memoryTarget)
+			}
 			continue
 		}
-		add(Row{Figure: figure, Podbox: kib(pb.Mean), Peer: kib(peer.Mean), Ratio: fmt.Sprintf("%.2f×", pb.Mean/peer.Mean),
-			Target: "≤ 0.5× containerd-shim-runc-v2 + pause", Met: verdict(pb.Mean <= targetMemoryRatio*peer.Mean)})
+		row := Row{Figure: figure, Podbox: kib(pb.Mean), Peer: kib(peer.Mean), Ratio: fmt.Sprintf("%.2f×", pb.Mean/peer.Mean), Met: Info}
+		if n == largest {
+			row.Target, row.Met = memoryTarget, verdict(pb.Mean <= targetMemoryRatio*peer.Mean)
+		}
+		add(row)
+	}
+	if anon, ok := r.series(FigShimAnon, Podbox); ok {
+		row := Row{Figure: "shim alone, anonymous", Podbox: kib(anon.Mean), Target: "≤ 700 KiB", Met: verdict(anon.Mean <= targetShimAnonKiB)}
+		if peer, ok := r.series(FigShimAnon, Peer); ok {
+			row.Peer, row.Ratio = kib(peer.Mean), fmt.Sprintf("%.2f×", anon.Mean/peer.Mean)
+		}
+		add(row)
+	} else {
+		missing("shim alone, anonymous", "≤ 700 KiB")
 	}
 	if anon, ok := r.series(FigPauseAnon, Podbox); ok {
 		add(Row{Figure: "pause alone, anonymous", Podbox: kib(anon.Mean), Target: "≤ 600 KiB", Met: verdict(anon.Mean <= targetPauseAnonKiB)})
@@ -207,9 +233,7 @@ func Rows(r *Result) []Row {
 	if okP && okR && okSeq {
 		add(Row{Figure: fmt.Sprintf("%d parallel creates, p50", r.Config.Burst), Podbox: ms(pb.P50), Peer: ms(peer.P50), Ratio: faster(pb.P50, peer.P50), Met: Info})
 		add(Row{Figure: fmt.Sprintf("%d parallel creates, p99", r.Config.Burst), Podbox: ms(pb.P99), Peer: ms(peer.P99), Ratio: faster(pb.P99, peer.P99),
-			Target: fmt.Sprintf("≤ 10× the sequential p50 (%s: %.1f×)", ms(seq.P50), pb.P99/seq.P50), Met: verdict(pb.P99 <= targetBurstP99*seq.P50)})
-	} else {
-		missing(fmt.Sprintf("%d parallel creates, p99", r.Config.Burst), "≤ 10× the sequential p50")
+			Target: fmt.Sprintf("(was ≤ 10× the sequential p50: %s, %.1f×; retired, see the CPU row)", ms(seq.P50), pb.P99/seq.P50), Met: Info})
 	}
 	pb, okP = r.series(FigBurstWall, Podbox)
 	peer, okR = r.series(FigBurstWall, Peer)
@@ -230,7 +254,10 @@ func Rows(r *Result) []Row {
 			podbox += fmt.Sprintf(" (%d × it ÷ %d cores = %s)", r.Config.Burst, cores, ms(pb.P50*float64(r.Config.Burst)/float64(cores)))
 		}
 		add(Row{Figure: fmt.Sprintf("%d parallel creates, node CPU time per create (median of %d rounds)", r.Config.Burst, pb.N),
-			Podbox: podbox, Peer: ms(peer.P50), Ratio: fmt.Sprintf("%.2f×", pb.P50/peer.P50), Met: Info})
+			Podbox: podbox, Peer: ms(peer.P50), Ratio: fmt.Sprintf("%.2f×", pb.P50/peer.P50),
+			Target: "≤ 0.2× the peer's", Met: verdict(pb.P50 <= targetBurstCPURatio*peer.P50)})
+	} else {
+		missing(fmt.Sprintf("%d parallel creates, node CPU time per create", r.Config.Burst), "≤ 0.2× the peer's")
 	}
 
 	rows = append(rows, scaleRows(r.Scale)...)
@@ -248,12 +275,22 @@ func scaleRows(s Scale) []Row {
 		Target: "all ready", Met: verdict(s.Reached == s.Target),
 	}}
 	if len(s.Windows) >= 2 {
+		// Judged below the VM's memory step: past it every page the node
+		// touches costs its host several times as much (README), which is
+		// the machine's, not the count's. The step shows as the bend.
 		first, last := s.Windows[0], s.Windows[len(s.Windows)-1]
+		for i := len(s.Windows) - 1; i > 0 && s.BendAt > 0 && last.From >= s.BendAt; i-- {
+			last = s.Windows[i-1]
+		}
 		ratio := last.Create.P99 / first.Create.P50
+		target := "≤ 2×"
+		if last.To < s.Windows[len(s.Windows)-1].To {
+			target = fmt.Sprintf("≤ 2× (below the memory step at %d)", s.BendAt)
+		}
 		rows = append(rows, Row{
 			Figure: fmt.Sprintf("%d sandboxes: create p99 at %d-%d vs p50 at 1-%d", s.Target, last.From, last.To, first.To),
 			Podbox: ms(last.Create.P99) + " vs " + ms(first.Create.P50), Ratio: fmt.Sprintf("%.2f×", ratio),
-			Target: "≤ 2×", Met: verdict(s.Reached == s.Target && ratio <= targetScaleP99),
+			Target: target, Met: verdict(s.Reached == s.Target && ratio <= targetScaleP99),
 		})
 	}
 	if len(s.Checkpoints) > 0 {
