@@ -41,6 +41,13 @@ func newClientCounter(l net.Listener, grace time.Duration) *clientCounter {
 	return c
 }
 
+// openConns is how many client connections are open.
+func (l *clientCounter) openConns() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.open
+}
+
 func (l *clientCounter) signalIdle() {
 	select {
 	case l.idle <- struct{}{}:

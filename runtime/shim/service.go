@@ -59,6 +59,11 @@ type Service struct {
 
 	exitOnce sync.Once
 	exit     chan struct{} // closed when the shim should stop serving
+	// clients counts the open client connections (nil in tests without a
+	// server); exitWhenNoClients: an answered request asked for the exit,
+	// which the last connection's close brings.
+	clients           *clientCounter
+	exitWhenNoClients atomic.Bool
 }
 
 // NewService makes the service of one shim process.
@@ -97,18 +102,34 @@ func (s *Service) startedOOMWatcher() *oom.Watcher {
 func (s *Service) requestExit() { s.exitOnce.Do(func() { close(s.exit) }) }
 
 // exitAfterAnswer requests the shim's exit once the request whose context is
-// ctx has been answered. ttrpc ends a request's context only after the
-// request's connection took the answer, and a connection writes an answer it
-// took before it honours the server's Shutdown. An exit requested from inside
-// the handler raced the answer instead: Shutdown takes a connection that has
-// not yet taken its answer for idle and may close it first, and containerd 2
-// reports a ShutdownSandbox answered that way ("ttrpc: closed") as failed.
+// ctx has been answered and its client had the answer. ttrpc ends a
+// request's context when its connection has taken the answer, but that
+// connection may not have written it yet, and still counts as idle from
+// before the request: a Shutdown then may close it first, and containerd 2
+// reports a ShutdownSandbox answered that way ("ttrpc: closed") as failed
+// (seen about once in 25 pods under load). So the exit waits, after the
+// context, for the clients to close their connections (the CLI and
+// containerd do once they have the answer), at most exitAfterAnswerGrace.
 func (s *Service) exitAfterAnswer(ctx context.Context) {
 	go func() {
 		<-ctx.Done()
-		s.requestExit()
+		if s.clients == nil || s.clients.openConns() == 0 {
+			s.requestExit()
+			return
+		}
+		s.exitWhenNoClients.Store(true)
+		// The last client may have gone in between.
+		if s.clients.openConns() == 0 {
+			s.requestExit()
+			return
+		}
+		time.AfterFunc(exitAfterAnswerGrace, s.requestExit)
 	}()
 }
+
+// exitAfterAnswerGrace bounds how long an exit waits for clients that keep
+// their connection after their answer.
+const exitAfterAnswerGrace = time.Second
 
 // watchPause records the pause's exit. An exit nobody asked for (the pause
 // crashed or was killed) makes the sandbox notready and stops its
@@ -204,8 +225,13 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 		grace = DefaultConnectGrace
 	}
 	clients := newClientCounter(l, grace)
+	svc.clients = clients
 	go func() {
 		for range clients.idle {
+			if svc.exitWhenNoClients.Load() {
+				svc.requestExit()
+				return
+			}
 			if svc.abandoned() {
 				// The namespace a CLI pinned for the sandbox it never
 				// asked for (see sandbox.Node.PrepareNetNS).
