@@ -99,7 +99,7 @@ demo: deps build
 # BENCHFLAGS shrinks or grows it, e.g. BENCHFLAGS="-runs 5 -scale 20".
 # The pause's footprint benchmark (binary size, PSS, anonymous) runs first.
 BENCHFLAGS ?=
-bench: deps build
+bench: deps build containerd2
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./pause/... ./cmd/podbox-pause/...
 	$(GO) build -o $(BIN)/bench ./bench
 	$(BIN)/bench -bin $(BIN) -out bench/results -repo $(CURDIR) -readme $(CURDIR)/README.md $(BENCHFLAGS)

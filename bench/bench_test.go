@@ -71,6 +71,10 @@ func TestSmoke(t *testing.T) {
 		report.FigPorts:         {report.Podbox, report.PodboxPorts, report.Peer},
 		report.FigPortsTeardown: {report.Podbox, report.PodboxPorts, report.Peer},
 		report.FigPlay:          {report.Podbox, report.Peer},
+		report.FigCRIReady:      {report.Podbox, report.Peer},
+		report.FigCRIMemory:     {report.Podbox, report.Peer},
+		report.FigCRI2Ready:     {report.Podbox, report.Peer},
+		report.FigCRI2Memory:    {report.Podbox, report.Peer},
 	}
 	wantN := map[string]int{report.FigReady: 5, report.FigTeardown: 5, report.FigJoin: 5, report.FigJoinImage: 5, report.FigPull: 5,
 		report.FigPorts: 5, report.FigPortsTeardown: 5, report.FigPlay: 5, report.FigBurst: 16,

@@ -62,7 +62,7 @@ type config struct {
 }
 
 // phaseKeys names every phase for -phases, in the order a run takes them.
-var phaseKeys = []string{"ready", "join", "join-image", "pull", "memory", "burst", "play", "ports", "scale", "micro"}
+var phaseKeys = []string{"ready", "join", "join-image", "pull", "memory", "burst", "play", "cri", "ports", "scale", "micro"}
 
 // selected reports whether the run includes the phase named key.
 func (c config) selected(key string) bool {

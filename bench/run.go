@@ -146,8 +146,19 @@ func run(ctx context.Context, cfg config, pin, work string) (*report.Result, err
 		}
 	}
 	defer closePeer() // a no-op when already closed
+	// The peer's containerd also has podbox's shim as handler "podbox",
+	// for the CRI phase; its state lives apart from the CLI's.
+	criPodbox := b.criPodboxOptions(work, tag)
+	defer func() {
+		// What podbox's shim made under CRI goes with the pods; its
+		// cgroup parent stays, empty, until here.
+		if err := (sandbox.Cgroup{Path: tag + "-cri-podbox"}).Remove(); err != nil {
+			b.res.Errors = append(b.res.Errors, fmt.Sprintf("CRI cleanup: cgroup %s-cri-podbox: %v", tag, err))
+		}
+	}()
 	b.cri, err = peer.Start(peerT, &testnode.Node{Path: pin}, peer.Options{
-		PauseRef: pauseRef, PauseTar: pauseTar, ImageRef: imageRef, ImageTar: b.imageTar, CgroupParent: peerCgroup})
+		PauseRef: pauseRef, PauseTar: pauseTar, ImageRef: imageRef, ImageTar: b.imageTar, CgroupParent: peerCgroup,
+		PodboxShimDir: cfg.bin, PodboxEnv: criPodbox})
 	if err != nil {
 		return b.res, err
 	}
@@ -164,6 +175,7 @@ func run(ctx context.Context, cfg config, pin, work string) (*report.Result, err
 		{"memory", "memory", b.memory},
 		{"burst", "parallel creates", b.burst},
 		{"play", "a pod from a manifest", b.play},
+		{"cri", "CRI path, containerd 1.6", func(ctx context.Context) error { return b.criPath(ctx, b.cri, criFigs16) }},
 		// Last of the peer's: it changes the peer's CNI chain while it
 		// runs, and a failed restore must not reach another phase.
 		{"ports", "published ports", b.ports},
@@ -184,6 +196,13 @@ func run(ctx context.Context, cfg config, pin, work string) (*report.Result, err
 	// idle daemon does not share the two cores with podbox.
 	logf("stopping containerd")
 	closePeer()
+	if ctx.Err() == nil && cfg.selected("cri") {
+		// containerd 2 with podbox's sandboxer = "shim", on its own.
+		logf("phase: CRI path, containerd 2")
+		if err := b.cri2(ctx, pin, work, tag, pauseTar, criPodbox); err != nil {
+			fail("CRI path, containerd 2", err)
+		}
+	}
 	if ctx.Err() == nil && cfg.scale > 0 && cfg.selected("scale") {
 		logf("phase: scale to %d", cfg.scale)
 		if err := b.scale(ctx); err != nil {

@@ -55,7 +55,18 @@ type Options struct {
 	ImageRef, ImageTar string
 	// CgroupParent is the cgroup pods are put below.
 	CgroupParent string
+	// PodboxShimDir and PodboxEnv make podbox's shim the daemon's
+	// "podbox" runtime handler beside "runc" (PodboxHandler): the CRI
+	// phase compares the two on one containerd.
+	PodboxShimDir string
+	PodboxEnv     []string
+	// V2 runs containerd 2.x (built from integration/containerd2) with
+	// the podbox handler's sandboxer = "shim".
+	V2 bool
 }
+
+// PodboxHandler is the CRI runtime handler of podbox's shim.
+const PodboxHandler = "podbox"
 
 // Start starts containerd in node through integration/containerd and
 // imports both images into CRI's namespace. Its teardown (every pod
@@ -64,7 +75,11 @@ func Start(t *tb.T, node *testnode.Node, o Options) (*CRI, error) {
 	c := &CRI{Image: o.ImageRef, dir: t.TempDir(), cgroupParent: o.CgroupParent, pods: map[string]string{}}
 	err := tb.Run(func() {
 		c.Crictl = containerd.CrictlBinary(t)
-		c.Daemon = containerd.Start(t, node, containerd.Options{SandboxImage: o.PauseRef})
+		do := containerd.Options{SandboxImage: o.PauseRef, ShimDir: o.PodboxShimDir, ExtraEnv: o.PodboxEnv}
+		if o.V2 {
+			do.V2, do.ShimSandboxer, do.Binary = true, true, containerd.V2Binary(t)
+		}
+		c.Daemon = containerd.Start(t, node, do)
 		c.Daemon.ImportImage(t, containerd.CRINamespace, o.PauseTar)
 		c.Daemon.ImportImage(t, containerd.CRINamespace, o.ImageTar)
 	})
@@ -94,6 +109,11 @@ type PortMapping struct {
 // RunPod writes a pod config (not timed) and runs `crictl runp` with it;
 // ports, if any, are its port mappings.
 func (c *CRI) RunPod(ctx context.Context, ports ...PortMapping) (string, time.Duration, error) {
+	return c.RunPodWith(ctx, Handler, ports...)
+}
+
+// RunPodWith is RunPod with the runtime handler handler.
+func (c *CRI) RunPodWith(ctx context.Context, handler string, ports ...PortMapping) (string, time.Duration, error) {
 	n := c.seq.Add(1)
 	name := fmt.Sprintf("bench-%d", n)
 	pod := map[string]any{
@@ -109,7 +129,7 @@ func (c *CRI) RunPod(ctx context.Context, ports ...PortMapping) (string, time.Du
 	if err != nil {
 		return "", 0, err
 	}
-	id, d, err := c.Cmd(ctx, "runp", "--runtime", Handler, cfg)
+	id, d, err := c.Cmd(ctx, "runp", "--runtime", handler, cfg)
 	if err != nil {
 		return "", d, err
 	}
@@ -177,10 +197,14 @@ func (c *CRI) RemoveContainer(ctx context.Context, id string) error {
 
 // Processes returns, for every containerd-shim-runc-v2 of this daemon, its
 // children: the pause of each pod (and its containers, if any run).
-func (c *CRI) Processes() map[int][]int {
+func (c *CRI) Processes() map[int][]int { return c.ProcessesOf("containerd-shim-runc-v2") }
+
+// ProcessesOf is Processes for the shim binary shim (containerd-shim-runc-v2
+// or containerd-shim-podbox-v1).
+func (c *CRI) ProcessesOf(shim string) map[int][]int {
 	out := map[int][]int{}
-	for _, shim := range mem.WithArg("containerd-shim-runc-v2", c.Daemon.Address) {
-		out[shim] = mem.Children(shim)
+	for _, pid := range mem.WithArg(shim, c.Daemon.Address) {
+		out[pid] = mem.Children(pid)
 	}
 	return out
 }

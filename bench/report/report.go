@@ -49,6 +49,15 @@ const (
 	// Issue #15's: a pod of three containers from a manifest until every
 	// container runs (ms).
 	FigPlay = "play"
+	// Issue #16's CRI path: a pod through crictl on one containerd, the
+	// podbox handler against runc's (ms, ms, KiB per idle pod), on
+	// containerd 1.6 and on 2.x with podbox's sandboxer = "shim".
+	FigCRIReady     = "cri-ready"
+	FigCRITeardown  = "cri-teardown"
+	FigCRIMemory    = "cri-memory"
+	FigCRI2Ready    = "cri2-ready"
+	FigCRI2Teardown = "cri2-teardown"
+	FigCRI2Memory   = "cri2-memory"
 )
 
 // FigMemory is the ID of the per-sandbox memory figure with n idle

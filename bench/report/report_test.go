@@ -134,6 +134,8 @@ func TestRowsNotMeasured(t *testing.T) {
 	rows := Rows(r)
 	want := []string{"sandbox ready, p50", "join (container start), p50", "join from an image, p50",
 		"pull of a 3-layer image, p50", "teardown, p50", "sandbox create -p, p50", "teardown with ports, p50", "pod of 3 containers from a manifest, p50",
+		"CRI pod ready (crictl runp), containerd 1.6, p50", "CRI memory per idle pod, containerd 1.6",
+		"CRI pod ready (crictl runp), containerd 2, sandboxer shim, p50", "CRI memory per idle pod, containerd 2, sandboxer shim",
 		"memory per idle sandbox, N=100 (PSS shim + pause)", "shim alone, anonymous", "pause alone, anonymous",
 		"32 parallel creates, wall time", "32 parallel creates, node CPU time per create", "scale"}
 	if len(rows) != len(want) {

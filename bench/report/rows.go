@@ -58,6 +58,10 @@ const (
 	// Issue #15: podbox play of a 3-container pod against crictl runp and
 	// three create + start.
 	targetPlaySpeedup = 5.0
+	// Issue #16: through CRI, against the runc handler of the same
+	// containerd.
+	targetCRISpeedup     = 1.5
+	targetCRIMemoryRatio = 0.6
 )
 
 func ms(v float64) string  { return fmt.Sprintf("%.1f ms", v) }
@@ -183,6 +187,36 @@ func Rows(r *Result) []Row {
 			Target: playTarget, Met: verdict(peer.P50/pb.P50 >= targetPlaySpeedup)})
 	} else {
 		missing("pod of 3 containers from a manifest, p50", playTarget)
+	}
+
+	// The CRI path: the podbox handler against runc's on one containerd.
+	for _, c := range []struct{ ready, teardown, memory, label string }{
+		{FigCRIReady, FigCRITeardown, FigCRIMemory, "containerd 1.6"},
+		{FigCRI2Ready, FigCRI2Teardown, FigCRI2Memory, "containerd 2, sandboxer shim"},
+	} {
+		const readyTarget, memTarget = "≥ 1.5× faster than the runc handler", "≤ 0.6× the runc handler's"
+		pb, okP = r.series(c.ready, Podbox)
+		peer, okR = r.series(c.ready, Peer)
+		if okP && okR {
+			add(Row{Figure: "CRI pod ready (crictl runp), " + c.label + ", p50", Podbox: ms(pb.P50), Peer: "runc handler " + ms(peer.P50),
+				Ratio: faster(pb.P50, peer.P50), Target: readyTarget, Met: verdict(peer.P50/pb.P50 >= targetCRISpeedup)})
+		} else {
+			missing("CRI pod ready (crictl runp), "+c.label+", p50", readyTarget)
+		}
+		pb, okP = r.series(c.teardown, Podbox)
+		peer, okR = r.series(c.teardown, Peer)
+		if okP && okR {
+			add(Row{Figure: "CRI pod teardown (stopp + rmp), " + c.label + ", p50", Podbox: ms(pb.P50), Peer: "runc handler " + ms(peer.P50),
+				Ratio: faster(pb.P50, peer.P50), Met: Info})
+		}
+		pb, okP = r.series(c.memory, Podbox)
+		peer, okR = r.series(c.memory, Peer)
+		if okP && okR {
+			add(Row{Figure: "CRI memory per idle pod (PSS of its shim and children), " + c.label, Podbox: kib(pb.Mean), Peer: "runc handler " + kib(peer.Mean),
+				Ratio: fmt.Sprintf("%.2f×", pb.Mean/peer.Mean), Target: memTarget, Met: verdict(pb.Mean <= targetCRIMemoryRatio*peer.Mean)})
+		} else {
+			missing("CRI memory per idle pod, "+c.label, memTarget)
+		}
 	}
 
 	// Memory per idle sandbox: judged at the largest N, where what the
