@@ -294,7 +294,7 @@ func (s *Service) SandboxMetrics(ctx context.Context, req *sbapi.SandboxMetricsR
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	m, err := readMetric(sb.ID, s.node.SandboxCgroup(sb.ID).Path)
+	m, err := readMetric(sb.ID, sandbox.CgroupPaths{Path: s.node.SandboxCgroup(sb.ID).Path})
 	if err != nil {
 		return nil, toStatus(err)
 	}

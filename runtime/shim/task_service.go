@@ -64,8 +64,9 @@ type container struct {
 	sandbox bool
 	// mounted: the shim mounted the rootfs containerd prepared.
 	mounted bool
-	// cgroup is the container's cgroup path, as its spec gives it.
-	cgroup string
+	// cgroup is where the container's cgroup is in each hierarchy (see
+	// containerCgroup).
+	cgroup sandbox.CgroupPaths
 	// poststartHooks: the spec has poststart hooks (see runc.StartOpts).
 	poststartHooks bool
 	// restart is the container's restart policy and state; nil without one.
@@ -206,6 +207,7 @@ func (s *Service) finishCreate(ctx context.Context, req *taskapi.CreateTaskReque
 		s.node.Store.RemoveContainerRecord(rec)
 		return nil, toStatus(err)
 	}
+	cgroup := containerCgroup(spec, p.pid)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.creating, req.ID)
@@ -222,11 +224,9 @@ func (s *Service) finishCreate(ctx context.Context, req *taskapi.CreateTaskReque
 	if rs != nil {
 		rec.RestartPolicy = rs.policy.String()
 	}
-	if spec.Linux != nil {
-		c.cgroup = spec.Linux.CgroupsPath
-	}
-	if w := s.oomWatcher(); w != nil && c.cgroup != "" {
-		if err := w.Add(req.ID, c.cgroup); err != nil {
+	c.cgroup = cgroup
+	if w := s.oomWatcher(); w != nil && !c.cgroup.IsZero() {
+		if err := w.Add(req.ID, c.cgroup.In("memory")); err != nil {
 			s.log.Warn("watch for OOM kills", "container", req.ID, "error", err)
 		}
 	}
@@ -245,6 +245,23 @@ func (s *Service) finishCreate(ctx context.Context, req *taskapi.CreateTaskReque
 		IO: &apievents.TaskIO{Stdin: req.Stdin, Stdout: req.Stdout, Stderr: req.Stderr, Terminal: req.Terminal},
 	})
 	return &taskapi.CreateTaskResponse{Pid: uint32(p.pid)}, nil
+}
+
+// containerCgroup finds the cgroup of a container from its init's PID, as
+// containerd's runc shim does: the spec's cgroupsPath says where it is
+// only when it is absolute. runc puts a container whose path is relative
+// (CRI's "SLICE:cri-containerd:ID" for a pod in a systemd slice, or a
+// parent without a leading slash) below its own, i.e. the shim's, cgroup,
+// which may differ between hierarchies. An init that has gone already
+// leaves the spec's path.
+func containerCgroup(spec *specs.Spec, pid int) sandbox.CgroupPaths {
+	if cg, err := sandbox.ProcessCgroups(pid); err == nil {
+		return cg
+	}
+	if spec.Linux == nil {
+		return sandbox.CgroupPaths{}
+	}
+	return sandbox.CgroupPaths{Path: spec.Linux.CgroupsPath}
 }
 
 // implicitOptions describe the sandbox a `ctr run` group gets: named after
@@ -868,29 +885,29 @@ func (s *Service) Update(ctx context.Context, req *taskapi.UpdateTaskRequest) (*
 func (s *Service) Stats(ctx context.Context, req *taskapi.StatsRequest) (*taskapi.StatsResponse, error) {
 	s.mu.Lock()
 	c, _, err := s.lookup(req.ID, "")
-	var path string
+	var cg sandbox.CgroupPaths
 	if err == nil {
-		path = c.cgroup
+		cg = c.cgroup
 		if c.sandbox {
-			path = s.node.SandboxCgroup(c.rec.SandboxID).Path + "/pause"
+			cg = sandbox.CgroupPaths{Path: s.node.SandboxCgroup(c.rec.SandboxID).Path + "/pause"}
 		}
 	}
 	s.mu.Unlock()
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	m, err := readMetric(req.ID, path)
+	m, err := readMetric(req.ID, cg)
 	if err != nil {
 		return nil, toStatus(err)
 	}
 	return &taskapi.StatsResponse{Stats: m.Data}, nil
 }
 
-func readMetric(id, cgroupPath string) (*types.Metric, error) {
-	if cgroupPath == "" {
+func readMetric(id string, cg sandbox.CgroupPaths) (*types.Metric, error) {
+	if cg.IsZero() {
 		return nil, fmt.Errorf("container %q: stats: %w: no cgroup path in its spec", id, errState)
 	}
-	m, err := metrics.Read(strings.TrimPrefix(cgroupPath, "/"))
+	m, err := metrics.ReadCgroup(cg)
 	if err != nil {
 		return nil, fmt.Errorf("container %q: stats: %w", id, err)
 	}
