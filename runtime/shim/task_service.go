@@ -300,6 +300,9 @@ func (s *Service) createSandboxTask(ctx context.Context, req *taskapi.CreateTask
 				o.NetNSPath = ns.Path
 			}
 		}
+		if err := criSysctls(spec, &o); err != nil {
+			return 0, fmt.Errorf("pod sandbox %q: %w", req.ID, err)
+		}
 	}
 	if err := s.createSandbox(ctx, o); err != nil {
 		return 0, fmt.Errorf("pod sandbox %q: %w", req.ID, err)
@@ -325,6 +328,37 @@ func (s *Service) createSandboxTask(ctx context.Context, req *taskapi.CreateTask
 			ExitStatus: uint32(e.Status), ExitedAt: timestamppb.New(e.At)})
 	}()
 	return sb.PausePID, nil
+}
+
+// criSysctls takes into o the sysctls of CRI's sandbox container spec,
+// which runc would set in the namespaces the sandbox container makes: the
+// pause's, which its containers join. A sysctl of a namespace the spec
+// leaves the node's (a pod with hostIPC; a host-network pod, whose network
+// namespace Node.Create recognizes) is refused, as runc refuses it.
+func criSysctls(spec *specs.Spec, o *sandbox.Options) error {
+	if len(spec.Linux.Sysctl) == 0 {
+		return nil
+	}
+	own := map[string]bool{}
+	for _, ns := range spec.Linux.Namespaces {
+		switch ns.Type {
+		case specs.IPCNamespace:
+			own[sandbox.SysctlIPC] = true
+		case specs.UTSNamespace:
+			own[sandbox.SysctlUTS] = true
+		}
+	}
+	for k := range spec.Linux.Sysctl {
+		ns, err := sandbox.SysctlNamespace(k)
+		if err != nil {
+			return fmt.Errorf("%w: %v", errInvalid, err)
+		}
+		if ns != sandbox.SysctlNet && !own[ns] {
+			return fmt.Errorf("%w: sysctl %q: the pod shares the node's %s namespace", errInvalid, k, strings.ToUpper(ns))
+		}
+	}
+	o.Sysctls = spec.Linux.Sysctl
+	return nil
 }
 
 // containerRecord returns the record the CLI made for the container, or makes
