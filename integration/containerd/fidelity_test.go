@@ -261,3 +261,57 @@ func compareStats(t *testing.T, e *podboxEnv, driver, parent string) {
 		}
 	}
 }
+
+// podSysctls are the sysctls the pod of TestCRIPodSysctls sets, by the
+// namespace they belong to: "safe" (kernel.shm_rmid_forced,
+// net.ipv4.ip_local_port_range) and namespaced "unsafe" ones
+// (fs.mqueue.msg_max), which a kubelet allows with
+// --allowed-unsafe-sysctls.
+func podSysctls() map[string]string {
+	return map[string]string{
+		"kernel.shm_rmid_forced":       "1",           // IPC
+		"fs.mqueue.msg_max":            "100",         // IPC
+		"net.ipv4.ip_local_port_range": "20000 30000", // network
+	}
+}
+
+// A pod's sysctls are set in its namespaces before its containers start,
+// as runc sets them for the sandbox container: a container of the pod reads
+// the pod's values, not the defaults. A sysctl of the node's, outside the
+// pod's namespaces, fails the pod's start, naming it.
+func TestCRIPodSysctls(t *testing.T) {
+	want := podSysctls()
+	var keys, paths []string
+	for k := range want {
+		keys = append(keys, k)
+		paths = append(paths, "/proc/sys/"+strings.ReplaceAll(k, ".", "/"))
+	}
+	eachVariant(t, func(t *testing.T, e *podboxEnv) {
+		for _, h := range handlers() {
+			_, id := e.onePod(t, h, "sysctl-"+h, []string{"/bin/sleep", "600"},
+				map[string]any{"linux": map[string]any{"sysctls": want}}, nil)
+			out := crictl(t, e.d, append([]string{"exec", id, "cat"}, paths...)...)
+			lines := strings.Split(out, "\n")
+			if len(lines) != len(keys) {
+				t.Fatalf("%s: cat %v: %q", h, paths, out)
+			}
+			for i, k := range keys {
+				if got := strings.Join(strings.Fields(lines[i]), " "); got != want[k] {
+					t.Errorf("%s: %s in the pod's container is %q, want %q", h, k, got, want[k])
+				}
+			}
+
+			cfg := writeJSON(t, e.dir, "node-sysctl-"+h+".json", map[string]any{
+				"metadata": map[string]any{"name": "node-sysctl-" + h, "namespace": "default", "uid": "node-sysctl-" + h},
+				"linux":    map[string]any{"cgroup_parent": "/" + e.cg, "sysctls": map[string]string{"vm.swappiness": "10"}},
+			})
+			if id, err := e.d.Crictl("runp", "--runtime", h, cfg); err == nil || !strings.Contains(err.Error(), "vm.swappiness") {
+				t.Errorf("%s: a pod with sysctl vm.swappiness: %v; want its start refused, naming the sysctl", h, err)
+				if err == nil {
+					e.d.Crictl("stopp", strings.TrimSpace(id))
+					e.d.Crictl("rmp", strings.TrimSpace(id))
+				}
+			}
+		}
+	})
+}
