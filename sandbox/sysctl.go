@@ -67,6 +67,9 @@ func sysctlPath(key string) (string, error) {
 // sandbox owns: for a network namespace given by the caller, that it is
 // not the shim's own (the node's, for a CRI pod on the host network).
 func validateSysctls(o Options) error {
+	if len(o.Sysctls) == 0 {
+		return nil
+	}
 	for _, k := range slices.Sorted(maps.Keys(o.Sysctls)) {
 		ns, err := SysctlNamespace(k)
 		if err != nil {
