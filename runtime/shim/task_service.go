@@ -247,21 +247,24 @@ func (s *Service) finishCreate(ctx context.Context, req *taskapi.CreateTaskReque
 	return &taskapi.CreateTaskResponse{Pid: uint32(p.pid)}, nil
 }
 
-// containerCgroup finds the cgroup of a container from its init's PID, as
-// containerd's runc shim does: the spec's cgroupsPath says where it is
-// only when it is absolute. runc puts a container whose path is relative
-// (CRI's "SLICE:cri-containerd:ID" for a pod in a systemd slice, or a
-// parent without a leading slash) below its own, i.e. the shim's, cgroup,
-// which may differ between hierarchies. An init that has gone already
-// leaves the spec's path.
+// containerCgroup says where a container's cgroup is. An absolute
+// cgroupsPath is where runc puts it, below every hierarchy's root. A
+// relative one (CRI's "SLICE:cri-containerd:ID" for a pod in a systemd
+// slice, or a parent without a leading slash) runc puts below its own,
+// i.e. the shim's, cgroup, which may differ between hierarchies: that
+// cgroup is found from the init's PID, as containerd's runc shim finds
+// every container's. An init that has gone already leaves the spec's path.
 func containerCgroup(spec *specs.Spec, pid int) sandbox.CgroupPaths {
-	if cg, err := sandbox.ProcessCgroups(pid); err == nil {
-		return cg
+	var path string
+	if spec.Linux != nil {
+		path = spec.Linux.CgroupsPath
 	}
-	if spec.Linux == nil {
-		return sandbox.CgroupPaths{}
+	if !strings.HasPrefix(path, "/") {
+		if cg, err := sandbox.ProcessCgroups(pid); err == nil {
+			return cg
+		}
 	}
-	return sandbox.CgroupPaths{Path: spec.Linux.CgroupsPath}
+	return sandbox.CgroupPaths{Path: path}
 }
 
 // implicitOptions describe the sandbox a `ctr run` group gets: named after
