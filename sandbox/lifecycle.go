@@ -67,6 +67,9 @@ type Options struct {
 	// Resources limit the memory and CPU of the whole sandbox: its cgroup,
 	// which holds the pause's and every container's.
 	Resources Resources
+	// Sysctls are set in the pause's namespaces before the sandbox is
+	// ready (see SysctlNamespace for those allowed).
+	Sysctls map[string]string
 }
 
 func (n Node) cgroupParent() string {
@@ -251,6 +254,9 @@ func (n Node) Create(ctx context.Context, o Options) (_ *Sandbox, retErr error) 
 	if err := o.Resources.Validate(); err != nil {
 		return nil, wrap(err)
 	}
+	if err := validateSysctls(o); err != nil {
+		return nil, wrap(err)
+	}
 
 	sb := &Sandbox{
 		ID: o.ID, Name: o.Name, Hostname: o.Hostname, Network: o.Network, SharePID: o.SharePID,
@@ -268,6 +274,9 @@ func (n Node) Create(ctx context.Context, o Options) (_ *Sandbox, retErr error) 
 	if !o.Resources.IsZero() {
 		r := o.Resources
 		sb.Resources = &r
+	}
+	if len(o.Sysctls) > 0 {
+		sb.Sysctls = maps.Clone(o.Sysctls)
 	}
 	if err := n.Store.CreateSandboxRecord(sb); err != nil {
 		return nil, err
@@ -300,6 +309,13 @@ func (n Node) Create(ctx context.Context, o Options) (_ *Sandbox, retErr error) 
 	err = n.startPause(sb, <-cg)
 	if err := errors.Join(<-netErr, err); err != nil {
 		return nil, wrap(err)
+	}
+	// Once the network is up (a sysctl may name its interface), before
+	// the sandbox is ready and any container joins it.
+	if len(sb.Sysctls) > 0 {
+		if err := applySysctls(sb); err != nil {
+			return nil, wrap(err)
+		}
 	}
 	sb.State = StateReady
 	if err := n.Store.SaveSandbox(sb); err != nil {

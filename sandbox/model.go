@@ -73,6 +73,8 @@ type Sandbox struct {
 	CNI *cni.Attachment `json:"cni,omitempty"`
 	// Resources are the sandbox's memory and CPU limits, on its cgroup.
 	Resources *Resources `json:"resources,omitempty"`
+	// Sysctls are what was set in the sandbox's namespaces at its create.
+	Sysctls map[string]string `json:"sysctls,omitempty"`
 
 	CgroupParent string `json:"cgroupParent"`
 	ShimPID      int    `json:"shimPid,omitempty"`

@@ -78,6 +78,13 @@ type Options struct {
 	// that they can answer hosts beside the node (tests of published
 	// ports); nothing routes further than the test's own namespaces.
 	PodDefaultRoute bool
+	// Cgroup, if set, is a cgroup (a path below each hierarchy's root)
+	// containerd is moved into as it starts, as systemd runs it in
+	// containerd.service on a node: the shims it starts, and the containers
+	// runc places relative to a shim (a cgroupsPath without a leading
+	// slash), are then below it rather than wherever the test runs. The
+	// teardown removes it.
+	Cgroup string
 	// ExtraEnv is added to containerd's environment ("K=V"), which containerd
 	// hands on to every shim it starts: PODBOX_ROOT, PODBOX_CGROUP_PARENT,
 	// PODBOX_PAUSE and friends reach the podbox shim this way.
@@ -219,6 +226,14 @@ func (d *Daemon) launch() error {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("containerd %s: start: %w", d.Opts.Binary, err)
+	}
+	if d.Opts.Cgroup != "" {
+		// Before it serves, so before it starts any shim.
+		if err := moveToCgroup(d.Opts.Cgroup, cmd.Process.Pid); err != nil {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+			return err
+		}
 	}
 	done := make(chan struct{})
 	d.mu.Lock()
@@ -472,6 +487,11 @@ func (d *Daemon) teardown(t testing.TB) {
 	}
 	for _, err := range d.unmountAll() {
 		t.Errorf("containerd teardown: %v", err)
+	}
+	if d.Opts.Cgroup != "" {
+		if err := removeDaemonCgroup(d.Opts.Cgroup); err != nil {
+			t.Errorf("containerd teardown: %v", err)
+		}
 	}
 	// libcni caches each attachment's result outside any configurable
 	// directory; DEL removes it, a crash in between does not.

@@ -352,47 +352,6 @@ func TestCRIShimKilled(t *testing.T) {
 	}
 }
 
-// A container that outgrows its memory limit is OOM-killed, and CRI says so:
-// it learns it only from the shim's /tasks/oom event.
-func TestCRIOOMKilled(t *testing.T) {
-	e := newPodboxEnv(t, false, false)
-	cfg := writeJSON(t, e.dir, "oom-pod.json", map[string]any{
-		"metadata": map[string]any{"name": "oom", "namespace": "default", "uid": "oom-uid"},
-		"linux":    map[string]any{"cgroup_parent": "/" + e.cg},
-	})
-	podID := crictl(t, e.d, "runp", "--runtime", "podbox", cfg)
-	hog := writeJSON(t, e.dir, "hog.json", map[string]any{
-		"metadata": map[string]any{"name": "hog"},
-		"image":    map[string]any{"image": appRef},
-		// The shell keeps the whole stream in a variable: it grows well
-		// past the 16 MiB limit.
-		"command":  []string{"/bin/sh", "-c", `x=$(head -c 200000000 /dev/zero | tr "\0" a); echo survived`},
-		"log_path": "hog.log",
-		"linux":    map[string]any{"resources": map[string]any{"memory_limit_in_bytes": 16 << 20}},
-	})
-	id := crictl(t, e.d, "create", podID, hog, cfg)
-	crictl(t, e.d, "start", id)
-	var st struct {
-		Status struct {
-			State  string `json:"state"`
-			Reason string `json:"reason"`
-		} `json:"status"`
-	}
-	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-		if err := json.Unmarshal([]byte(crictl(t, e.d, "inspect", "-o", "json", id)), &st); err != nil {
-			t.Fatal(err)
-		}
-		if st.Status.State == "CONTAINER_EXITED" {
-			break
-		}
-	}
-	if st.Status.State != "CONTAINER_EXITED" || st.Status.Reason != "OOMKilled" {
-		t.Fatalf("container over its memory limit: state %s, reason %q; want exited, OOMKilled", st.Status.State, st.Status.Reason)
-	}
-	crictl(t, e.d, "stopp", podID)
-	crictl(t, e.d, "rmp", podID)
-}
-
 // Pods made and removed one after the other through containerd 2's shim
 // sandboxer: each RemovePodSandbox must get its ShutdownSandbox's answer.
 // The shim's exit used to race that answer and lose it ("failed to shutdown

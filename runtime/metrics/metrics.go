@@ -32,15 +32,22 @@ import (
 // hosts) and a *cgroup2/stats.Metrics on a pure v2 host. A cgroup that does
 // not exist is an error wrapping os.ErrNotExist.
 func Read(cgroupPath string) (proto.Message, error) {
+	return ReadCgroup(sandbox.CgroupPaths{Path: cgroupPath})
+}
+
+// ReadCgroup is Read of a cgroup whose path may differ from hierarchy to
+// hierarchy: a container's, as sandbox.ProcessCgroups finds it from its
+// init.
+func ReadCgroup(cg sandbox.CgroupPaths) (proto.Message, error) {
 	ms, err := sandbox.HostCgroupMounts()
 	if err != nil {
-		return nil, fmt.Errorf("cgroup %s: metrics: %w", cgroupPath, err)
+		return nil, fmt.Errorf("cgroup %s: metrics: %w", cg.Path, err)
 	}
 	h, err := mountedHierarchies(ms)
 	if err != nil {
-		return nil, fmt.Errorf("cgroup %s: metrics: %w", cgroupPath, err)
+		return nil, fmt.Errorf("cgroup %s: metrics: %w", cg.Path, err)
 	}
-	return h.read(cgroupPath)
+	return h.read(cg)
 }
 
 // ToMetric wraps m (a result of Read) as containerd's types.Metric for the
@@ -104,12 +111,13 @@ func (h hierarchies) isV1() bool {
 	return false
 }
 
-func (h hierarchies) read(cgroupPath string) (proto.Message, error) {
-	// The path is relative to every hierarchy's root; a leading slash (as
-	// in /proc/PID/cgroup) means the same.
-	rel := filepath.Clean("/" + cgroupPath)
+func (h hierarchies) read(cg sandbox.CgroupPaths) (proto.Message, error) {
 	if h.isV1() {
-		return h.readV1(rel, cgroupPath)
+		return h.readV1(cg)
 	}
-	return h.readV2(rel, cgroupPath)
+	return h.readV2(rel(cg.Path), cg.Path)
 }
+
+// rel is a cgroup path below a hierarchy's root; a leading slash (as in
+// /proc/PID/cgroup) means the same as none.
+func rel(cgroupPath string) string { return filepath.Clean("/" + cgroupPath) }

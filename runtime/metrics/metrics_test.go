@@ -123,7 +123,7 @@ func TestReadRealCgroup(t *testing.T) {
 	// core files (cpu.stat, pressure) are real v2 files: read them too, so
 	// the v2 parsers meet a real kernel here as well.
 	if h.isV1() && h.v2 != "" {
-		msg, err := hierarchies{v2: h.v2}.read(cg.Path)
+		msg, err := hierarchies{v2: h.v2}.read(sandbox.CgroupPaths{Path: cg.Path})
 		if err != nil {
 			t.Fatalf("read %s in the unified tree: %v", cg.Path, err)
 		}

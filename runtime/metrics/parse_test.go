@@ -327,7 +327,7 @@ func TestReadV1Tree(t *testing.T) {
 	for _, c := range v1Controllers() {
 		h.v1[c] = filepath.Join(root, c)
 	}
-	msg, err := h.read(cg)
+	msg, err := h.read(sandbox.CgroupPaths{Path: cg})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -354,12 +354,37 @@ func TestReadV1Tree(t *testing.T) {
 	}
 
 	// A leading slash means the same path; a missing one is an error naming it.
-	if _, err := h.read("/" + cg); err != nil {
+	if _, err := h.read(sandbox.CgroupPaths{Path: "/" + cg}); err != nil {
 		t.Errorf("read /%s: %v", cg, err)
 	}
-	_, err = h.read("podbox/sb/gone")
+	_, err = h.read(sandbox.CgroupPaths{Path: "podbox/sb/gone"})
 	if !errors.Is(err, os.ErrNotExist) || !strings.Contains(err.Error(), "podbox/sb/gone") {
 		t.Errorf("missing cgroup: %v, want ErrNotExist naming it", err)
+	}
+
+	// A container runc placed by a relative cgroupsPath, below a shim
+	// that is in another memory cgroup than elsewhere: each hierarchy is
+	// read at the container's path there.
+	split := sandbox.CgroupPaths{Path: "/", ByController: map[string]string{
+		"memory": "/" + cg, "cpu": "/svc/" + cg, "cpuacct": "/svc/" + cg, "pids": "/svc/" + cg, "blkio": "/svc/" + cg,
+	}}
+	for _, c := range []string{"cpu", "cpuacct", "pids", "blkio"} {
+		if err := os.Rename(filepath.Join(root, c, "podbox"), filepath.Join(root, c, "svc")); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.MkdirAll(filepath.Join(root, c, "svc", "podbox"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(filepath.Join(root, c, "svc", "sb"), filepath.Join(root, c, "svc", "podbox", "sb")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	msg, err = h.read(split)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := msg.(*stats1.Metrics); m.Memory.Usage.Usage != 5000000 || m.CPU.Usage.Total != 1500000000 || m.Pids.Current != 3 {
+		t.Errorf("cgroup with a path per hierarchy: memory %v, cpu %v, pids %v", m.Memory.Usage, m.CPU.Usage, m.Pids)
 	}
 }
 
@@ -382,7 +407,7 @@ func TestReadV2Tree(t *testing.T) {
 		cg + "/bare/cpu.stat": "usage_usec 5\nuser_usec 3\nsystem_usec 2\n",
 	})
 	h := hierarchies{v1: map[string]string{}, v2: root}
-	msg, err := h.read(cg)
+	msg, err := h.read(sandbox.CgroupPaths{Path: cg})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -408,7 +433,7 @@ func TestReadV2Tree(t *testing.T) {
 		t.Errorf("io: %v", m.Io)
 	}
 
-	msg, err = h.read(cg + "/bare")
+	msg, err = h.read(sandbox.CgroupPaths{Path: cg + "/bare"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -416,7 +441,7 @@ func TestReadV2Tree(t *testing.T) {
 		t.Errorf("bare cgroup: %v", m)
 	}
 
-	_, err = h.read("podbox/gone")
+	_, err = h.read(sandbox.CgroupPaths{Path: "podbox/gone"})
 	if !errors.Is(err, os.ErrNotExist) || !strings.Contains(err.Error(), "podbox/gone") {
 		t.Errorf("missing cgroup: %v, want ErrNotExist naming it", err)
 	}

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 
 	stats1 "github.com/containerd/cgroups/v3/cgroup1/stats"
+
+	"github.com/podbox/podbox/sandbox"
 )
 
 // v1Controllers are the v1 controllers whose statistics Read reports.
@@ -32,18 +34,19 @@ func v1MemoryAlias() map[string]string {
 	}
 }
 
-// readV1 reads the cgroup rel in each v1 controller hierarchy it exists in.
-// A controller that is not mounted, or where the cgroup was not created, is
-// left out; a cgroup found in none is an error.
-func (h hierarchies) readV1(rel, name string) (*stats1.Metrics, error) {
+// readV1 reads the cgroup cg in each v1 controller hierarchy it exists in,
+// at its path there. A controller that is not mounted, or where the cgroup
+// was not created, is left out; a cgroup found in none is an error.
+func (h hierarchies) readV1(cg sandbox.CgroupPaths) (*stats1.Metrics, error) {
 	m := &stats1.Metrics{}
 	found := false
+	name := cg.In("memory")
 	for _, ctrl := range v1Controllers() {
 		mount := h.v1[ctrl]
 		if mount == "" {
 			continue
 		}
-		dir := filepath.Join(mount, rel)
+		dir := filepath.Join(mount, rel(cg.In(ctrl)))
 		if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
 			continue
 		} else if err != nil {

@@ -33,6 +33,11 @@ func isPodSandboxConfig(typeURL string) bool {
 const (
 	fieldPodDNSConfig    = 4 // PodSandboxConfig.dns_config
 	fieldPodPortMappings = 5 // PodSandboxConfig.port_mappings
+	fieldPodLinux        = 8 // PodSandboxConfig.linux
+
+	fieldLinuxSysctls = 3 // LinuxPodSandboxConfig.sysctls, a map<string, string>
+	fieldMapKey       = 1 // a map entry's key
+	fieldMapValue     = 2 // a map entry's value
 
 	fieldDNSServers  = 1 // DNSConfig.servers
 	fieldDNSSearches = 2 // DNSConfig.searches
@@ -52,16 +57,19 @@ type criPod struct {
 	// DNS is the pod's dns_config, complete (see resolvconf.Config); nil
 	// when the config has none and the node's settings apply.
 	DNS *resolvconf.Config
+	// Sysctls are linux.sysctls, set in the pod's namespaces (CRI's
+	// podsandbox puts them in the sandbox container's spec instead).
+	Sysctls map[string]string
 }
 
-// applyCRIPod takes into o the port mappings and DNS settings of the
-// PodSandboxConfig that containerd's CRI sends as req's options; options of
+// applyCRIPod takes into o the port mappings, DNS settings and sysctls of
+// the PodSandboxConfig that containerd's CRI sends as req's options; options of
 // another type are not podbox's to read. The ports count only for a pod with
 // a network namespace of its own (req's, made by CRI's CNI chain): a pod on
 // the node's network binds the node's ports itself, which is all a port
-// mapping of such a pod says. A request that gives ports or DNS settings
-// both as podbox annotations and in the config is refused: nothing says
-// which should win.
+// mapping of such a pod says. A request that gives ports, DNS settings or
+// sysctls both as podbox annotations and in the config is refused: nothing
+// says which should win.
 func applyCRIPod(req *sbapi.CreateSandboxRequest, o *sandbox.Options) error {
 	if req.Options == nil || !isPodSandboxConfig(req.Options.TypeUrl) {
 		return nil
@@ -82,11 +90,17 @@ func applyCRIPod(req *sbapi.CreateSandboxRequest, o *sandbox.Options) error {
 		}
 		o.DNS = *pod.DNS
 	}
+	if len(pod.Sysctls) > 0 {
+		if len(o.Sysctls) > 0 {
+			return fmt.Errorf("%w: sandbox %q: sysctls both in %s* and in the PodSandboxConfig", errInvalid, req.SandboxId, annSysctlPrefix)
+		}
+		o.Sysctls = pod.Sysctls
+	}
 	return nil
 }
 
-// decodeCRIPod reads the port mappings and DNS settings of a marshaled
-// PodSandboxConfig; every other field is skipped unread.
+// decodeCRIPod reads the port mappings, DNS settings and sysctls of a
+// marshaled PodSandboxConfig; every other field is skipped unread.
 func decodeCRIPod(b []byte) (criPod, error) {
 	var pod criPod
 	var dns resolvconf.Config
@@ -122,6 +136,13 @@ func decodeCRIPod(b []byte) (criPod, error) {
 				}
 			}
 			pod.Ports = append(pod.Ports, m)
+		case fieldPodLinux:
+			if typ != protowire.BytesType {
+				return fmt.Errorf("linux: %w", wireTypeError(num, typ, protowire.BytesType))
+			}
+			if err := decodeLinuxSysctls(v, &pod.Sysctls); err != nil {
+				return fmt.Errorf("linux: %w", err)
+			}
 		}
 		return nil
 	})
@@ -136,6 +157,44 @@ func decodeCRIPod(b []byte) (criPod, error) {
 		pod.DNS = &dns
 	}
 	return pod, nil
+}
+
+// decodeLinuxSysctls adds the sysctls of a marshaled LinuxPodSandboxConfig
+// to *m, made when there is one; its other fields are skipped unread.
+func decodeLinuxSysctls(b []byte, m *map[string]string) error {
+	return eachField(b, func(num protowire.Number, typ protowire.Type, v []byte) error {
+		if num != fieldLinuxSysctls {
+			return nil
+		}
+		if typ != protowire.BytesType {
+			return fmt.Errorf("sysctls: %w", wireTypeError(num, typ, protowire.BytesType))
+		}
+		// A map entry is a message of key and value; either may be
+		// missing (the empty string), and a later entry for a key wins.
+		var key, value string
+		err := eachField(v, func(num protowire.Number, typ protowire.Type, v []byte) error {
+			if num != fieldMapKey && num != fieldMapValue {
+				return nil
+			}
+			if typ != protowire.BytesType {
+				return wireTypeError(num, typ, protowire.BytesType)
+			}
+			if num == fieldMapKey {
+				key = string(v)
+			} else {
+				value = string(v)
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("sysctls: %w", err)
+		}
+		if *m == nil {
+			*m = map[string]string{}
+		}
+		(*m)[key] = value
+		return nil
+	})
 }
 
 // decodeDNSConfig appends the servers, searches and options of a

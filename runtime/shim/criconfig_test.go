@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/types/known/anypb"
 
@@ -32,6 +33,21 @@ const criWebPod = "0a190a0377656212077765622d7569641a0764656661756c7420011203776
 // criSCTPPod is PodSandboxConfig{port_mappings: [{SCTP 9 on host port 9}]},
 // marshaled by the same cri-api.
 const criSCTPPod = "2a06080210091809"
+
+// criTunedPod is PodSandboxConfig{metadata tuned/default/tuned-uid,
+// hostname tuned, linux {cgroup_parent /kubepods, sysctls
+// {kernel.shm_rmid_forced: 1, net.ipv4.ip_local_port_range: 20000 30000},
+// security_context {namespace_options {}}}}, marshaled by the same cri-api.
+const criTunedPod = "0a1b0a0574756e6564120974756e65642d7569641a0764656661756c74120574756e656442590a092f6b756265706f6473" +
+	"12020a001a2b0a1c6e65742e697076342e69705f6c6f63616c5f706f72745f72616e6765120b32303030302033303030301a1b0a166b65" +
+	"726e656c2e73686d5f726d69645f666f72636564120131"
+
+var tunedSysctls = map[string]string{"kernel.shm_rmid_forced": "1", "net.ipv4.ip_local_port_range": "20000 30000"}
+
+// sysctlEntry encodes one entry of LinuxPodSandboxConfig.sysctls.
+func sysctlEntry(k, v string) []byte {
+	return bytesField(fieldLinuxSysctls, stringField(fieldMapKey, k), stringField(fieldMapValue, v))
+}
 
 func unhex(t *testing.T, s string) []byte {
 	t.Helper()
@@ -126,6 +142,12 @@ func TestDecodeCRIPod(t *testing.T) {
 		{name: "port_mappings not a message", b: varintField(fieldPodPortMappings, 1),
 			err: "port_mappings: field 5 has wire type 0, want 2: not the message of k8s.io/cri-api"},
 		{name: "truncated", b: unhex(t, criWebPod)[:40], err: "PodSandboxConfig: field 3: unexpected EOF"},
+		{name: "sysctls, cri-api's marshaling", b: unhex(t, criTunedPod), want: criPod{Sysctls: tunedSysctls}},
+		{name: "sysctls: a later entry wins, an empty value is a value", b: bytesField(fieldPodLinux,
+			sysctlEntry("fs.mqueue.msg_max", "10"), sysctlEntry("fs.mqueue.msg_max", "100"), sysctlEntry("kernel.domainname", "")),
+			want: criPod{Sysctls: map[string]string{"fs.mqueue.msg_max": "100", "kernel.domainname": ""}}},
+		{name: "sysctls not a map", b: bytesField(fieldPodLinux, varintField(fieldLinuxSysctls, 1)),
+			err: "PodSandboxConfig: linux: sysctls: field 3 has wire type 0, want 2"},
 	} {
 		got, err := decodeCRIPod(tc.b)
 		if tc.err != "" {
@@ -159,6 +181,18 @@ func TestOptionsFromCRIPod(t *testing.T) {
 	if o, err := optionsFrom(req(criPodSandboxConfig, "", web, nil)); err != nil || len(o.Ports) != 0 || !o.DNS.Complete {
 		t.Errorf("pod without a netns: %+v, %v", o, err)
 	}
+	// Sysctls from the config, or from annotations (the CLI's).
+	if o, err := optionsFrom(req(criPodSandboxConfig, "/run/netns/cni-1", unhex(t, criTunedPod), nil)); err != nil || !reflect.DeepEqual(o.Sysctls, tunedSysctls) {
+		t.Errorf("pod with sysctls: %v, %v", o.Sysctls, err)
+	}
+	if o, err := optionsFrom(&sbapi.CreateSandboxRequest{SandboxId: id, Annotations: map[string]string{
+		annSysctlPrefix + "fs.mqueue.msg_max": "100", annLabelPrefix + "a": "b"}}); err != nil ||
+		!reflect.DeepEqual(o.Sysctls, map[string]string{"fs.mqueue.msg_max": "100"}) {
+		t.Errorf("sysctl annotations: %v, %v", o.Sysctls, err)
+	}
+	if o, err := optionsFrom(&sbapi.CreateSandboxRequest{SandboxId: id}); err != nil || o.Sysctls != nil {
+		t.Errorf("no sysctls: %v, %v", o.Sysctls, err)
+	}
 	// Options of another type are not read.
 	if o, err := optionsFrom(req("runtime.v1.ContainerConfig", "/run/netns/cni-1", []byte{0xff}, nil)); err != nil || len(o.Ports) != 0 || !o.DNS.IsZero() {
 		t.Errorf("other options: %+v, %v", o, err)
@@ -172,10 +206,43 @@ func TestOptionsFromCRIPod(t *testing.T) {
 		{"ports twice", web, map[string]string{annPorts: "8080:80"}, `sandbox "` + id + `": ports both in io.podbox.ports and in the PodSandboxConfig`},
 		{"DNS twice", web, map[string]string{annDNSSearches: "a.example"}, "DNS settings both in io.podbox.dns.* and in the PodSandboxConfig"},
 		{"malformed", unhex(t, criSCTPPod), nil, `sandbox "` + id + `": PodSandboxConfig: port_mappings[0]`},
+		{"sysctls twice", unhex(t, criTunedPod), map[string]string{annSysctlPrefix + "kernel.sem": "1 2 3 4"},
+			"sysctls both in io.podbox.sysctl.* and in the PodSandboxConfig"},
+		{"node sysctl", bytesField(fieldPodLinux, sysctlEntry("vm.swappiness", "1")), nil,
+			`sandbox "` + id + `": sysctl "vm.swappiness" is not in a namespace of the sandbox`},
 	} {
 		_, err := optionsFrom(req(criPodSandboxConfig, "/run/netns/cni-1", tc.value, tc.ann))
 		if !errors.Is(err, errInvalid) || !strings.Contains(err.Error(), tc.err) {
 			t.Errorf("%s: %v, want invalid argument containing %q", tc.name, err, tc.err)
+		}
+	}
+}
+
+// The sysctls of CRI's sandbox container spec (containerd 1.6, 2.x's
+// podsandbox) are the sandbox's, unless one is of a namespace the pod
+// shares with the node.
+func TestCRISysctls(t *testing.T) {
+	own := []specs.LinuxNamespace{{Type: specs.NetworkNamespace, Path: "/run/netns/cni-1"}, {Type: specs.IPCNamespace}, {Type: specs.UTSNamespace}}
+	hostIPC := []specs.LinuxNamespace{{Type: specs.NetworkNamespace, Path: "/run/netns/cni-1"}, {Type: specs.UTSNamespace}}
+	for _, tc := range []struct {
+		name string
+		nss  []specs.LinuxNamespace
+		in   map[string]string
+		err  string
+	}{
+		{"none", own, nil, ""},
+		{"pod's namespaces", own, tunedSysctls, ""},
+		{"hostIPC, network sysctl", hostIPC, map[string]string{"net.ipv4.ip_local_port_range": "20000 30000"}, ""},
+		{"hostIPC, IPC sysctl", hostIPC, map[string]string{"fs.mqueue.msg_max": "100"}, `sysctl "fs.mqueue.msg_max": the pod shares the node's IPC namespace`},
+		{"node sysctl", own, map[string]string{"kernel.panic": "1"}, `sysctl "kernel.panic" is not in a namespace of the sandbox`},
+	} {
+		var o sandbox.Options
+		err := criSysctls(&specs.Spec{Linux: &specs.Linux{Namespaces: tc.nss, Sysctl: tc.in}}, &o)
+		switch {
+		case tc.err == "" && (err != nil || !reflect.DeepEqual(o.Sysctls, tc.in)):
+			t.Errorf("%s: %v, %v; want %v", tc.name, o.Sysctls, err, tc.in)
+		case tc.err != "" && (!errors.Is(err, errInvalid) || !strings.Contains(err.Error(), tc.err)):
+			t.Errorf("%s: %v; want invalid argument containing %q", tc.name, err, tc.err)
 		}
 	}
 }

@@ -158,8 +158,8 @@ func (s *Service) rerun(c *container) error {
 		return err
 	}
 	c.init = p
-	if w != nil && c.cgroup != "" {
-		if err := w.Add(id, c.cgroup); err != nil {
+	if w != nil && !c.cgroup.IsZero() {
+		if err := w.Add(id, c.cgroup.In("memory")); err != nil {
 			s.log.Warn("watch for OOM kills", "container", id, "error", err)
 		}
 	}

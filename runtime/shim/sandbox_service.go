@@ -34,6 +34,8 @@ const (
 	annMemory      = "io.podbox.memory"
 	annCPUs        = "io.podbox.cpus"
 	annLabelPrefix = "io.podbox.label."
+	// annSysctlPrefix + KEY sets sysctl KEY in the sandbox's namespaces.
+	annSysctlPrefix = "io.podbox.sysctl."
 )
 
 func optionsFrom(req *sbapi.CreateSandboxRequest) (sandbox.Options, error) {
@@ -52,6 +54,12 @@ func optionsFrom(req *sbapi.CreateSandboxRequest) (sandbox.Options, error) {
 	for k, v := range a {
 		if l, ok := strings.CutPrefix(k, annLabelPrefix); ok {
 			o.Labels[l] = v
+		}
+		if key, ok := strings.CutPrefix(k, annSysctlPrefix); ok {
+			if o.Sysctls == nil {
+				o.Sysctls = map[string]string{}
+			}
+			o.Sysctls[key] = v
 		}
 	}
 	if v := a[annPorts]; v != "" {
@@ -91,6 +99,11 @@ func optionsFrom(req *sbapi.CreateSandboxRequest) (sandbox.Options, error) {
 	}
 	if err := applyCRIPod(req, &o); err != nil {
 		return o, err
+	}
+	for k := range o.Sysctls {
+		if _, err := sandbox.SysctlNamespace(k); err != nil {
+			return o, fmt.Errorf("%w: sandbox %q: %v", errInvalid, req.SandboxId, err)
+		}
 	}
 	if req.NetnsPath != "" {
 		if o.Network != "" && o.Network != sandbox.NetworkExternal {
@@ -294,7 +307,7 @@ func (s *Service) SandboxMetrics(ctx context.Context, req *sbapi.SandboxMetricsR
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	m, err := readMetric(sb.ID, s.node.SandboxCgroup(sb.ID).Path)
+	m, err := readMetric(sb.ID, sandbox.CgroupPaths{Path: s.node.SandboxCgroup(sb.ID).Path})
 	if err != nil {
 		return nil, toStatus(err)
 	}

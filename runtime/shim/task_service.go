@@ -64,8 +64,9 @@ type container struct {
 	sandbox bool
 	// mounted: the shim mounted the rootfs containerd prepared.
 	mounted bool
-	// cgroup is the container's cgroup path, as its spec gives it.
-	cgroup string
+	// cgroup is where the container's cgroup is in each hierarchy (see
+	// containerCgroup).
+	cgroup sandbox.CgroupPaths
 	// poststartHooks: the spec has poststart hooks (see runc.StartOpts).
 	poststartHooks bool
 	// restart is the container's restart policy and state; nil without one.
@@ -206,6 +207,7 @@ func (s *Service) finishCreate(ctx context.Context, req *taskapi.CreateTaskReque
 		s.node.Store.RemoveContainerRecord(rec)
 		return nil, toStatus(err)
 	}
+	cgroup := containerCgroup(spec, p.pid)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.creating, req.ID)
@@ -222,11 +224,9 @@ func (s *Service) finishCreate(ctx context.Context, req *taskapi.CreateTaskReque
 	if rs != nil {
 		rec.RestartPolicy = rs.policy.String()
 	}
-	if spec.Linux != nil {
-		c.cgroup = spec.Linux.CgroupsPath
-	}
-	if w := s.oomWatcher(); w != nil && c.cgroup != "" {
-		if err := w.Add(req.ID, c.cgroup); err != nil {
+	c.cgroup = cgroup
+	if w := s.oomWatcher(); w != nil && !c.cgroup.IsZero() {
+		if err := w.Add(req.ID, c.cgroup.In("memory")); err != nil {
 			s.log.Warn("watch for OOM kills", "container", req.ID, "error", err)
 		}
 	}
@@ -245,6 +245,26 @@ func (s *Service) finishCreate(ctx context.Context, req *taskapi.CreateTaskReque
 		IO: &apievents.TaskIO{Stdin: req.Stdin, Stdout: req.Stdout, Stderr: req.Stderr, Terminal: req.Terminal},
 	})
 	return &taskapi.CreateTaskResponse{Pid: uint32(p.pid)}, nil
+}
+
+// containerCgroup says where a container's cgroup is. An absolute
+// cgroupsPath is where runc puts it, below every hierarchy's root. A
+// relative one (CRI's "SLICE:cri-containerd:ID" for a pod in a systemd
+// slice, or a parent without a leading slash) runc puts below its own,
+// i.e. the shim's, cgroup, which may differ between hierarchies: that
+// cgroup is found from the init's PID, as containerd's runc shim finds
+// every container's. An init that has gone already leaves the spec's path.
+func containerCgroup(spec *specs.Spec, pid int) sandbox.CgroupPaths {
+	var path string
+	if spec.Linux != nil {
+		path = spec.Linux.CgroupsPath
+	}
+	if !strings.HasPrefix(path, "/") {
+		if cg, err := sandbox.ProcessCgroups(pid); err == nil {
+			return cg
+		}
+	}
+	return sandbox.CgroupPaths{Path: path}
 }
 
 // implicitOptions describe the sandbox a `ctr run` group gets: named after
@@ -283,6 +303,9 @@ func (s *Service) createSandboxTask(ctx context.Context, req *taskapi.CreateTask
 				o.NetNSPath = ns.Path
 			}
 		}
+		if err := criSysctls(spec, &o); err != nil {
+			return 0, fmt.Errorf("pod sandbox %q: %w", req.ID, err)
+		}
 	}
 	if err := s.createSandbox(ctx, o); err != nil {
 		return 0, fmt.Errorf("pod sandbox %q: %w", req.ID, err)
@@ -308,6 +331,37 @@ func (s *Service) createSandboxTask(ctx context.Context, req *taskapi.CreateTask
 			ExitStatus: uint32(e.Status), ExitedAt: timestamppb.New(e.At)})
 	}()
 	return sb.PausePID, nil
+}
+
+// criSysctls takes into o the sysctls of CRI's sandbox container spec,
+// which runc would set in the namespaces the sandbox container makes: the
+// pause's, which its containers join. A sysctl of a namespace the spec
+// leaves the node's (a pod with hostIPC; a host-network pod, whose network
+// namespace Node.Create recognizes) is refused, as runc refuses it.
+func criSysctls(spec *specs.Spec, o *sandbox.Options) error {
+	if len(spec.Linux.Sysctl) == 0 {
+		return nil
+	}
+	own := map[string]bool{}
+	for _, ns := range spec.Linux.Namespaces {
+		switch ns.Type {
+		case specs.IPCNamespace:
+			own[sandbox.SysctlIPC] = true
+		case specs.UTSNamespace:
+			own[sandbox.SysctlUTS] = true
+		}
+	}
+	for k := range spec.Linux.Sysctl {
+		ns, err := sandbox.SysctlNamespace(k)
+		if err != nil {
+			return fmt.Errorf("%w: %v", errInvalid, err)
+		}
+		if ns != sandbox.SysctlNet && !own[ns] {
+			return fmt.Errorf("%w: sysctl %q: the pod shares the node's %s namespace", errInvalid, k, strings.ToUpper(ns))
+		}
+	}
+	o.Sysctls = spec.Linux.Sysctl
+	return nil
 }
 
 // containerRecord returns the record the CLI made for the container, or makes
@@ -868,29 +922,29 @@ func (s *Service) Update(ctx context.Context, req *taskapi.UpdateTaskRequest) (*
 func (s *Service) Stats(ctx context.Context, req *taskapi.StatsRequest) (*taskapi.StatsResponse, error) {
 	s.mu.Lock()
 	c, _, err := s.lookup(req.ID, "")
-	var path string
+	var cg sandbox.CgroupPaths
 	if err == nil {
-		path = c.cgroup
+		cg = c.cgroup
 		if c.sandbox {
-			path = s.node.SandboxCgroup(c.rec.SandboxID).Path + "/pause"
+			cg = sandbox.CgroupPaths{Path: s.node.SandboxCgroup(c.rec.SandboxID).Path + "/pause"}
 		}
 	}
 	s.mu.Unlock()
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	m, err := readMetric(req.ID, path)
+	m, err := readMetric(req.ID, cg)
 	if err != nil {
 		return nil, toStatus(err)
 	}
 	return &taskapi.StatsResponse{Stats: m.Data}, nil
 }
 
-func readMetric(id, cgroupPath string) (*types.Metric, error) {
-	if cgroupPath == "" {
+func readMetric(id string, cg sandbox.CgroupPaths) (*types.Metric, error) {
+	if cg.IsZero() {
 		return nil, fmt.Errorf("container %q: stats: %w: no cgroup path in its spec", id, errState)
 	}
-	m, err := metrics.Read(strings.TrimPrefix(cgroupPath, "/"))
+	m, err := metrics.ReadCgroup(cg)
 	if err != nil {
 		return nil, fmt.Errorf("container %q: stats: %w", id, err)
 	}

@@ -189,6 +189,10 @@ func TestSandboxCreateBadInputChangesNothing(t *testing.T) {
 		{[]string{"--dns", "dns.example"}, []string{`--dns "dns.example": not an IP address`}},
 		{[]string{"--dns-search", "bad domain"}, []string{`--dns-search "bad domain"`}},
 		{[]string{"--dns-option", "a b"}, []string{`--dns-option "a b"`}},
+		{[]string{"--sysctl", "vm.swappiness=10"}, []string{`--sysctl "vm.swappiness=10"`, "not in a namespace of the sandbox"}},
+		{[]string{"--sysctl", "kernel.hostname=x"}, []string{`--sysctl "kernel.hostname=x"`, "hostname instead"}},
+		{[]string{"--sysctl", "fs.mqueue.msg_max"}, []string{`--sysctl "fs.mqueue.msg_max"`, "KEY=VALUE"}},
+		{[]string{"--sysctl", "kernel.sem=1", "--sysctl", "kernel.sem=2"}, []string{`--sysctl "kernel.sem=2": kernel.sem given twice`}},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			before := e.tree()
@@ -255,6 +259,12 @@ func TestCreateAnnotations(t *testing.T) {
 	}
 	if _, ok := ann["io.podbox.share-pid"]; ok {
 		t.Error("share-pid annotation without --share-pid")
+	}
+	ann, err = createOptions{network: "bridge", sysctls: []string{"kernel.shm_rmid_forced=1", "net.ipv4.ip_local_port_range=20000 30000",
+		"net/ipv4/conf/eth0.100/rp_filter=2"}}.annotations(id)
+	if err != nil || ann["io.podbox.sysctl.kernel.shm_rmid_forced"] != "1" || ann["io.podbox.sysctl.net.ipv4.ip_local_port_range"] != "20000 30000" ||
+		ann["io.podbox.sysctl.net/ipv4/conf/eth0.100/rp_filter"] != "2" {
+		t.Errorf("--sysctl annotations %v, %v", ann, err)
 	}
 }
 

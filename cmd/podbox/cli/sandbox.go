@@ -68,6 +68,8 @@ type createOptions struct {
 	dns, dnsSearch, dnsOpt  []string
 	cniConfDir, cniBinDir   string
 	memory, cpus            string // the sandbox's limits, as given
+
+	sysctls []string // --sysctl KEY=VALUE, as given
 }
 
 // dnsConfig is the sandbox's resolver settings from the flags.
@@ -127,6 +129,9 @@ func (o createOptions) annotations(id string) (map[string]string, error) {
 	if err := o.limitAnnotations(ann); err != nil {
 		return nil, err
 	}
+	if err := o.sysctlAnnotations(ann); err != nil {
+		return nil, err
+	}
 	return ann, nil
 }
 
@@ -174,6 +179,9 @@ func (o createOptions) validate() error {
 	if err := o.limitAnnotations(map[string]string{}); err != nil {
 		return err
 	}
+	if _, err := parseSysctls(o.sysctls); err != nil {
+		return err
+	}
 	_, err = o.dnsConfig()
 	return err
 }
@@ -219,12 +227,18 @@ and every container's cgroup, so the sum of its containers cannot go past
 them whatever each container's own limit (podbox run --memory, --cpus).
 Memory: 512m, 1g, 512Mi or 1Gi (binary units whatever the case), at least
 6m, swap included. CPUs: a decimal number (0.5 is half of one CPU's time,
-a CFS quota of 50 ms per 100 ms) or millicores (500m), at most the node's.`,
+a CFS quota of 50 ms per 100 ms) or millicores (500m), at most the node's.
+
+--sysctl sets a sysctl in the sandbox's namespaces before any container
+joins it, as a pod's sysctls: net.* (its network), kernel.shm*, kernel.msg*,
+kernel.sem, fs.mqueue.* (its IPC) and kernel.domainname (its UTS
+namespace). Others would change the node and are refused.`,
 		Example: `  podbox sandbox create --name web --label app=shop
   podbox sandbox create --name web -p 8080:80 -p 127.0.0.1:5353:53/udp
   podbox sandbox create --network none --share-pid
   podbox sandbox create --network cni:mynet -p 8080:80
-  podbox sandbox create --name db --memory 1g --cpus 1.5`,
+  podbox sandbox create --name db --memory 1g --cpus 1.5
+  podbox sandbox create --name db --sysctl kernel.shm_rmid_forced=1 --sysctl net.ipv4.ip_local_port_range="20000 30000"`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return a.sandboxCreate(cmd.Context(), g, o)
@@ -244,6 +258,7 @@ a CFS quota of 50 ms per 100 ms) or millicores (500m), at most the node's.`,
 	f.StringArrayVar(&o.dnsOpt, "dns-option", nil, "resolver option such as ndots:2, instead of the node's (repeatable)")
 	f.StringVar(&o.memory, "memory", "", "memory limit of the whole sandbox, swap included: 512m, 1g, 512Mi, 1Gi (at least 6m)")
 	f.StringVar(&o.cpus, "cpus", "", "CPU limit of the whole sandbox in CPUs: 0.5, 2 (or 500m)")
+	f.StringArrayVar(&o.sysctls, "sysctl", nil, "sysctl KEY=VALUE in the sandbox's network, IPC or UTS namespace (repeatable)")
 	return cmd
 }
 
