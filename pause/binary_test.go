@@ -30,12 +30,12 @@ const (
 )
 
 // buildPause builds cmd/podbox-pause into a temporary directory with the
-// Makefile's flags and returns the binary's path.
-func buildPause(tb testing.TB, version string) string {
+// Makefile's flags (and the build tags tags) and returns the binary's path.
+func buildPause(tb testing.TB, version string, tags ...string) string {
 	tb.Helper()
 	bin := filepath.Join(tb.TempDir(), "podbox-pause")
 	cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w -X main.version="+version,
-		"-o", bin, "github.com/podbox/podbox/cmd/podbox-pause")
+		"-tags", strings.Join(tags, ","), "-o", bin, "github.com/podbox/podbox/cmd/podbox-pause")
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		tb.Fatalf("build podbox-pause: %v\n%s", err, out)
@@ -342,6 +342,8 @@ func TestBinary(t *testing.T) {
 			time.Sleep(10 * time.Millisecond)
 		}
 
+		// All of it under the seccomp filter.
+		awaitFiltered(t, pid)
 		// As PID 1 it does not warn: stop checks that stderr stays empty.
 		p.stop(t, syscall.SIGTERM)
 	})

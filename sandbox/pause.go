@@ -87,8 +87,10 @@ func PrepareRootDir(dir, pauseBinary string) error {
 // StartPause launches the pause process of a sandbox: in the network
 // namespace at spec.NetNSPath, in new IPC, UTS, mount and PID namespaces (it
 // is PID 1 of its PID namespace), with a read-only root holding only the pause
-// binary, as uid/gid 65535 with no capabilities and no_new_privs. It returns
-// the pause's PID; the caller is its parent and must reap it.
+// binary, as uid/gid 65535 with no capabilities and no_new_privs. The pause
+// then puts itself under its own seccomp filter (package pause): Go's
+// fork/exec has no step between the two where this side could install one.
+// It returns the pause's PID; the caller is its parent and must reap it.
 //
 // Go's fork/exec cannot join an existing namespace or pivot the root in the
 // child, so the namespaces are prepared on a dedicated, locked OS thread that

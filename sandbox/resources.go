@@ -65,6 +65,10 @@ type ContainerConfig struct {
 	// CapAdd and CapDrop are normalized: CAP_NAME, or ALL.
 	CapAdd  []string `json:"capAdd,omitempty"`
 	CapDrop []string `json:"capDrop,omitempty"`
+	// Seccomp is "unconfined" or a profile file's absolute path; empty
+	// for the default profile.
+	Seccomp    string `json:"seccomp,omitempty"`
+	Privileged bool   `json:"privileged,omitempty"`
 }
 
 // Mount types of a ContainerConfig's mounts.

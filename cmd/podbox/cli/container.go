@@ -92,7 +92,15 @@ from sandbox create --memory/--cpus cap the sum): --memory (512m, 1g, 512Mi,
 exits 137), --cpus (0.5 is half of one CPU's time), --pids-limit.
 --read-only mounts the root read-only (the /etc files, /dev and mounts stay
 as they are). --cap-add and --cap-drop change the default capabilities
-(docker's set): names with or without CAP_, any case, or ALL.`,
+(docker's set): names with or without CAP_, any case, or ALL.
+
+Seccomp: the container runs under docker's and containerd's default seccomp
+profile (moby's definition, for its capabilities: with CAP_SYS_ADMIN it may
+mount and unshare). --security-opt seccomp=unconfined runs it without a
+filter, --security-opt seccomp=PROFILE.json under a profile in docker's
+format. --privileged gives every capability of podbox's bounding set, no
+seccomp filter, the host's devices, and /proc and /sys unmasked and
+writable, as docker's does.`,
 		Example: `  podbox run --sandbox web --name srv --image busybox -d -- httpd -f -p 8080
   podbox run --sandbox web --image localhost:5000/app:1 --pull always -d
   podbox run --sandbox web --rootfs ./rootfs --rm -- wget -qO- http://localhost:8080/
@@ -100,7 +108,8 @@ as they are). --cap-add and --cap-drop change the default capabilities
   podbox run --sandbox web --image busybox -d -v /srv/site:/www:ro -v cache:/cache -- httpd -f -h /www
   podbox run --sandbox web --image busybox --rm --mount type=tmpfs,target=/scratch,tmpfs-size=64m -- df /scratch
   podbox run --sandbox web --image busybox -d --memory 256m --cpus 0.5 --pids-limit 100 -- sh -c 'sleep 1d'
-  podbox run --sandbox web --image busybox --rm --read-only --cap-drop ALL --cap-add NET_BIND_SERVICE -- httpd -f -p 80`,
+  podbox run --sandbox web --image busybox --rm --read-only --cap-drop ALL --cap-add NET_BIND_SERVICE -- httpd -f -p 80
+  podbox run --sandbox web --image busybox --rm --security-opt seccomp=./profile.json -- sh`,
 		Args: cobra.ArbitraryArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.proc.args = args

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
 	"os"
 
@@ -12,13 +13,15 @@ import (
 )
 
 // hostOptions are run's flags for what a container gets beyond its
-// process: mounts, limits, a read-only root, capabilities.
+// process: mounts, limits, a read-only root, capabilities, seccomp.
 type hostOptions struct {
 	volumes, mounts []string // -v and --mount, as given
 	memory, cpus    string
 	pidsLimit       int64
 	readOnly        bool
 	capAdd, capDrop []string
+	securityOpts    []string // --security-opt, as given
+	privileged      bool
 }
 
 func addHostFlags(cmd *cobra.Command, o *hostOptions) {
@@ -31,6 +34,8 @@ func addHostFlags(cmd *cobra.Command, o *hostOptions) {
 	f.BoolVar(&o.readOnly, "read-only", false, "mount the container's root filesystem read-only")
 	f.StringArrayVar(&o.capAdd, "cap-add", nil, "add a Linux capability: NET_ADMIN, CAP_SYS_PTRACE, ALL (repeatable)")
 	f.StringArrayVar(&o.capDrop, "cap-drop", nil, "drop a Linux capability, or ALL (repeatable)")
+	f.StringArrayVar(&o.securityOpts, "security-opt", nil, "seccomp=unconfined (no seccomp filter) or seccomp=PROFILE.json (docker's format) instead of the default profile")
+	f.BoolVar(&o.privileged, "privileged", false, "every capability, no seccomp filter, the host's devices, no masked paths, /sys writable")
 }
 
 // runConfig is what the flags of hostOptions ask for, parsed: the record's
@@ -42,10 +47,17 @@ type runConfig struct {
 	mkdirs []string
 	// caps are the container's capabilities; nil for the defaults.
 	caps []string
+	// seccomp is the container's seccomp filter; nil for none.
+	seccomp *specs.LinuxSeccomp
+	// devices are the host's, for --privileged.
+	devices []specs.LinuxDevice
+	// privileged is --privileged.
+	privileged bool
 }
 
 // parse checks every flag, reading the host only to see which bind
-// sources exist and, for --cap-add, its capability bounding set; it
+// sources exist, for --cap-add and --privileged its capability bounding
+// set, for --privileged its devices, and a seccomp profile's file; it
 // changes nothing.
 func (o hostOptions) parse() (runConfig, error) {
 	var rc runConfig
@@ -65,6 +77,21 @@ func (o hostOptions) parse() (runConfig, error) {
 	if err != nil {
 		return rc, err
 	}
+	choice, err := parseSecurityOpts(o.securityOpts)
+	if err != nil {
+		return rc, err
+	}
+	if o.privileged {
+		// Both would be ignored, as docker ignores them: refused
+		// instead, since each asks for less than --privileged gives.
+		if len(drop) > 0 {
+			return rc, errors.New("--privileged and --cap-drop exclude each other: a privileged container has every capability")
+		}
+		if choice != "" && choice != seccompUnconfined {
+			return rc, errors.New("--privileged and --security-opt seccomp=PROFILE exclude each other: a privileged container has no seccomp filter")
+		}
+		add = []string{capAll}
+	}
 	if len(add)+len(drop) > 0 {
 		var bnd uint64
 		if len(add) > 0 {
@@ -77,7 +104,25 @@ func (o hostOptions) parse() (runConfig, error) {
 		}
 		rc.caps = capabilities(defaultCapabilities(), add, drop, bnd)
 	}
-	cfg := &sandbox.ContainerConfig{Resources: res, ReadOnlyRootfs: o.readOnly, CapAdd: add, CapDrop: drop}
+	if o.privileged {
+		rc.privileged = true
+		if rc.devices, err = hostDevices("/dev"); err != nil {
+			return rc, err
+		}
+	} else {
+		caps := rc.caps
+		if caps == nil {
+			caps = defaultCapabilities()
+		}
+		if rc.seccomp, err = seccompProfile(choice, caps); err != nil {
+			return rc, err
+		}
+	}
+	cfg := &sandbox.ContainerConfig{Resources: res, ReadOnlyRootfs: o.readOnly, CapAdd: add, CapDrop: drop,
+		Seccomp: choice, Privileged: o.privileged}
+	if o.privileged {
+		cfg.CapAdd = nil // ALL came from --privileged, which the record says
+	}
 	for _, m := range ms {
 		if m.mkdir {
 			if _, err := os.Stat(m.Source); os.IsNotExist(err) {
@@ -86,7 +131,7 @@ func (o hostOptions) parse() (runConfig, error) {
 		}
 		cfg.Mounts = append(cfg.Mounts, m.Mount)
 	}
-	if len(cfg.Mounts) > 0 || res != nil || o.readOnly || len(add)+len(drop) > 0 {
+	if len(cfg.Mounts) > 0 || res != nil || o.readOnly || len(add)+len(drop) > 0 || choice != "" || o.privileged {
 		rc.cfg = cfg
 	}
 	return rc, nil
@@ -123,9 +168,14 @@ func (rc runConfig) prepare(st volume.Store) (release func(), err error) {
 	return release, err
 }
 
-// apply puts cfg into the container's spec: its mounts (volumes from st),
-// limits, read-only root and capabilities.
+// apply puts cfg into the container's spec: its seccomp filter, mounts
+// (volumes from st), limits, read-only root, capabilities and what
+// --privileged gives.
 func (rc runConfig) apply(spec *specs.Spec, st volume.Store) {
+	spec.Linux.Seccomp = rc.seccomp
+	if rc.privileged {
+		applyPrivileged(spec, rc.devices)
+	}
 	cfg := rc.cfg
 	if cfg == nil {
 		return

@@ -328,16 +328,19 @@ func TestRunConfigSpec(t *testing.T) {
 	if c := spec.Process.Capabilities; c == nil || len(c.Bounding)+len(c.Effective)+len(c.Permitted) != 0 {
 		t.Errorf("--cap-drop ALL: %+v", c)
 	}
-	// Nothing asked: no config, and the spec as before.
+	// Nothing asked: no config, and the spec as before but for the
+	// default seccomp profile.
 	rc, _ = hostOptions{}.parse()
 	if rc.cfg != nil {
 		t.Errorf("config without options: %+v", rc.cfg)
 	}
 	plain := rootfsSpec(t, "app", "/r", processOptions{args: []string{"true"}})
+	plain.Linux.Seccomp = rc.seccomp
 	before, _ := json.Marshal(plain)
+	plain.Linux.Seccomp = nil
 	rc.apply(plain, volume.Store{})
-	if after, _ := json.Marshal(plain); string(after) != string(before) {
-		t.Error("apply without options changed the spec")
+	if after, _ := json.Marshal(plain); string(after) != string(before) || rc.seccomp == nil {
+		t.Error("apply without options changed the spec beyond the default seccomp profile")
 	}
 }
 

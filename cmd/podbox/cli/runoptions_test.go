@@ -18,6 +18,12 @@ func TestRunOptionsBadInputChangesNothing(t *testing.T) {
 	rootfs := t.TempDir()
 	host := t.TempDir()
 	newDir := filepath.Join(host, "new")
+	// A profile that is not JSON (a line break inside, which the error
+	// must not carry), and one with nothing in it.
+	badProfile := filepath.Join(t.TempDir(), "bad.json")
+	emptyProfile := filepath.Join(t.TempDir(), "empty.json")
+	os.WriteFile(badProfile, []byte("{\n\"defaultAction\": SCMP_ACT_ERRNO}"), 0o644)
+	os.WriteFile(emptyProfile, []byte("{}"), 0o644)
 	e.addSandbox("web", sandbox.StateReady, true)
 	run := []string{"run", "--sandbox", "web", "--rootfs", rootfs}
 	for _, tc := range []struct {
@@ -39,6 +45,14 @@ func TestRunOptionsBadInputChangesNothing(t *testing.T) {
 		{[]string{"--pids-limit", "-3"}, []string{"--pids-limit -3"}},
 		{[]string{"--cap-add", "BOGUS"}, []string{`--cap-add "BOGUS": unknown capability`}},
 		{[]string{"--cap-drop", "cap_frob"}, []string{`--cap-drop "cap_frob": unknown capability`}},
+		{[]string{"--security-opt", "apparmor=unconfined"}, []string{`--security-opt "apparmor=unconfined": unknown option`}},
+		{[]string{"--security-opt", "seccomp"}, []string{`--security-opt "seccomp": unknown option`}},
+		{[]string{"--security-opt", "seccomp="}, []string{`--security-opt "seccomp=": no profile`}},
+		{[]string{"--security-opt", "seccomp=/nonexistent-podbox.json"}, []string{"--security-opt seccomp=/nonexistent-podbox.json:", "no such file"}},
+		{[]string{"--security-opt", "seccomp=" + badProfile}, []string{"--security-opt seccomp=" + badProfile + ":", "invalid character"}},
+		{[]string{"--security-opt", "seccomp=" + emptyProfile}, []string{"--security-opt seccomp=" + emptyProfile + ":", "no defaultAction"}},
+		{[]string{"--privileged", "--cap-drop", "NET_RAW"}, []string{"--privileged and --cap-drop exclude each other"}},
+		{[]string{"--privileged", "--security-opt", "seccomp=" + emptyProfile}, []string{"--privileged and --security-opt seccomp=PROFILE exclude each other"}},
 		// A named volume and a missing -v host path are made only once
 		// everything else is right.
 		{[]string{"-v", "data:/data", "-v", newDir + ":/new", "--memory", "12q"}, []string{`--memory "12q"`}},

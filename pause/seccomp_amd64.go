@@ -1,0 +1,7 @@
+package pause
+
+import "golang.org/x/sys/unix"
+
+// auditArch is how the kernel names a 64-bit x86 system call in the
+// filter's input.
+const auditArch = unix.AUDIT_ARCH_X86_64
