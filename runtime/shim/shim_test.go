@@ -144,7 +144,9 @@ func TestSandboxLifecycleThroughShim(t *testing.T) {
 	}
 
 	// SIGTERM to the pause: it exits 0, and the sandbox becomes notready.
-	if err := syscall.Kill(int(start.Pid), syscall.SIGTERM); err != nil {
+	// Through SignalPause, which waits until the pause listens for it: a
+	// SIGTERM before its handler is in kills it with status 2 instead.
+	if err := sandbox.SignalPause(int(start.Pid), syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
