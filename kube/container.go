@@ -100,8 +100,12 @@ func (c *converter) container(d *document, at string, p *plan.Pod, ctr corev1.Co
 			c.fail(d, "%s.name: %q names no volume of the pod", mp, m.Name)
 		case !path.IsAbs(m.MountPath):
 			c.fail(d, "%s.mountPath: %q: want an absolute path", mp, m.MountPath)
+		case !plainPath(m.MountPath):
+			c.fail(d, "%s.mountPath: %q: %s", mp, m.MountPath, notPlainPath)
 		case m.SubPath != "" && !localPath(m.SubPath):
 			c.fail(d, "%s.subPath: %q: want a relative path without ..", mp, m.SubPath)
+		case !plainPath(m.SubPath):
+			c.fail(d, "%s.subPath: %q: %s", mp, m.SubPath, notPlainPath)
 		default:
 			pc.Mounts = append(pc.Mounts, plan.Mount{Volume: m.Name, Target: m.MountPath, ReadOnly: m.ReadOnly, SubPath: m.SubPath})
 		}

@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"unicode"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -392,10 +393,24 @@ func localPath(p string) bool {
 	return p != "" && !path.IsAbs(p) && path.Clean(p) == p && p != ".." && !strings.HasPrefix(p, "../")
 }
 
+// plainPath reports whether a mount's path passes through run's --mount as
+// it is: that flag trims white space off its fields and reads a line
+// break in one as "\n", so a path with a control character, or with a
+// space at either end, would be mounted somewhere else.
+func plainPath(p string) bool {
+	return !strings.ContainsFunc(p, unicode.IsControl) && strings.TrimSpace(p) == p
+}
+
+const notPlainPath = "want a path without control characters or spaces at its ends"
+
 func (c *converter) hostPath(d *document, at string, pv *plan.Volume, hp *corev1.HostPathVolumeSource) {
 	pv.Path = hp.Path
 	if !path.IsAbs(hp.Path) {
 		c.fail(d, "%s.path: %q: want an absolute path", at, hp.Path)
+		return
+	}
+	if !plainPath(hp.Path) {
+		c.fail(d, "%s.path: %q: %s", at, hp.Path, notPlainPath)
 		return
 	}
 	typ := corev1.HostPathUnset

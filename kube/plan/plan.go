@@ -10,6 +10,7 @@
 package plan
 
 import (
+	"encoding/csv"
 	"fmt"
 	"io"
 	"sort"
@@ -178,11 +179,11 @@ func (c *Container) RunArgs(sb string, dirs map[string]string, detach bool) []st
 		if m.SubPath != "" {
 			src += "/" + m.SubPath
 		}
-		spec := "type=bind,source=" + src + ",target=" + m.Target
+		fields := []string{"type=bind", "source=" + src, "target=" + m.Target}
 		if m.ReadOnly {
-			spec += ",readonly"
+			fields = append(fields, "readonly")
 		}
-		args = append(args, "--mount", spec)
+		args = append(args, "--mount", csvLine(fields))
 	}
 	if c.Memory > 0 {
 		args = append(args, "--memory", fmt.Sprint(c.Memory))
@@ -218,6 +219,17 @@ func (c *Container) RunArgs(sb string, dirs map[string]string, detach bool) []st
 		args = append(append(args, "--"), argv...)
 	}
 	return args
+}
+
+// csvLine is fields as one line of CSV, the form --mount takes: a field
+// with a comma or a quote is quoted, so that a path from a manifest
+// ("/data,source=/") stays one field and cannot add options of its own.
+func csvLine(fields []string) string {
+	var b strings.Builder
+	w := csv.NewWriter(&b)
+	w.Write(fields)
+	w.Flush()
+	return strings.TrimSuffix(b.String(), "\n")
 }
 
 // Redacted is a copy of p without the values of its secrets: what a dry run
