@@ -4,9 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"net/netip"
 	"os"
 	"path"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode"
@@ -14,6 +17,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/apimachinery/pkg/api/validate/content"
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/podbox/podbox/kube/plan"
@@ -147,6 +151,22 @@ func (c *converter) pod(d *document, meta metaV1, spec corev1.PodSpec, at string
 	ns := meta.Namespace
 	if ns == "" {
 		ns = "default"
+	} else if errs := validation.IsDNS1123Label(ns); len(errs) > 0 {
+		bad("metadata.namespace", "%q: want a DNS-1123 label", ns)
+	}
+	for _, k := range slices.Sorted(maps.Keys(meta.Labels)) {
+		if errs := content.IsLabelKey(k); len(errs) > 0 {
+			bad("metadata.labels", "%q: not a label key: %s", k, strings.Join(errs, "; "))
+		} else if k == plan.LabelPod || k == plan.LabelNamespace {
+			bad("metadata.labels", "%q: the label podbox play marks its sandboxes with", k)
+		} else if errs := content.IsLabelValue(meta.Labels[k]); len(errs) > 0 {
+			bad("metadata.labels."+k, "%q: not a label value: %s", meta.Labels[k], strings.Join(errs, "; "))
+		}
+	}
+	if spec.Hostname != "" {
+		if errs := validation.IsDNS1123Label(spec.Hostname); len(errs) > 0 {
+			bad("spec.hostname", "%q: want a DNS-1123 label", spec.Hostname)
+		}
 	}
 	p := plan.Pod{Name: meta.Name, Namespace: ns, Hostname: spec.Hostname, Labels: meta.Labels}
 	c.errs = append(c.errs, prefix(d, unsupported(at+"spec", spec, "volumes", "initContainers", "containers", "restartPolicy",
@@ -202,10 +222,24 @@ func (c *converter) dns(d *document, at string, p *plan.Pod, spec corev1.PodSpec
 	}
 	if dc := spec.DNSConfig; dc != nil {
 		p.DNSServers, p.DNSSearches = dc.Nameservers, dc.Searches
-		for _, o := range dc.Options {
+		for i, s := range dc.Nameservers {
+			if a, err := netip.ParseAddr(s); err != nil || a.Zone() != "" {
+				c.fail(d, "%sspec.dnsConfig.nameservers[%d]: %q: want an IP address", at, i, s)
+			}
+		}
+		for i, s := range dc.Searches {
+			if errs := validation.IsDNS1123Subdomain(strings.TrimSuffix(s, ".")); len(errs) > 0 {
+				c.fail(d, "%sspec.dnsConfig.searches[%d]: %q: want a DNS-1123 subdomain", at, i, s)
+			}
+		}
+		for i, o := range dc.Options {
 			v := o.Name
 			if o.Value != nil {
 				v += ":" + *o.Value
+			}
+			// resolv.conf's options line holds words.
+			if o.Name == "" || strings.ContainsFunc(v, func(r rune) bool { return r == ',' || unicode.IsSpace(r) || unicode.IsControl(r) }) {
+				c.fail(d, "%sspec.dnsConfig.options[%d]: %q: want a name and value without spaces, commas or control characters", at, i, v)
 			}
 			p.DNSOptions = append(p.DNSOptions, v)
 		}
