@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"math"
 	"net/netip"
 	"os"
 	"path"
@@ -268,7 +269,8 @@ func podLimits(p *plan.Pod, spec corev1.PodSpec) {
 		if !mok || !cok {
 			return
 		}
-		mem += m.Value()
+		// Saturating: three limits of 6Ei must not wrap to a small sum.
+		mem += min(m.Value(), math.MaxInt64-mem)
 		cpu.Add(q)
 	}
 	for _, ctr := range spec.InitContainers {
@@ -282,16 +284,16 @@ func podLimits(p *plan.Pod, spec corev1.PodSpec) {
 			cpu = q
 		}
 	}
-	// A quota beyond the node's CPUs limits nothing, and podbox refuses
-	// one: the pod's is at most the node's.
-	if node := resource.NewQuantity(int64(runtime.NumCPU()), resource.DecimalSI); cpu.Cmp(*node) > 0 {
-		cpu = *node
-	}
 	p.Memory, p.CPUs = mem, cpus(cpu)
 }
 
-// cpus writes a CPU quantity as --cpus takes it: 500m is 0.5.
+// cpus writes a CPU quantity as --cpus takes it: 500m is 0.5. A quota
+// beyond the node's CPUs limits nothing, and podbox refuses one: a pod's
+// or a container's is at most the node's.
 func cpus(q resource.Quantity) string {
+	if node := resource.NewQuantity(int64(runtime.NumCPU()), resource.DecimalSI); q.Cmp(*node) > 0 {
+		q = *node
+	}
 	return strconv.FormatFloat(float64(q.MilliValue())/1000, 'f', -1, 64)
 }
 
