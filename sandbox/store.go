@@ -373,10 +373,10 @@ func (s Store) LoadContainer(sid, cid string) (*Container, error) {
 	return readContainer(filepath.Join(s.ContainerDir(sid, cid), "container.json"), sid, cid)
 }
 
-// readContainer reads the record of container cid at path; sid is its
-// sandbox's ID, "" when the caller does not know it. A record that does not
-// decode, or names another container (whose removal would remove another's
-// state), is an error wrapping ErrCorrupt.
+// readContainer reads the record of container cid of sandbox sid at path.
+// A record that does not decode, or names another container or sandbox
+// (whose removal would remove another's state), is an error wrapping
+// ErrCorrupt.
 func readContainer(path, sid, cid string) (*Container, error) {
 	var c Container
 	err := readJSON(path, &c)
@@ -386,7 +386,7 @@ func readContainer(path, sid, cid string) (*Container, error) {
 	if err != nil {
 		return nil, fmt.Errorf("container %q: read record: %w: %v", cid, ErrCorrupt, err)
 	}
-	if c.ID != cid || sid != "" && c.SandboxID != sid || !isName(c.Name) {
+	if c.ID != cid || c.SandboxID != sid || !isName(c.Name) {
 		return nil, fmt.Errorf("container %q: read record: %w: it names container %q (%q) of sandbox %q", cid, ErrCorrupt, c.ID, c.Name, c.SandboxID)
 	}
 	return &c, nil
@@ -417,7 +417,15 @@ func (s Store) ResolveContainer(ref string) (*Container, error) {
 	if err != nil {
 		return nil, err
 	}
-	return readContainer(filepath.Join(s.Root, "containers", id, "container.json"), "", id)
+	// The link is ../sandboxes/SID/containers/ID: the record must name
+	// that sandbox, whose directory its removal goes to.
+	link := filepath.Join(s.Root, "containers", id)
+	target, err := os.Readlink(link)
+	if err != nil {
+		return nil, fmt.Errorf("container %q: %w", id, err)
+	}
+	sid := filepath.Base(filepath.Dir(filepath.Dir(target)))
+	return readContainer(filepath.Join(link, "container.json"), sid, id)
 }
 
 // RemoveContainerRecord deletes c's directory, link and name, unmounting
