@@ -26,7 +26,7 @@ export PODBOX_BIN_DIR := $(BIN)
 # on PATH.
 export PATH := $(GOBIN):$(PATH)
 
-.PHONY: all deps build test unit-test lint generate demo bench install clean pause-image containerd2
+.PHONY: all deps build test unit-test fuzz fuzz-short lint generate demo bench install clean pause-image containerd2
 
 all: build
 
@@ -65,9 +65,26 @@ containerd2:
 	cd integration/containerd2 && $(GO) build -trimpath -o $(BIN)/containerd2 .
 
 # Unit and privileged tests together: privileged tests create their own node
-# network namespace, and under CI=true they fail instead of skipping.
+# network namespace, and under CI=true they fail instead of skipping. A short
+# fuzzing pass follows.
 test: deps build
 	$(GO) test -count=1 -timeout 15m ./...
+	$(MAKE) fuzz-short
+
+# Fuzzing: every FuzzXxx target of the module (the parsers of what users,
+# manifests, registries and the disk hand podbox) runs for FUZZTIME, one
+# after the other (hack/fuzz.sh). A failing input lands in the package's
+# testdata/fuzz/FuzzXxx/: commit it with its fix, as a regression that
+# plain `go test` runs. fuzz-short is make test's pass: about 2 s a target,
+# under 2 minutes on these 2 cores; `make fuzz` searches longer, and FUZZ
+# picks targets: make fuzz FUZZ=FuzzPlayArgs FUZZTIME=10m.
+FUZZTIME ?= 1m
+FUZZ     ?= .
+fuzz:
+	GO=$(GO) bash hack/fuzz.sh $(FUZZTIME) '$(FUZZ)'
+
+fuzz-short:
+	GO=$(GO) bash hack/fuzz.sh 2s '$(FUZZ)'
 
 # Tests that need neither root nor binaries.
 unit-test:

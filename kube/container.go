@@ -2,6 +2,8 @@ package kube
 
 import (
 	"fmt"
+	"math"
+	"net/netip"
 	"path"
 	"slices"
 	"sort"
@@ -12,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
 
+	"github.com/podbox/podbox/image/store"
 	"github.com/podbox/podbox/kube/plan"
 )
 
@@ -24,15 +27,20 @@ func (c *converter) container(d *document, at string, p *plan.Pod, ctr corev1.Co
 	bad := func(field, format string, args ...any) { c.fail(d, join(at, field)+": "+format, args...) }
 	c.errs = append(c.errs, prefix(d, unsupported(at, ctr, "name", "image", "command", "args", "workingDir", "ports",
 		"env", "envFrom", "resources", "volumeMounts", "imagePullPolicy", "securityContext"))...)
+	pc := plan.Container{Name: p.Name + "-" + ctr.Name, Image: ctr.Image, Command: ctr.Command, Args: ctr.Args, WorkingDir: ctr.WorkingDir}
 	if errs := validation.IsDNS1123Label(ctr.Name); len(errs) > 0 {
 		bad("name", "%q: want a DNS-1123 label", ctr.Name)
 	} else if names[ctr.Name] {
 		bad("name", "%q: two containers of the pod have this name", ctr.Name)
+	} else if len(pc.Name) > 63 {
+		// Container names are the node's: POD-CONTAINER, a podbox name.
+		bad("name", "%q: podbox names the container %q, longer than 63 characters", ctr.Name, pc.Name)
 	}
 	names[ctr.Name] = true
-	pc := plan.Container{Name: p.Name + "-" + ctr.Name, Image: ctr.Image, Command: ctr.Command, Args: ctr.Args, WorkingDir: ctr.WorkingDir}
 	if ctr.Image == "" {
 		bad("image", "is missing")
+	} else if _, err := store.ParseReference(ctr.Image); err != nil {
+		bad("image", "%v", err)
 	}
 	pc.Pull = pullPolicy(ctr)
 	if pc.Pull == "" {
@@ -74,6 +82,10 @@ func (c *converter) container(d *document, at string, p *plan.Pod, ctr corev1.Co
 			c.fail(d, "%s.hostPort: %d: want 1 to 65535", pp, port.HostPort)
 			continue
 		}
+		if a, err := netip.ParseAddr(port.HostIP); port.HostIP != "" && (err != nil || !a.Is4()) {
+			c.fail(d, "%s.hostIP: %q: want an IPv4 address (the pod network is IPv4)", pp, port.HostIP)
+			continue
+		}
 		spec := fmt.Sprintf("%d:%d/%s", port.HostPort, port.ContainerPort, proto)
 		if port.HostIP != "" {
 			spec = port.HostIP + ":" + spec
@@ -100,8 +112,12 @@ func (c *converter) container(d *document, at string, p *plan.Pod, ctr corev1.Co
 			c.fail(d, "%s.name: %q names no volume of the pod", mp, m.Name)
 		case !path.IsAbs(m.MountPath):
 			c.fail(d, "%s.mountPath: %q: want an absolute path", mp, m.MountPath)
+		case !plainPath(m.MountPath):
+			c.fail(d, "%s.mountPath: %q: %s", mp, m.MountPath, notPlainPath)
 		case m.SubPath != "" && !localPath(m.SubPath):
 			c.fail(d, "%s.subPath: %q: want a relative path without ..", mp, m.SubPath)
+		case !plainPath(m.SubPath):
+			c.fail(d, "%s.subPath: %q: %s", mp, m.SubPath, notPlainPath)
 		default:
 			pc.Mounts = append(pc.Mounts, plan.Mount{Volume: m.Name, Target: m.MountPath, ReadOnly: m.ReadOnly, SubPath: m.SubPath})
 		}
@@ -179,6 +195,10 @@ func (c *converter) env(d *document, at string, p *plan.Pod, ctr corev1.Containe
 			}
 		}
 		for _, k := range sortedKeys(data, nil) {
+			if !envName(src.Prefix + k) {
+				c.fail(d, "%s: key %q: %s", ep, src.Prefix+k, notEnvName)
+				continue
+			}
 			set(src.Prefix+k, data[k])
 			if src.SecretRef != nil {
 				e.secret = append(e.secret, src.Prefix+k)
@@ -187,8 +207,8 @@ func (c *converter) env(d *document, at string, p *plan.Pod, ctr corev1.Containe
 	}
 	for i, ev := range ctr.Env {
 		vp := fmt.Sprintf("%s.env[%d]", at, i)
-		if ev.Name == "" || strings.ContainsAny(ev.Name, "=\x00") {
-			c.fail(d, "%s.name: %q is not a variable name", vp, ev.Name)
+		if !envName(ev.Name) {
+			c.fail(d, "%s.name: %q: %s", vp, ev.Name, notEnvName)
 			continue
 		}
 		if ev.ValueFrom == nil {
@@ -241,6 +261,14 @@ func (c *converter) envFrom(d *document, at string, p *plan.Pod, src *corev1.Env
 	}
 	return "", false
 }
+
+// envName reports whether name is a variable name podbox's -e takes:
+// Kubernetes' (printable ASCII but '='), without spaces.
+func envName(name string) bool {
+	return len(validation.IsRelaxedEnvVarName(name)) == 0 && !strings.Contains(name, " ")
+}
+
+const notEnvName = "want a variable name of printable ASCII characters other than '=' and space"
 
 // expand replaces $(VAR) with VAR's value where VAR is defined, and $$ with
 // $, as Kubernetes expands command, args and env values; an undefined
@@ -351,6 +379,12 @@ func (c *converter) security(d *document, at string, pc *plan.Container, sc *cor
 				pc.CapDrop = append(pc.CapDrop, string(cp))
 			}
 		}
+	}
+	if uid != nil && len(validation.IsValidUserID(*uid)) > 0 {
+		c.fail(d, "%s.runAsUser: %d: want 0 to %d", sp, *uid, math.MaxInt32)
+	}
+	if gid != nil && len(validation.IsValidGroupID(*gid)) > 0 {
+		c.fail(d, "%s.runAsGroup: %d: want 0 to %d", sp, *gid, math.MaxInt32)
 	}
 	switch {
 	case uid != nil && gid != nil:

@@ -4,15 +4,21 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"math"
+	"net/netip"
 	"os"
 	"path"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
+	"unicode"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/apimachinery/pkg/api/validate/content"
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/podbox/podbox/kube/plan"
@@ -146,6 +152,22 @@ func (c *converter) pod(d *document, meta metaV1, spec corev1.PodSpec, at string
 	ns := meta.Namespace
 	if ns == "" {
 		ns = "default"
+	} else if errs := validation.IsDNS1123Label(ns); len(errs) > 0 {
+		bad("metadata.namespace", "%q: want a DNS-1123 label", ns)
+	}
+	for _, k := range slices.Sorted(maps.Keys(meta.Labels)) {
+		if errs := content.IsLabelKey(k); len(errs) > 0 {
+			bad("metadata.labels", "%q: not a label key: %s", k, strings.Join(errs, "; "))
+		} else if k == plan.LabelPod || k == plan.LabelNamespace {
+			bad("metadata.labels", "%q: the label podbox play marks its sandboxes with", k)
+		} else if errs := content.IsLabelValue(meta.Labels[k]); len(errs) > 0 {
+			bad("metadata.labels."+k, "%q: not a label value: %s", meta.Labels[k], strings.Join(errs, "; "))
+		}
+	}
+	if spec.Hostname != "" {
+		if errs := validation.IsDNS1123Label(spec.Hostname); len(errs) > 0 {
+			bad("spec.hostname", "%q: want a DNS-1123 label", spec.Hostname)
+		}
 	}
 	p := plan.Pod{Name: meta.Name, Namespace: ns, Hostname: spec.Hostname, Labels: meta.Labels}
 	c.errs = append(c.errs, prefix(d, unsupported(at+"spec", spec, "volumes", "initContainers", "containers", "restartPolicy",
@@ -201,10 +223,24 @@ func (c *converter) dns(d *document, at string, p *plan.Pod, spec corev1.PodSpec
 	}
 	if dc := spec.DNSConfig; dc != nil {
 		p.DNSServers, p.DNSSearches = dc.Nameservers, dc.Searches
-		for _, o := range dc.Options {
+		for i, s := range dc.Nameservers {
+			if a, err := netip.ParseAddr(s); err != nil || a.Zone() != "" {
+				c.fail(d, "%sspec.dnsConfig.nameservers[%d]: %q: want an IP address", at, i, s)
+			}
+		}
+		for i, s := range dc.Searches {
+			if errs := validation.IsDNS1123Subdomain(strings.TrimSuffix(s, ".")); len(errs) > 0 {
+				c.fail(d, "%sspec.dnsConfig.searches[%d]: %q: want a DNS-1123 subdomain", at, i, s)
+			}
+		}
+		for i, o := range dc.Options {
 			v := o.Name
 			if o.Value != nil {
 				v += ":" + *o.Value
+			}
+			// resolv.conf's options line holds words.
+			if o.Name == "" || strings.ContainsFunc(v, func(r rune) bool { return r == ',' || unicode.IsSpace(r) || unicode.IsControl(r) }) {
+				c.fail(d, "%sspec.dnsConfig.options[%d]: %q: want a name and value without spaces, commas or control characters", at, i, v)
 			}
 			p.DNSOptions = append(p.DNSOptions, v)
 		}
@@ -233,7 +269,8 @@ func podLimits(p *plan.Pod, spec corev1.PodSpec) {
 		if !mok || !cok {
 			return
 		}
-		mem += m.Value()
+		// Saturating: three limits of 6Ei must not wrap to a small sum.
+		mem += min(m.Value(), math.MaxInt64-mem)
 		cpu.Add(q)
 	}
 	for _, ctr := range spec.InitContainers {
@@ -247,16 +284,16 @@ func podLimits(p *plan.Pod, spec corev1.PodSpec) {
 			cpu = q
 		}
 	}
-	// A quota beyond the node's CPUs limits nothing, and podbox refuses
-	// one: the pod's is at most the node's.
-	if node := resource.NewQuantity(int64(runtime.NumCPU()), resource.DecimalSI); cpu.Cmp(*node) > 0 {
-		cpu = *node
-	}
 	p.Memory, p.CPUs = mem, cpus(cpu)
 }
 
-// cpus writes a CPU quantity as --cpus takes it: 500m is 0.5.
+// cpus writes a CPU quantity as --cpus takes it: 500m is 0.5. A quota
+// beyond the node's CPUs limits nothing, and podbox refuses one: a pod's
+// or a container's is at most the node's.
 func cpus(q resource.Quantity) string {
+	if node := resource.NewQuantity(int64(runtime.NumCPU()), resource.DecimalSI); q.Cmp(*node) > 0 {
+		q = *node
+	}
 	return strconv.FormatFloat(float64(q.MilliValue())/1000, 'f', -1, 64)
 }
 
@@ -392,10 +429,24 @@ func localPath(p string) bool {
 	return p != "" && !path.IsAbs(p) && path.Clean(p) == p && p != ".." && !strings.HasPrefix(p, "../")
 }
 
+// plainPath reports whether a mount's path passes through run's --mount as
+// it is: that flag trims white space off its fields and reads a line
+// break in one as "\n", so a path with a control character, or with a
+// space at either end, would be mounted somewhere else.
+func plainPath(p string) bool {
+	return !strings.ContainsFunc(p, unicode.IsControl) && strings.TrimSpace(p) == p
+}
+
+const notPlainPath = "want a path without control characters or spaces at its ends"
+
 func (c *converter) hostPath(d *document, at string, pv *plan.Volume, hp *corev1.HostPathVolumeSource) {
 	pv.Path = hp.Path
 	if !path.IsAbs(hp.Path) {
 		c.fail(d, "%s.path: %q: want an absolute path", at, hp.Path)
+		return
+	}
+	if !plainPath(hp.Path) {
+		c.fail(d, "%s.path: %q: %s", at, hp.Path, notPlainPath)
 		return
 	}
 	typ := corev1.HostPathUnset

@@ -257,6 +257,9 @@ func (s Store) LoadSandbox(id string) (*Sandbox, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sandbox %q: read record: %w: %v", id, ErrCorrupt, err)
 	}
+	if sb.ID != id || !isName(sb.Name) {
+		return nil, fmt.Errorf("sandbox %q: read record: %w: it names sandbox %q (%q)", id, ErrCorrupt, sb.ID, sb.Name)
+	}
 	if sb.Containers, err = s.ContainerIDs(id); err != nil {
 		return nil, fmt.Errorf("sandbox %q: %w", id, err)
 	}
@@ -367,13 +370,24 @@ func (s Store) SaveContainer(c *Container) error {
 
 // LoadContainer reads container cid of sandbox sid.
 func (s Store) LoadContainer(sid, cid string) (*Container, error) {
+	return readContainer(filepath.Join(s.ContainerDir(sid, cid), "container.json"), sid, cid)
+}
+
+// readContainer reads the record of container cid of sandbox sid at path.
+// A record that does not decode, or names another container or sandbox
+// (whose removal would remove another's state), is an error wrapping
+// ErrCorrupt.
+func readContainer(path, sid, cid string) (*Container, error) {
 	var c Container
-	err := readJSON(filepath.Join(s.ContainerDir(sid, cid), "container.json"), &c)
+	err := readJSON(path, &c)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("container %q: %w", cid, ErrNotFound)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("container %q: read record: %w", cid, err)
+		return nil, fmt.Errorf("container %q: read record: %w: %v", cid, ErrCorrupt, err)
+	}
+	if c.ID != cid || c.SandboxID != sid || !isName(c.Name) {
+		return nil, fmt.Errorf("container %q: read record: %w: it names container %q (%q) of sandbox %q", cid, ErrCorrupt, c.ID, c.Name, c.SandboxID)
 	}
 	return &c, nil
 }
@@ -403,12 +417,15 @@ func (s Store) ResolveContainer(ref string) (*Container, error) {
 	if err != nil {
 		return nil, err
 	}
-	var c Container
-	err = readJSON(filepath.Join(s.Root, "containers", id, "container.json"), &c)
+	// The link is ../sandboxes/SID/containers/ID: the record must name
+	// that sandbox, whose directory its removal goes to.
+	link := filepath.Join(s.Root, "containers", id)
+	target, err := os.Readlink(link)
 	if err != nil {
-		return nil, fmt.Errorf("container %q: read record: %w", id, err)
+		return nil, fmt.Errorf("container %q: %w", id, err)
 	}
-	return &c, nil
+	sid := filepath.Base(filepath.Dir(filepath.Dir(target)))
+	return readContainer(filepath.Join(link, "container.json"), sid, id)
 }
 
 // RemoveContainerRecord deletes c's directory, link and name, unmounting

@@ -144,7 +144,12 @@ func ResolveUser(spec string, files fs.FS) (uid, gid uint32, extra []uint32, err
 		if e == nil {
 			return 0, 0, nil, unknown("user", user, "/etc/passwd", perr)
 		}
-		uid, _ = parseID(e[2])
+		// A UID that does not parse must not become 0: the image asked
+		// for a user, not for root.
+		var ok bool
+		if uid, ok = parseID(e[2]); !ok {
+			return 0, 0, nil, badID("user", user, "/etc/passwd", e[2])
+		}
 		gid, _ = parseID(e[3])
 		userName = user
 	}
@@ -157,7 +162,10 @@ func ResolveUser(spec string, files fs.FS) (uid, gid uint32, extra []uint32, err
 			if e == nil {
 				return 0, 0, nil, unknown("group", group, "/etc/group", gerr)
 			}
-			gid, _ = parseID(e[2])
+			var ok bool
+			if gid, ok = parseID(e[2]); !ok {
+				return 0, 0, nil, badID("group", group, "/etc/group", e[2])
+			}
 		}
 	}
 	if userName != "" {
@@ -179,6 +187,10 @@ func unknown(kind, name, file string, readErr error) error {
 		return fmt.Errorf("%s %q: the container's root has no readable %s: %w", kind, name, file, readErr)
 	}
 	return fmt.Errorf("%s %q: not found in the container's %s", kind, name, file)
+}
+
+func badID(kind, name, file, id string) error {
+	return fmt.Errorf("%s %q: the container's %s gives it the ID %q, not a number", kind, name, file, id)
 }
 
 func parseID(s string) (uint32, bool) {

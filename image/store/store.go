@@ -79,7 +79,28 @@ func (s Store) Images() ([]*Image, error) {
 	if err := json.Unmarshal(b, &ix); err != nil {
 		return nil, fmt.Errorf("image store %s: read index: %w", s.Root, err)
 	}
+	for i, img := range ix.Images {
+		if err := img.check(); err != nil {
+			return nil, fmt.Errorf("image store %s: read index: image %d: %w", s.Root, i+1, err)
+		}
+	}
 	return ix.Images, nil
+}
+
+// check refuses an index entry that podbox never writes: a null, or an ID,
+// manifest digest or layer that is not a sha256 digest. The layers name
+// directories of the store that become a container's root filesystem, so
+// a damaged index must not name one elsewhere ("sha256:../../etc").
+func (img *Image) check() error {
+	if img == nil {
+		return errors.New("null")
+	}
+	for _, d := range append([]string{img.ID, img.Digest}, img.Layers...) {
+		if err := ValidDigest(d); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // writeIndex replaces the index; the caller holds the index lock.

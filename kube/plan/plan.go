@@ -10,10 +10,13 @@
 package plan
 
 import (
+	"encoding/csv"
 	"fmt"
 	"io"
 	"sort"
+	"strconv"
 	"strings"
+	"unicode"
 )
 
 // Labels every sandbox of a plan carries: what `play --down` and
@@ -176,11 +179,11 @@ func (c *Container) RunArgs(sb string, dirs map[string]string, detach bool) []st
 		if m.SubPath != "" {
 			src += "/" + m.SubPath
 		}
-		spec := "type=bind,source=" + src + ",target=" + m.Target
+		fields := []string{"type=bind", "source=" + src, "target=" + m.Target}
 		if m.ReadOnly {
-			spec += ",readonly"
+			fields = append(fields, "readonly")
 		}
-		args = append(args, "--mount", spec)
+		args = append(args, "--mount", csvLine(fields))
 	}
 	if c.Memory > 0 {
 		args = append(args, "--memory", fmt.Sprint(c.Memory))
@@ -216,6 +219,17 @@ func (c *Container) RunArgs(sb string, dirs map[string]string, detach bool) []st
 		args = append(append(args, "--"), argv...)
 	}
 	return args
+}
+
+// csvLine is fields as one line of CSV, the form --mount takes: a field
+// with a comma or a quote is quoted, so that a path from a manifest
+// ("/data,source=/") stays one field and cannot add options of its own.
+func csvLine(fields []string) string {
+	var b strings.Builder
+	w := csv.NewWriter(&b)
+	w.Write(fields)
+	w.Flush()
+	return strings.TrimSuffix(b.String(), "\n")
 }
 
 // Redacted is a copy of p without the values of its secrets: what a dry run
@@ -261,34 +275,55 @@ func redactEnv(cs []Container) []Container {
 	return out
 }
 
+// The shell variables of Write's output, the sandbox's ID and podbox's
+// state root, as Write passes them to RunArgs: marked with a byte that no
+// string of a decoded plan holds (JSON and YAML decode to valid UTF-8, of
+// which 0xff is never part), so that shellQuote expands these and nothing
+// a manifest says.
+const (
+	sandboxVar = "\xffSANDBOX\xff"
+	rootVar    = "\xffROOT\xff"
+)
+
 // Write prints p as the podbox commands it stands for, one per line and
 // quoted for a POSIX shell, with SANDBOX for the sandbox's ID and the
 // volumes' node directories as $ROOT/sandboxes/SANDBOX/volumes/NAME.
-// Secrets' contents are not shown.
+// Secrets' contents are not shown. Comment lines show a manifest's text
+// with its control characters escaped, so that none can end the comment.
 func (p *Plan) Write(w io.Writer) error {
 	p = p.Redacted()
 	var b strings.Builder
 	for i := range p.Pods {
 		pod := &p.Pods[i]
-		fmt.Fprintf(&b, "# pod %s/%s\n", pod.Namespace, pod.Name)
+		fmt.Fprintf(&b, "# pod %s\n", oneLine(pod.Namespace+"/"+pod.Name))
 		fmt.Fprintf(&b, "SANDBOX=$(%s)\n", shellJoin(append([]string{"podbox"}, pod.CreateArgs()...)))
 		dirs := map[string]string{}
 		for _, v := range pod.Volumes {
 			dirs[v.Name] = v.Path
 			if v.Kind != HostPath {
-				dirs[v.Name] = "$ROOT/sandboxes/$SANDBOX/volumes/" + v.Name
+				dirs[v.Name] = rootVar + "/sandboxes/" + sandboxVar + "/volumes/" + v.Name
 			}
-			fmt.Fprintf(&b, "# volume %s: %s\n", v.Name, v.describe())
+			fmt.Fprintf(&b, "# volume %s\n", oneLine(v.Name+": "+v.describe()))
 		}
 		for _, c := range pod.InitContainers {
-			fmt.Fprintf(&b, "%s\n", shellJoin(append([]string{"podbox"}, c.RunArgs("$SANDBOX", dirs, false)...)))
+			fmt.Fprintf(&b, "%s\n", shellJoin(append([]string{"podbox"}, c.RunArgs(sandboxVar, dirs, false)...)))
 		}
 		for _, c := range pod.Containers {
-			fmt.Fprintf(&b, "%s\n", shellJoin(append([]string{"podbox"}, c.RunArgs("$SANDBOX", dirs, true)...)))
+			fmt.Fprintf(&b, "%s\n", shellJoin(append([]string{"podbox"}, c.RunArgs(sandboxVar, dirs, true)...)))
 		}
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// oneLine is s with its control characters escaped as Go escapes them in a
+// quoted string.
+func oneLine(s string) string {
+	if !strings.ContainsFunc(s, unicode.IsControl) {
+		return s
+	}
+	q := strconv.Quote(s)
+	return q[1 : len(q)-1]
 }
 
 func (v *Volume) describe() string {
@@ -321,8 +356,8 @@ func size(n int64) string {
 	return fmt.Sprintf("%d bytes", n)
 }
 
-// shellJoin quotes args for a POSIX shell, leaving $VARS of the plan's own
-// (SANDBOX, ROOT) expandable.
+// shellJoin quotes args for a POSIX shell, leaving the plan's own variables
+// (sandboxVar, rootVar) expandable.
 func shellJoin(args []string) string {
 	out := make([]string, len(args))
 	for i, a := range args {
@@ -331,16 +366,75 @@ func shellJoin(args []string) string {
 	return strings.Join(out, " ")
 }
 
+// shellQuote is s as one word of a POSIX shell: as it is when it needs no
+// quotes, else in single quotes, in which nothing is special. Where s holds
+// the plan's variables, those become $SANDBOX and $ROOT in double quotes,
+// which the shell expands, with the rest of s escaped to stay as it is; or,
+// when the rest holds more than plain characters, the word is made of
+// single-quoted pieces and "$VAR"s, so that no '!' of an interactive bash
+// is ever inside double quotes either.
 func shellQuote(s string) string {
-	if s != "" && strings.IndexFunc(s, func(r rune) bool {
-		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_./:=,@%+", r))
-	}) < 0 {
+	if s != "" && plain(s) {
 		return s
 	}
-	if strings.HasPrefix(s, "$SANDBOX") || strings.HasPrefix(s, "$ROOT") || strings.Contains(s, "=$ROOT/") {
-		return `"` + s + `"`
+	if !strings.Contains(s, sandboxVar) && !strings.Contains(s, rootVar) {
+		return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 	}
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+	lits := strings.NewReplacer(sandboxVar, "", rootVar, "").Replace(s)
+	var b strings.Builder
+	if plain(lits) {
+		b.WriteByte('"')
+	}
+	for s != "" {
+		name, rest := "", ""
+		switch {
+		case strings.HasPrefix(s, sandboxVar):
+			name, rest = "SANDBOX", s[len(sandboxVar):]
+		case strings.HasPrefix(s, rootVar):
+			name, rest = "ROOT", s[len(rootVar):]
+		}
+		if name == "" {
+			end := len(s)
+			for _, v := range []string{sandboxVar, rootVar} {
+				if i := strings.Index(s, v); i >= 0 {
+					end = min(end, i)
+				}
+			}
+			if plain(lits) {
+				b.WriteString(s[:end])
+			} else {
+				b.WriteString("'" + strings.ReplaceAll(s[:end], "'", `'\''`) + "'")
+			}
+			s = s[end:]
+			continue
+		}
+		switch {
+		case !plain(lits):
+			b.WriteString(`"${` + name + `}"`)
+		case rest != "" && isNameByte(rest[0]):
+			b.WriteString("${" + name + "}")
+		default:
+			b.WriteString("$" + name)
+		}
+		s = rest
+	}
+	if plain(lits) {
+		b.WriteByte('"')
+	}
+	return b.String()
+}
+
+// plain reports whether s holds only characters that are not special to a
+// shell.
+func plain(s string) bool {
+	return strings.IndexFunc(s, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_./:=,@%+", r))
+	}) < 0
+}
+
+// isNameByte reports whether c continues a shell variable's name.
+func isNameByte(c byte) bool {
+	return c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
 }
 
 func sortedKeys(m map[string]string) []string {

@@ -443,11 +443,17 @@ func (p *Pool) parse(b []byte) (*state, error) {
 		return nil, err
 	}
 	n, err := strconv.Atoi(v)
-	if err != nil || n < 0 {
+	// Every host address but the gateway is the most a pool can lease.
+	if err != nil || n < 0 || uint64(n) > uint64(p.hi-p.lo) {
 		return nil, fmt.Errorf("corrupt: line %d: bad lease count %q", line, v)
 	}
-	st.leases = make([]Lease, 0, n+1) // +1: room for the Lease that loads it
-	owners := make(map[string]struct{}, n)
+	// The count sizes what is made before the leases are read, so it is
+	// believed only as far as the rest of the file can hold that many
+	// lines ("1.2.3.4 x\n" is the shortest): a damaged count must not make
+	// a large subnet's pool allocate gigabytes.
+	room := min(n, len(rest)/len("1.2.3.4 x\n"))
+	st.leases = make([]Lease, 0, room+1) // +1: room for the Lease that loads it
+	owners := make(map[string]struct{}, room)
 	for l, ok := next(); ok; l, ok = next() {
 		a, owner, _ := strings.Cut(l, " ")
 		ip, err := netip.ParseAddr(a)

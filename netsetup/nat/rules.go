@@ -477,6 +477,9 @@ func comment(sandboxID string, m Mapping, podIP netip.Addr) string {
 // parseComment reads a forwarding rule's comment back; ok is false for a
 // rule that is not one.
 func parseComment(ud []byte) (Published, bool) {
+	if !wellFormed(ud) {
+		return Published{}, false
+	}
 	s, ok := userdata.GetString(ud, userdata.TypeComment)
 	if !ok {
 		return Published{}, false
@@ -498,6 +501,20 @@ func parseComment(ud []byte) (Published, bool) {
 		return Published{}, false
 	}
 	return Published{SandboxID: f[0], Mapping: ms[0], PodIP: ip}, true
+}
+
+// wellFormed reports whether every TLV of a rule's userdata holds the bytes
+// its length says. userdata.Get slices by the length before it checks it,
+// and the rules in podbox's table may come from any root process.
+func wellFormed(ud []byte) bool {
+	for len(ud) >= 2 {
+		n := 2 + int(ud[1])
+		if len(ud) < n {
+			return false
+		}
+		ud = ud[n:]
+	}
+	return true
 }
 
 // lockFile takes an exclusive flock on path, waiting for it.

@@ -112,17 +112,26 @@ func port(s string) (uint16, error) {
 // ParseAll parses every -p value and refuses one host port given twice.
 func ParseAll(specs []string) ([]Mapping, error) {
 	var out []Mapping
+	// Only mappings of one host port and protocol can overlap: grouped so,
+	// the check is linear, also for ranges of thousands of ports.
+	type hostPort struct {
+		port  uint16
+		proto string
+	}
+	held := map[hostPort][]Mapping{}
 	for _, s := range specs {
 		ms, err := Parse(s)
 		if err != nil {
 			return nil, err
 		}
 		for _, m := range ms {
-			for _, o := range out {
+			k := hostPort{m.HostPort, m.Protocol}
+			for _, o := range held[k] {
 				if m.Overlaps(o) {
 					return nil, fmt.Errorf("-p %q: host port %d/%s is published twice", s, m.HostPort, m.Protocol)
 				}
 			}
+			held[k] = append(held[k], m)
 			out = append(out, m)
 		}
 	}

@@ -74,23 +74,3 @@ func TestComment(t *testing.T) {
 		t.Error("a foreign comment was read as podbox's")
 	}
 }
-
-func FuzzParse(f *testing.F) {
-	for _, s := range []string{"8080:80", "1.2.3.4:1-3:4-6/udp", "0:0", "::", "65535:1/tcp"} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, spec string) {
-		ms, err := Parse(spec)
-		if err != nil {
-			return
-		}
-		for _, m := range ms {
-			if m.HostPort == 0 || m.Port == 0 || (m.Protocol != "tcp" && m.Protocol != "udp") {
-				t.Fatalf("Parse(%q) accepted %+v", spec, m)
-			}
-			if back, err := Parse(m.String()); err != nil || len(back) != 1 || back[0] != m {
-				t.Fatalf("Parse(%q): %+v does not round-trip: %v %v", spec, m, back, err)
-			}
-		}
-	})
-}

@@ -333,7 +333,51 @@ func Load(root string) (*Config, error) {
 	if c.Peers == nil {
 		c.Peers = []Peer{}
 	}
+	if err := c.check(); err != nil {
+		return nil, fmt.Errorf("node: %s is invalid: %w", filepath.Join(root, FileName), err)
+	}
 	return &c, nil
+}
+
+// check validates a loaded configuration as Init and AddPeer validated what
+// they saved: a damaged or hand-edited node.json is refused here, rather
+// than panicking or misrouting in a later step (the VTEP MAC of an IPv6
+// peer, a route to a pod CIDR with host bits).
+func (c *Config) check() error {
+	s, err := c.Settings.Resolve()
+	switch {
+	case err != nil:
+		return err
+	case s != c.Settings:
+		return fmt.Errorf("settings incomplete (resolved, %s)", describe(s))
+	case !c.NodeIP.IsValid():
+		return errors.New("no node IP")
+	}
+	if _, err := c.Network("/").Resolve(); err != nil {
+		return err
+	}
+	maxMTU := c.MTU
+	if c.Mode == ModeVXLAN {
+		maxMTU -= VXLANOverhead
+	}
+	if c.PodMTU < 68 || c.PodMTU > maxMTU {
+		return fmt.Errorf("pod mtu %d: out of range 68..%d", c.PodMTU, maxMTU)
+	}
+	if c.OrigIPForward != "" && c.OrigIPForward != "0" && c.OrigIPForward != "1" {
+		return fmt.Errorf("original ip_forward %q: want 0 or 1", c.OrigIPForward)
+	}
+	before := &Config{Settings: c.Settings}
+	for _, p := range c.Peers {
+		exists, err := before.checkPeer(p)
+		if err != nil {
+			return err
+		}
+		if exists {
+			return fmt.Errorf("%s is listed twice", p)
+		}
+		before.Peers = append(before.Peers, p)
+	}
+	return nil
 }
 
 // save writes c to ROOT/node.json atomically (temp file + rename): a reader,

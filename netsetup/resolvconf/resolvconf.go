@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+	"unicode"
 )
 
 // Paths where the node's settings are read.
@@ -49,18 +50,29 @@ func (c Config) Validate() error {
 		if !s.IsValid() {
 			return fmt.Errorf("--dns: invalid address")
 		}
+		if !oneWord(s.Zone()) {
+			return fmt.Errorf("--dns %q: the zone is not one word", s)
+		}
 	}
 	for _, d := range c.Searches {
-		if d == "" || len(d) > 253 || strings.ContainsAny(d, " \t\n,") || strings.HasPrefix(d, ".") || strings.Contains(d, "..") {
+		if d == "" || len(d) > 253 || !oneWord(d) || strings.HasPrefix(d, ".") || strings.Contains(d, "..") {
 			return fmt.Errorf("--dns-search %q: not a domain name", d)
 		}
 	}
 	for _, o := range c.Options {
-		if o == "" || strings.ContainsAny(o, " \t\n,") {
+		if o == "" || !oneWord(o) {
 			return fmt.Errorf("--dns-option %q: want one option such as ndots:2", o)
 		}
 	}
 	return nil
+}
+
+// oneWord reports whether s stays one word of a resolv.conf line, however
+// a resolver splits it (they differ on "\r", "\v" and the like): no space
+// or control character of any kind, and no ',', which separates the values
+// of the flags and annotations.
+func oneWord(s string) bool {
+	return !strings.ContainsFunc(s, func(r rune) bool { return r == ',' || unicode.IsSpace(r) || unicode.IsControl(r) })
 }
 
 // ParseServers parses --dns values.

@@ -45,6 +45,14 @@ func parseSize(s string) (int64, error) {
 	if !ok || num == "" || strings.Trim(num, "0123456789.") != "" || strings.Count(num, ".") > 1 {
 		return 0, errors.New("malformed size")
 	}
+	// A whole number is taken exactly: a float64 holds integers only up
+	// to 2^53, and a byte count is passed on as it was given.
+	if n, err := strconv.ParseInt(num, 10, 64); err == nil {
+		if n > math.MaxInt64/unit {
+			return 0, errors.New("size too large")
+		}
+		return n * unit, nil
+	}
 	f, err := strconv.ParseFloat(num, 64)
 	if err != nil {
 		return 0, errors.New("malformed size")
