@@ -17,10 +17,6 @@ import (
 	"github.com/podbox/podbox/sandbox"
 )
 
-// criPods is how many idle pods of each handler the CRI memory figure
-// holds at once: the issue's hand measurement took 15.
-const criPods = 15
-
 // criFigures name one containerd's CRI figures.
 type criFigures struct {
 	ready, teardown, memory, label string
@@ -34,7 +30,8 @@ var (
 // criPath measures issue #16's CRI path on one containerd, podbox's handler
 // against runc's, interleaved: `crictl runp` until the pod is ready, its
 // teardown (`crictl stopp` + `rmp`), and the PSS per idle pod (the shim and
-// everything below it) with criPods pods of one handler at a time.
+// everything below it) with -cri-pods pods of one handler at a time (15,
+// as the issue's hand measurement took).
 func (b *bench) criPath(ctx context.Context, c *peer.CRI, f criFigures) error {
 	handlers := map[string]string{report.Podbox: peer.PodboxHandler, report.Peer: peer.Handler}
 	ready, teardown := samples{}, samples{}
@@ -64,7 +61,7 @@ func (b *bench) criPath(ctx context.Context, c *peer.CRI, f criFigures) error {
 			return err
 		}
 	}
-	b.addKiB(f.memory, fmt.Sprintf("PSS per idle CRI pod with %d pods, %s (the shim and its children)", criPods, f.label), perPod)
+	b.addKiB(f.memory, fmt.Sprintf("PSS per idle CRI pod with %d pods, %s (the shim and its children)", b.cfg.criPods, f.label), perPod)
 	logf("CRI %s: runp p50 podbox %v, runc %v; PSS per pod podbox %.0f KiB, runc %.0f KiB", f.label,
 		median(ready[report.Podbox]), median(ready[report.Peer]), mean(perPod[report.Podbox]), mean(perPod[report.Peer]))
 	return nil
@@ -83,7 +80,7 @@ func (b *bench) criMemory(ctx context.Context, c *peer.CRI, handler, series stri
 			}
 		}
 	}()
-	for range criPods {
+	for range b.cfg.criPods {
 		id, _, err := c.RunPodWith(ctx, handler)
 		if err != nil {
 			return fmt.Errorf("%s handler: %w", handler, err)
@@ -94,13 +91,13 @@ func (b *bench) criMemory(ctx context.Context, c *peer.CRI, handler, series stri
 	var procs map[int][]int
 	for deadline := time.Now().Add(settle); ; {
 		procs = c.ProcessesOf(shimBinary)
-		if len(procs) == criPods || time.Now().After(deadline) {
+		if len(procs) == b.cfg.criPods || time.Now().After(deadline) {
 			break
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	if len(procs) != criPods {
-		return fmt.Errorf("%d pods of handler %s run by %d %s processes, want one each", criPods, handler, len(procs), shimBinary)
+	if len(procs) != b.cfg.criPods {
+		return fmt.Errorf("%d pods of handler %s run by %d %s processes, want one each", b.cfg.criPods, handler, len(procs), shimBinary)
 	}
 	var pids []int
 	var groups [][2]int // index range in pids of each pod's processes

@@ -57,6 +57,9 @@ type config struct {
 	microBenchtime     string
 	scaleWindow, every int
 	idleWindow         time.Duration
+	// criPods is how many idle pods of each handler the CRI memory
+	// figures hold at once.
+	criPods int
 	// phases are the phases to run (keys of phaseKeys); nil is all.
 	phases []string
 }
@@ -112,6 +115,7 @@ func parseFlags(args []string) (config, error) {
 	fs.IntVar(&c.scale, "scale", 1000, "podbox sandboxes to create in the scale run")
 	fs.IntVar(&c.burst, "burst", 32, "sandboxes created at once in the concurrency run")
 	fs.IntVar(&c.burstRounds, "burst-rounds", 3, "rounds of the concurrency run")
+	fs.IntVar(&c.criPods, "cri-pods", 15, "idle pods of each handler for the CRI memory figures")
 	fs.DurationVar(&c.idleWindow, "idle-window", time.Second, "how long the scale run watches its idle sandboxes' CPU at each checkpoint")
 	mem := fs.String("mem", "1,10,100", "numbers of idle sandboxes for the memory figures")
 	pull := fs.String("pull-mib", "6,10,14", "the pull figure's image: one layer of random bytes per size, in MiB")

@@ -544,8 +544,16 @@ func taskState(ctx context.Context, c *shimclient.Client, id string) (*taskapi.S
 	return s, true, nil
 }
 
-// applyTaskState updates rec with what the shim reports.
-func applyTaskState(rec *sandbox.Container, s *taskapi.StateResponse) {
+// applyTaskState updates rec with what the shim reports. A stop the record
+// (read before the shim was asked) does not have yet is read again from st:
+// the shim saves the exit, with its reason, before it reports the process
+// stopped.
+func applyTaskState(st sandbox.Store, rec *sandbox.Container, s *taskapi.StateResponse) {
+	if s.Status == tasktypes.Status_STOPPED && rec.Exit == nil {
+		if fresh, err := st.LoadContainer(rec.SandboxID, rec.ID); err == nil && fresh.Exit != nil {
+			*rec = *fresh
+		}
+	}
 	switch s.Status {
 	case tasktypes.Status_CREATED:
 		rec.State = sandbox.ContainerCreated
@@ -610,7 +618,7 @@ func (a *App) listContainers(ctx context.Context, g *globals, sbs []*sandbox.San
 			}
 			if c != nil {
 				if s, ok, err := taskState(ctx, c, id); err == nil && ok {
-					applyTaskState(rec, s)
+					applyTaskState(st, rec, s)
 				}
 			} else {
 				offlineState(rec)

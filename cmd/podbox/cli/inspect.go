@@ -45,6 +45,6 @@ func (g *globals) currentState(ctx context.Context, sb *sandbox.Sandbox, rec *sa
 	}
 	defer c.Close()
 	if s, ok, err := taskState(ctx, c, rec.ID); err == nil && ok {
-		applyTaskState(rec, s)
+		applyTaskState(g.store(), rec, s)
 	}
 }
