@@ -134,9 +134,16 @@ func TestSharePIDPauseReaps(t *testing.T) {
 	}
 	// The inner shell leaves a sleep behind and exits: the orphan goes to
 	// PID 1. Once it exits, it must not stay a zombie.
-	script := `sh -c "sleep 0.5 &"; sleep 0.2
-for p in /proc/[0-9]*; do [ "$(cat $p/comm 2>/dev/null)" = sleep ] && echo "orphan-ppid $(awk '/^PPid/{print $2}' $p/status)"; done
-sleep 1.5
+	// The orphan is looked for until seen (a loaded machine may take
+	// longer than any fixed wait to start it), then given time to exit.
+	script := `sh -c "sleep 1 &"
+for i in $(seq 40); do
+  for p in /proc/[0-9]*; do [ "$(cat $p/comm 2>/dev/null)" = sleep ] && ppid=$(awk '/^PPid/{print $2}' $p/status); done
+  [ -n "$ppid" ] && break
+  sleep 0.05
+done
+echo "orphan-ppid $ppid"
+sleep 2
 echo "zombies $(grep -l '^State:.*Z' /proc/[0-9]*/status 2>/dev/null | wc -l)"`
 	out := n.mustRun("run", "--rm", "--sandbox", "pod", "--rootfs", fs, "--", "sh", "-c", script)
 	if !strings.Contains(out, "orphan-ppid 1\n") {

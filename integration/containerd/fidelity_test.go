@@ -215,6 +215,11 @@ func TestCRIContainerStats(t *testing.T) {
 	})
 }
 
+// minBurn is the CPU time the workload's busy second must show at least: a
+// core's worth when the machine is quiet, but make test runs packages side
+// by side on two cores and the loop may get half of one.
+const minBurn = 400 * uint64(time.Millisecond)
+
 func compareStats(t *testing.T, e *podboxEnv, driver, parent string) {
 	// timeout's child burns the CPU; the shell holds the string (a last
 	// command after sleep, or the shell would exec sleep and drop it).
@@ -229,7 +234,7 @@ func compareStats(t *testing.T, e *podboxEnv, driver, parent string) {
 	got := map[string]criStats{}
 	burnt := func(h string) bool {
 		got[h] = containerStats(t, e.d, ids[h])
-		return got[h].CPUTime >= 900*uint64(time.Millisecond)
+		return got[h].CPUTime >= minBurn
 	}
 	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
 		if burnt("runc") && burnt("podbox") {
@@ -244,7 +249,7 @@ func compareStats(t *testing.T, e *podboxEnv, driver, parent string) {
 	}
 	after := time.Now()
 	ref := got["runc"]
-	if ref.CPUTime < 900*uint64(time.Millisecond) || ref.WorkingSet < 16<<20 {
+	if ref.CPUTime < minBurn || ref.WorkingSet < 16<<20 {
 		t.Fatalf("runc's figures (%s): the workload did not run as the test expects", ref)
 	}
 	pb := got["podbox"]
