@@ -200,6 +200,7 @@ func TestShellWordsIsSh(t *testing.T) {
 		}
 		q := shellQuote(s)
 		cmd := exec.Command(sh, "-c", "printf '%s\\000' "+q)
+		cmd.Dir = t.TempDir() // where a quoting bug's $(touch …) would write
 		cmd.Env = []string{"SANDBOX=" + shellEnv["SANDBOX"], "ROOT=" + shellEnv["ROOT"], "PATH=/usr/bin:/bin"}
 		out, err := cmd.Output()
 		if err != nil {

@@ -367,61 +367,61 @@ func shellJoin(args []string) string {
 }
 
 // shellQuote is s as one word of a POSIX shell: as it is when it needs no
-// quotes, else in single quotes, in which nothing is special. Where s holds
-// the plan's variables, those become $SANDBOX and $ROOT in double quotes,
-// which the shell expands, with the rest of s escaped to stay as it is; or,
-// when the rest holds more than plain characters, the word is made of
-// single-quoted pieces and "$VAR"s, so that no '!' of an interactive bash
-// is ever inside double quotes either.
+// quotes, else in single quotes, in which nothing is special. The plan's
+// variables in s become $SANDBOX and $ROOT, which the shell expands: in
+// double quotes when the rest of s is plain characters, else as "${VAR}"
+// between single-quoted pieces, so that nothing a manifest wrote is ever
+// inside double quotes (where $, ` and an interactive bash's ! act).
 func shellQuote(s string) string {
 	if s != "" && plain(s) {
 		return s
 	}
-	if !strings.Contains(s, sandboxVar) && !strings.Contains(s, rootVar) {
-		return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
-	}
 	lits := strings.NewReplacer(sandboxVar, "", rootVar, "").Replace(s)
+	if lits == s {
+		return singleQuote(s)
+	}
+	dq := plain(lits)
 	var b strings.Builder
-	if plain(lits) {
+	if dq {
 		b.WriteByte('"')
 	}
 	for s != "" {
-		name, rest := "", ""
+		i, name, n := nextVar(s)
 		switch {
-		case strings.HasPrefix(s, sandboxVar):
-			name, rest = "SANDBOX", s[len(sandboxVar):]
-		case strings.HasPrefix(s, rootVar):
-			name, rest = "ROOT", s[len(rootVar):]
+		case dq:
+			b.WriteString(s[:i])
+		case i > 0:
+			b.WriteString(singleQuote(s[:i]))
 		}
-		if name == "" {
-			end := len(s)
-			for _, v := range []string{sandboxVar, rootVar} {
-				if i := strings.Index(s, v); i >= 0 {
-					end = min(end, i)
-				}
-			}
-			if plain(lits) {
-				b.WriteString(s[:end])
-			} else {
-				b.WriteString("'" + strings.ReplaceAll(s[:end], "'", `'\''`) + "'")
-			}
-			s = s[end:]
-			continue
-		}
+		s = s[i+n:]
 		switch {
-		case !plain(lits):
+		case name == "":
+		case !dq:
 			b.WriteString(`"${` + name + `}"`)
-		case rest != "" && isNameByte(rest[0]):
+		case s != "" && isNameByte(s[0]):
 			b.WriteString("${" + name + "}")
 		default:
 			b.WriteString("$" + name)
 		}
-		s = rest
 	}
-	if plain(lits) {
+	if dq {
 		b.WriteByte('"')
 	}
 	return b.String()
+}
+
+func singleQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
+
+// nextVar finds the first of the plan's variables in s: its index, its
+// shell name and its length; len(s), "" and 0 when s holds none.
+func nextVar(s string) (i int, name string, n int) {
+	i = len(s)
+	for _, v := range [...]struct{ mark, name string }{{sandboxVar, "SANDBOX"}, {rootVar, "ROOT"}} {
+		if j := strings.Index(s, v.mark); j >= 0 && j < i {
+			i, name, n = j, v.name, len(v.mark)
+		}
+	}
+	return i, name, n
 }
 
 // plain reports whether s holds only characters that are not special to a
