@@ -43,8 +43,9 @@ func checkMount(t *testing.T, flag, v string, m sandbox.Mount) {
 	case sandbox.MountTmpfs:
 		for _, o := range m.Options {
 			k, v, _ := strings.Cut(o, "=")
-			n, err := strconv.ParseInt(v, map[string]int{"size": 10, "mode": 8}[k], 64)
-			if err != nil || k == "size" && n <= 0 || k == "mode" && n > 0o7777 {
+			base := map[string]int{"size": 10, "mode": 8}[k]
+			n, err := strconv.ParseInt(v, base, 64)
+			if base == 0 || err != nil || k == "size" && n <= 0 || k == "mode" && n > 0o7777 {
 				bad("tmpfs option " + o)
 			}
 		}
