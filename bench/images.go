@@ -24,21 +24,31 @@ import (
 	"github.com/podbox/podbox/bench/report"
 )
 
+// loadImage loads the bench's busybox image (imageRef) into podbox's store
+// for a phase; unload removes it and its layers again.
+func (b *bench) loadImage(ctx context.Context) (unload func() error, err error) {
+	if _, _, err := b.pb.Cmd(ctx, "image", "load", "-q", "-i", b.imageTar); err != nil {
+		return nil, err
+	}
+	return func() error {
+		if _, _, err := b.pb.Cmd(ctx, "image", "rm", imageRef); err != nil {
+			return err
+		}
+		_, _, err := b.pb.Cmd(ctx, "image", "prune")
+		return err
+	}, nil
+}
+
 // joinImage measures a container's start from an image in a ready sandbox:
 // `podbox run -d --image` of the busybox image the peer runs, next to
 // `podbox run -d --rootfs` of a directory of the same files and `crictl
 // create` + `crictl start` of the image, interleaved.
 func (b *bench) joinImage(ctx context.Context) (err error) {
-	if _, _, err := b.pb.Cmd(ctx, "image", "load", "-q", "-i", b.imageTar); err != nil {
+	unload, err := b.loadImage(ctx)
+	if err != nil {
 		return err
 	}
-	defer func() {
-		_, _, rerr := b.pb.Cmd(ctx, "image", "rm", imageRef)
-		if rerr == nil {
-			_, _, rerr = b.pb.Cmd(ctx, "image", "prune")
-		}
-		err = errors.Join(err, rerr)
-	}()
+	defer func() { err = errors.Join(err, unload()) }()
 	cmd := []string{"sleep", "3600"}
 	sb, pod, done, err := b.sandboxAndPod(ctx)
 	if err != nil {

@@ -34,16 +34,11 @@ const playContainers = 3
 // `crictl create` + `crictl start` of each container. Both teardowns are
 // untimed.
 func (b *bench) play(ctx context.Context) (err error) {
-	if _, _, err := b.pb.Cmd(ctx, "image", "load", "-q", "-i", b.imageTar); err != nil {
+	unload, err := b.loadImage(ctx)
+	if err != nil {
 		return err
 	}
-	defer func() {
-		_, _, rerr := b.pb.Cmd(ctx, "image", "rm", imageRef)
-		if rerr == nil {
-			_, _, rerr = b.pb.Cmd(ctx, "image", "prune")
-		}
-		err = errors.Join(err, rerr)
-	}()
+	defer func() { err = errors.Join(err, unload()) }()
 	dir, err := os.MkdirTemp("", "podbox-bench-play-")
 	if err != nil {
 		return err
