@@ -237,7 +237,7 @@ func TestCRISysctls(t *testing.T) {
 		{"node sysctl", own, map[string]string{"kernel.panic": "1"}, `sysctl "kernel.panic" is not in a namespace of the sandbox`},
 	} {
 		var o sandbox.Options
-		err := criSysctls(&specs.Spec{Linux: &specs.Linux{Namespaces: tc.nss, Sysctl: tc.in}}, &o)
+		err := criSysctls(&sandboxSpec{Linux: &sandboxLinux{Namespaces: tc.nss, Sysctl: tc.in}}, &o)
 		switch {
 		case tc.err == "" && (err != nil || !reflect.DeepEqual(o.Sysctls, tc.in)):
 			t.Errorf("%s: %v, %v; want %v", tc.name, o.Sysctls, err, tc.in)

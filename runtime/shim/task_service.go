@@ -126,19 +126,31 @@ func (s *Service) Create(ctx context.Context, req *taskapi.CreateTaskRequest) (*
 		return nil, toStatus(fmt.Errorf("container %q: %w", req.ID, os.ErrExist))
 	}
 	specPath := filepath.Join(req.Bundle, "config.json")
-	var spec specs.Spec
-	if err := readJSON(specPath, &spec); err != nil {
+	raw, err := os.ReadFile(specPath)
+	if err != nil {
 		return nil, toStatus(fmt.Errorf("container %q: %w: read spec: %v", req.ID, errInvalid, err))
 	}
-	cri := spec.Annotations[annCRIContainerType]
+	// CRI's sandbox container is decoded as the few fields the pause
+	// needs: decoding a whole specs.Spec leaves encoding/json's cache of
+	// every type in it (about 250 KiB) in a shim that, for an idle pod,
+	// would never use it again.
+	var sbSpec sandboxSpec
+	if err := json.Unmarshal(raw, &sbSpec); err != nil {
+		return nil, toStatus(fmt.Errorf("container %q: %w: read spec: %v", req.ID, errInvalid, err))
+	}
+	cri := sbSpec.Annotations[annCRIContainerType]
 	if cri == criSandbox {
-		pid, err := s.createSandboxTask(ctx, req, &spec)
+		pid, err := s.createSandboxTask(ctx, req, &sbSpec)
 		if err != nil {
 			return nil, toStatus(err)
 		}
 		s.publish(events.TopicTaskCreate, &apievents.TaskCreate{ContainerID: req.ID, Bundle: req.Bundle, Pid: uint32(pid),
 			IO: &apievents.TaskIO{Stdin: req.Stdin, Stdout: req.Stdout, Stderr: req.Stderr, Terminal: req.Terminal}})
 		return &taskapi.CreateTaskResponse{Pid: uint32(pid)}, nil
+	}
+	var spec specs.Spec
+	if err := json.Unmarshal(raw, &spec); err != nil {
+		return nil, toStatus(fmt.Errorf("container %q: %w: read spec: %v", req.ID, errInvalid, err))
 	}
 	rs, err := s.restarterFor(req.ID, &spec, cri != "")
 	if err != nil {
@@ -281,9 +293,23 @@ func (s *Service) implicitOptions() sandbox.Options {
 		Labels: map[string]string{"io.podbox.created-by": "containerd", "io.podbox.containerd-namespace": s.cfg.Namespace}}
 }
 
+// sandboxSpec is what podbox reads of the OCI spec of CRI's sandbox
+// container: the pause is podbox's own, started in the namespaces below, so
+// the rest of the spec (the image's process, mounts, resources) is not used.
+type sandboxSpec struct {
+	Hostname    string            `json:"hostname,omitempty"`
+	Annotations map[string]string `json:"annotations,omitempty"`
+	Linux       *sandboxLinux     `json:"linux,omitempty"`
+}
+
+type sandboxLinux struct {
+	Namespaces []specs.LinuxNamespace `json:"namespaces,omitempty"`
+	Sysctl     map[string]string      `json:"sysctl,omitempty"`
+}
+
 // createSandboxTask builds the sandbox for CRI's sandbox container and
 // registers the pause as that container's process. s.mu is held.
-func (s *Service) createSandboxTask(ctx context.Context, req *taskapi.CreateTaskRequest, spec *specs.Spec) (int, error) {
+func (s *Service) createSandboxTask(ctx context.Context, req *taskapi.CreateTaskRequest, spec *sandboxSpec) (int, error) {
 	o := sandbox.Options{ID: req.ID, Name: req.ID[:min(12, len(req.ID))], Network: sandbox.NetworkExternal,
 		Labels: map[string]string{"io.podbox.created-by": "cri"}}
 	if spec.Hostname != "" {
@@ -338,7 +364,7 @@ func (s *Service) createSandboxTask(ctx context.Context, req *taskapi.CreateTask
 // pause's, which its containers join. A sysctl of a namespace the spec
 // leaves the node's (a pod with hostIPC; a host-network pod, whose network
 // namespace Node.Create recognizes) is refused, as runc refuses it.
-func criSysctls(spec *specs.Spec, o *sandbox.Options) error {
+func criSysctls(spec *sandboxSpec, o *sandbox.Options) error {
 	if len(spec.Linux.Sysctl) == 0 {
 		return nil
 	}
