@@ -3,6 +3,7 @@ package metrics
 import (
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"os"
 	"strconv"
@@ -28,15 +29,35 @@ const (
 
 // readFile returns a cgroup file's text, and ok=false if the file does not
 // exist (its controller is not enabled, or the kernel lacks the feature).
+//
+// It does not use os.ReadFile: a cgroup file gives its size as 4096 (or 0)
+// whatever it holds, and os.ReadFile would allocate that much for a value of
+// a few bytes, dozens of times per stats request; that garbage is what an
+// idle shim's heap grew by under a kubelet's polling.
 func readFile(path string) (text string, ok bool, err error) {
-	b, err := os.ReadFile(path)
+	f, err := os.Open(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return "", false, nil
 	}
 	if err != nil {
 		return "", false, err
 	}
-	return string(b), true, nil
+	defer f.Close()
+	var small [256]byte
+	b := small[:0]
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		n, err := f.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			return string(b), true, nil
+		}
+		if err != nil {
+			return "", false, err
+		}
+	}
 }
 
 // parseUint parses a single-value file ("1234\n" or "max"). A negative value

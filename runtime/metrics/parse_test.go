@@ -5,6 +5,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -484,4 +485,24 @@ func mountedHierarchiesIn(t *testing.T, path string) (hierarchies, error) {
 		t.Fatal(err)
 	}
 	return mountedHierarchies(ms)
+}
+
+// readFile returns a file's whole text whatever its size, across the growth
+// of its buffer, and ok=false for a missing file.
+func TestReadFileWhole(t *testing.T) {
+	dir := t.TempDir()
+	for _, n := range []int{0, 1, 255, 256, 257, 5000} {
+		want := strings.Repeat("x", n)
+		p := filepath.Join(dir, strconv.Itoa(n))
+		if err := os.WriteFile(p, []byte(want), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		got, ok, err := readFile(p)
+		if err != nil || !ok || got != want {
+			t.Errorf("readFile of %d bytes: %d bytes, ok %v, err %v", n, len(got), ok, err)
+		}
+	}
+	if _, ok, err := readFile(filepath.Join(dir, "missing")); ok || err != nil {
+		t.Errorf("readFile of a missing file: ok %v, err %v; want false, nil", ok, err)
+	}
 }
