@@ -18,6 +18,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/podbox/podbox/runtime/events"
+	"github.com/podbox/podbox/runtime/memtrim"
 	"github.com/podbox/podbox/runtime/oom"
 	"github.com/podbox/podbox/runtime/reaper"
 	"github.com/podbox/podbox/runtime/runc"
@@ -213,7 +214,12 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 			w.Close()
 		}
 	}()
-	srv, err := ttrpc.NewServer()
+	// An idle shim gives back what its requests left behind (see
+	// package memtrim): a kubelet's polling would otherwise grow every
+	// pod's shim to several MiB.
+	trim := memtrim.New()
+	trim.Waits = []string{"/containerd.task.v2.Task/Wait", "/containerd.runtime.sandbox.v1.Sandbox/WaitSandbox"}
+	srv, err := ttrpc.NewServer(ttrpc.WithUnaryServerInterceptor(trim.Intercept))
 	if err != nil {
 		return fmt.Errorf("shim %s: %w", cfg.ID, err)
 	}
