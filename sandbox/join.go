@@ -78,12 +78,28 @@ func isEtcFile(dest string) bool {
 	return false
 }
 
-// EnsureEtcMounts gives the container the sandbox's hosts, hostname and
-// resolv.conf where its spec brings none of its own. CRI brings its own when
-// it runs the sandbox as a container, but not when it drives the shim's
-// Sandbox API (containerd 2.x, sandboxer "shim"), and a container without
-// /etc/hosts cannot even resolve localhost.
+// EnsureEtcMounts gives a container podbox joins (CLI, ctr) the sandbox's
+// hosts, hostname and resolv.conf, read-only, where its spec brings none of
+// its own.
 func (n Node) EnsureEtcMounts(spec *specs.Spec, sb *Sandbox) {
+	n.ensureEtcMounts(spec, sb, []string{"rbind", "rprivate", "ro", "nosuid", "nodev", "noexec"})
+}
+
+// EnsureCRIEtcMounts gives a CRI container the sandbox's hosts, hostname
+// and resolv.conf where its spec brings none, mounted as containerd's CRI
+// mounts its own: writable unless the container's root is read-only. CRI
+// brings its own when it runs the sandbox as a container, but not when it
+// drives the shim's Sandbox API (containerd 2.x, sandboxer "shim"), and a
+// container without /etc/hosts cannot even resolve localhost.
+func (n Node) EnsureCRIEtcMounts(spec *specs.Spec, sb *Sandbox) {
+	mode := "rw"
+	if spec.Root != nil && spec.Root.Readonly {
+		mode = "ro"
+	}
+	n.ensureEtcMounts(spec, sb, []string{"rbind", "rprivate", mode})
+}
+
+func (n Node) ensureEtcMounts(spec *specs.Spec, sb *Sandbox, options []string) {
 	for _, name := range etcFiles {
 		dest := "/etc/" + name
 		have := false
@@ -92,8 +108,7 @@ func (n Node) EnsureEtcMounts(spec *specs.Spec, sb *Sandbox) {
 		}
 		if !have {
 			spec.Mounts = append(spec.Mounts, specs.Mount{
-				Destination: dest, Type: "bind", Source: n.EtcFile(sb, name),
-				Options: []string{"rbind", "rprivate", "ro", "nosuid", "nodev", "noexec"},
+				Destination: dest, Type: "bind", Source: n.EtcFile(sb, name), Options: options,
 			})
 		}
 	}

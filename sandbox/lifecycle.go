@@ -55,7 +55,11 @@ type Options struct {
 	// NetNSPath is the namespace made by the caller, for NetworkExternal.
 	NetNSPath string
 	SharePID  bool
-	Labels    map[string]string
+	// Host says which of the node's namespaces the pause stays in instead
+	// of making its own: what a pod with hostIPC or hostPID, or on the
+	// node's network (which brings the node's UTS namespace), asks of CRI.
+	Host   HostNamespaces
+	Labels map[string]string
 	// Ports are published on the node (networks bridge and external).
 	Ports []nat.Mapping
 	// DNS overrides the node's resolver settings in the sandbox.
@@ -212,11 +216,18 @@ func (n Node) DiscardNetNS(id string) error {
 //
 // On error everything Create did is undone and the name is free again.
 func (n Node) Create(ctx context.Context, o Options) (_ *Sandbox, retErr error) {
+	var err error
 	if o.ID == "" {
 		return nil, errors.New("sandbox: create: empty ID")
 	}
 	if o.Name == "" {
 		o.Name = o.ID[:min(12, len(o.ID))]
+	}
+	if o.Host.UTS {
+		// The node's own, which the pause leaves as it is.
+		if o.Hostname, err = os.Hostname(); err != nil {
+			return nil, fmt.Errorf("sandbox %q: create: %w", o.Name, err)
+		}
 	}
 	if o.Hostname == "" {
 		o.Hostname = o.Name
@@ -259,7 +270,7 @@ func (n Node) Create(ctx context.Context, o Options) (_ *Sandbox, retErr error) 
 	}
 
 	sb := &Sandbox{
-		ID: o.ID, Name: o.Name, Hostname: o.Hostname, Network: o.Network, SharePID: o.SharePID,
+		ID: o.ID, Name: o.Name, Hostname: o.Hostname, Network: o.Network, SharePID: o.SharePID, Host: o.Host,
 		Labels: maps.Clone(o.Labels), Ports: slices.Clone(o.Ports), State: StateCreating, NetNSPath: o.NetNSPath,
 		CgroupParent: n.cgroupParent(), ShimPID: os.Getpid(), CreatedAt: time.Now().UTC(),
 		Containers: []string{},
@@ -401,7 +412,7 @@ func (n Node) startPause(sb *Sandbox, cg cgroupResult) error {
 		return cg.err
 	}
 	hs, pauseCg := cg.hs, cg.cg
-	spec := PauseSpec{RootDir: filepath.Join(n.Store.Root, "pause-root"), NetNSPath: sb.NetNSPath, Hostname: sb.Hostname, CgroupFD: -1}
+	spec := PauseSpec{RootDir: filepath.Join(n.Store.Root, "pause-root"), NetNSPath: sb.NetNSPath, Hostname: sb.Hostname, Host: sb.Host, CgroupFD: -1}
 	if err := PrepareRootDir(spec.RootDir, n.PauseBinary); err != nil {
 		return err
 	}

@@ -39,16 +39,27 @@ const (
 	// run by package netsetup/cni in a namespace podbox owns.
 )
 
+// HostNamespaces are the node's namespaces a sandbox's pause stays in,
+// rather than making one of its own.
+type HostNamespaces struct {
+	IPC bool `json:"ipc,omitempty"`
+	UTS bool `json:"uts,omitempty"`
+	PID bool `json:"pid,omitempty"`
+}
+
 // Sandbox is the record of one sandbox, as kept in sandbox.json and shown by
 // `podbox sandbox inspect`.
 type Sandbox struct {
-	ID       string            `json:"id"`
-	Name     string            `json:"name"`
-	Hostname string            `json:"hostname"`
-	Network  string            `json:"network"`
-	SharePID bool              `json:"sharePid"`
-	Labels   map[string]string `json:"labels,omitempty"`
-	State    State             `json:"state"`
+	ID       string `json:"id"`
+	Name     string `json:"name"`
+	Hostname string `json:"hostname"`
+	Network  string `json:"network"`
+	SharePID bool   `json:"sharePid"`
+	// Host lists the node's namespaces the pause (and so every container
+	// that joins it) shares.
+	Host   HostNamespaces    `json:"hostNamespaces,omitzero"`
+	Labels map[string]string `json:"labels,omitempty"`
+	State  State             `json:"state"`
 
 	PausePID int `json:"pausePid"`
 	// PauseStart is the pause's start time in clock ticks since boot (field

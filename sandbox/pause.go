@@ -28,8 +28,10 @@ type PauseSpec struct {
 	// NetNSPath is the network namespace the pause joins.
 	NetNSPath string
 	// Hostname is set in the pause's new UTS namespace, which the sandbox's
-	// containers join.
+	// containers join (not with Host.UTS).
 	Hostname string
+	// Host are the node's namespaces the pause keeps.
+	Host HostNamespaces
 	// MountNS, if set, is the mount namespace of a live pause of the same
 	// RootDir, which this pause joins instead of getting one of its own (see
 	// Node.pauseMountNS).
@@ -161,9 +163,15 @@ func forkPause(spec PauseSpec, netnsFD int, null *os.File) (int, error) {
 			return 0, fmt.Errorf("join the pauses' mount namespace: %w", err)
 		}
 	}
-	flags := unix.CLONE_NEWIPC | unix.CLONE_NEWUTS
+	flags := 0
 	if spec.MountNS == nil {
 		flags |= unix.CLONE_NEWNS
+	}
+	if !spec.Host.IPC {
+		flags |= unix.CLONE_NEWIPC
+	}
+	if !spec.Host.UTS {
+		flags |= unix.CLONE_NEWUTS
 	}
 	if err := unix.Unshare(flags); err != nil {
 		return 0, fmt.Errorf("unshare mount/ipc/uts: %w", err)
@@ -171,7 +179,7 @@ func forkPause(spec PauseSpec, netnsFD int, null *os.File) (int, error) {
 	if err := unix.Setns(netnsFD, unix.CLONE_NEWNET); err != nil {
 		return 0, fmt.Errorf("join netns %s: %w", spec.NetNSPath, err)
 	}
-	if spec.Hostname != "" {
+	if spec.Hostname != "" && !spec.Host.UTS {
 		if err := unix.Sethostname([]byte(spec.Hostname)); err != nil {
 			return 0, fmt.Errorf("set hostname %q: %w", spec.Hostname, err)
 		}
@@ -228,11 +236,13 @@ func execPause(spec PauseSpec, null *os.File) (int, error) {
 		}
 	}
 	attr := &syscall.SysProcAttr{
-		Cloneflags: syscall.CLONE_NEWPID,
 		Credential: &syscall.Credential{Uid: PauseUID, Gid: PauseGID, Groups: []uint32{}},
 		// Its own session: a signal to the shim's process group (a ^C in the
 		// terminal that started the CLI) must not reach the sandbox.
 		Setsid: true,
+	}
+	if !spec.Host.PID {
+		attr.Cloneflags = syscall.CLONE_NEWPID
 	}
 	if spec.CgroupFD >= 0 {
 		attr.UseCgroupFD = true
@@ -241,7 +251,9 @@ func execPause(spec PauseSpec, null *os.File) (int, error) {
 	// syscall.ForkExec rather than os/exec: the latter's first start in a
 	// process first probes pidfd support with a throwaway child, a quarter
 	// of a millisecond on every sandbox create.
-	pid, err := syscall.ForkExec("/pause", []string{"pause"}, &syscall.ProcAttr{
+	// argv[0] is the path, as when the pause image's entrypoint runs it:
+	// a pod's ps shows the same process under either runtime.
+	pid, err := syscall.ForkExec("/pause", []string{"/pause"}, &syscall.ProcAttr{
 		// One P is all the pause needs; set here, it spares the pause the
 		// re-exec it would otherwise do to get it (see package pause).
 		Env:   []string{"GOMAXPROCS=1"},

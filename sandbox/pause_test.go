@@ -1,6 +1,8 @@
 package sandbox
 
 import (
+	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -183,5 +185,34 @@ func TestSignalPauseToAnExitedPause(t *testing.T) {
 	SignalPause(cmd.Process.Pid, syscall.SIGTERM)
 	if d := time.Since(start); d > time.Second {
 		t.Errorf("SignalPause waited %v for an exited process", d)
+	}
+}
+
+// A sandbox with host namespaces keeps its pause in the node's IPC, UTS and
+// PID namespaces (what CRI asks for a pod with hostIPC, hostPID, or on the
+// node's network), with the node's hostname; without, the pause has its own.
+func TestCreateHostNamespaces(t *testing.T) {
+	n := testNode(t)
+	ctx := context.Background()
+	nodeHost, _ := os.Hostname()
+	for _, host := range []HostNamespaces{{}, {IPC: true, UTS: true, PID: true}} {
+		sb, err := n.Create(ctx, Options{ID: NewID(), Name: "hostns", Host: host})
+		if err != nil {
+			t.Fatal(err)
+		}
+		go func() { p, _ := os.FindProcess(sb.PausePID); p.Wait() }()
+		for ns, shared := range map[string]bool{"ipc": host.IPC, "uts": host.UTS, "pid": host.PID} {
+			mine, _ := os.Readlink("/proc/self/ns/" + ns)
+			pause, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/%s", sb.PausePID, ns))
+			if err != nil || (pause == mine) != shared {
+				t.Errorf("host namespaces %+v: the pause's %s namespace is %s, the node's %s (%v)", host, ns, pause, mine, err)
+			}
+		}
+		if wantNode := host.UTS; (sb.Hostname == nodeHost) != wantNode {
+			t.Errorf("host namespaces %+v: hostname %q, the node's %q", host, sb.Hostname, nodeHost)
+		}
+		if err := n.Remove(ctx, sb, nil); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

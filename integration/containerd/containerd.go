@@ -356,6 +356,19 @@ func (d *Daemon) run(limit time.Duration, name string, args []string) (string, e
 	return stdout.String(), nil
 }
 
+// CrictlIO runs crictl as Crictl does, with stdin as its standard input
+// (nil for none), and returns its standard output and error apart: what
+// exec and attach relay of a process's two streams.
+func (d *Daemon) CrictlIO(stdin io.Reader, args ...string) (stdout, stderr string, err error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := d.Node.Command(ctx, d.crictl, d.crictlArgs(args)...)
+	var out, errb bytes.Buffer
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, &out, &errb
+	err = cmd.Run()
+	return out.String(), errb.String(), err
+}
+
 // Ctr runs `ctr --address SOCKET args…` inside the node (two minutes at
 // most) and returns its standard output. Name the namespace with -n first,
 // e.g. Ctr("-n", "k8s.io", "containers", "ls").

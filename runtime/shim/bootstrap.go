@@ -9,6 +9,8 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -64,6 +66,9 @@ func Start(ctx context.Context, cfg Config, out io.Writer) error {
 	if cfg.Debug {
 		args = append(args, "-debug")
 	}
+	if err := followOOMScore(); err != nil {
+		return fmt.Errorf("shim start: %w", err)
+	}
 	// containerd hands a shim a log FIFO in the bundle, which Serve opens;
 	// without one the shim logs to a file beside its socket.
 	fi, err := os.Stat("log")
@@ -76,6 +81,27 @@ func Start(ctx context.Context, cfg Config, out io.Writer) error {
 		return err
 	}
 	return announce(cwd, addr, out)
+}
+
+// followOOMScore sets this process's oom_score_adj, which the serving shim
+// it starts inherits, one above its parent's (containerd's), as
+// containerd's own shims do: the OOM killer takes a shim before
+// containerd, and a container process whose spec sets no score (an exec,
+// a container without resources) gets the shim's, as on runc. One above
+// what this process inherited is a raise, which needs no privilege.
+func followOOMScore() error {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/oom_score_adj", os.Getppid()))
+	if err != nil {
+		return fmt.Errorf("read containerd's OOM score: %w", err)
+	}
+	score, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		return fmt.Errorf("containerd's OOM score %q: %w", b, err)
+	}
+	if err := os.WriteFile("/proc/self/oom_score_adj", []byte(strconv.Itoa(min(score+1, 1000))), 0o644); err != nil {
+		return fmt.Errorf("set the shim's OOM score: %w", err)
+	}
+	return nil
 }
 
 // announce prints addr for the caller and, in a containerd bundle, leaves it

@@ -31,13 +31,20 @@ func isPodSandboxConfig(typeURL string) bool {
 // pod's cost, and cri-api's package brings gogo/protobuf and a large
 // registry for two fields.
 const (
+	fieldPodHostname     = 2 // PodSandboxConfig.hostname
 	fieldPodDNSConfig    = 4 // PodSandboxConfig.dns_config
 	fieldPodPortMappings = 5 // PodSandboxConfig.port_mappings
 	fieldPodLinux        = 8 // PodSandboxConfig.linux
 
-	fieldLinuxSysctls = 3 // LinuxPodSandboxConfig.sysctls, a map<string, string>
-	fieldMapKey       = 1 // a map entry's key
-	fieldMapValue     = 2 // a map entry's value
+	fieldLinuxSecurityContext = 2 // LinuxPodSandboxConfig.security_context
+	fieldLinuxSysctls         = 3 // LinuxPodSandboxConfig.sysctls, a map<string, string>
+	fieldSecurityNamespaces   = 1 // LinuxSandboxSecurityContext.namespace_options
+	fieldNamespaceNetwork     = 1 // NamespaceOption.network, a NamespaceMode
+	fieldNamespacePID         = 2 // NamespaceOption.pid
+	fieldNamespaceIPC         = 3 // NamespaceOption.ipc
+	namespaceModeNode         = 2 // NamespaceMode NODE (POD 0, CONTAINER 1, TARGET 3)
+	fieldMapKey               = 1 // a map entry's key
+	fieldMapValue             = 2 // a map entry's value
 
 	fieldDNSServers  = 1 // DNSConfig.servers
 	fieldDNSSearches = 2 // DNSConfig.searches
@@ -51,6 +58,9 @@ const (
 
 // criPod is what podbox takes from a pod's PodSandboxConfig.
 type criPod struct {
+	// Hostname is the pod's, which CRI's podsandbox sets in its sandbox
+	// container's UTS namespace.
+	Hostname string
 	// Ports are the port mappings with a host port; CRI gives the others
 	// to nobody either (they only document the container's ports).
 	Ports []nat.Mapping
@@ -60,10 +70,14 @@ type criPod struct {
 	// Sysctls are linux.sysctls, set in the pod's namespaces (CRI's
 	// podsandbox puts them in the sandbox container's spec instead).
 	Sysctls map[string]string
+	// Host are the node's namespaces the pod shares: those its
+	// linux.security_context.namespace_options set to NODE (a network of
+	// the node's brings its UTS namespace, as for CRI's sandbox container).
+	Host sandbox.HostNamespaces
 }
 
-// applyCRIPod takes into o the port mappings, DNS settings and sysctls of
-// the PodSandboxConfig that containerd's CRI sends as req's options; options of
+// applyCRIPod takes into o the hostname, namespace modes, port mappings,
+// DNS settings and sysctls of the PodSandboxConfig that containerd's CRI sends as req's options; options of
 // another type are not podbox's to read. The ports count only for a pod with
 // a network namespace of its own (req's, made by CRI's CNI chain): a pod on
 // the node's network binds the node's ports itself, which is all a port
@@ -90,6 +104,10 @@ func applyCRIPod(req *sbapi.CreateSandboxRequest, o *sandbox.Options) error {
 		}
 		o.DNS = *pod.DNS
 	}
+	o.Host = pod.Host
+	if pod.Hostname != "" && o.Hostname == "" {
+		o.Hostname = pod.Hostname
+	}
 	if len(pod.Sysctls) > 0 {
 		if len(o.Sysctls) > 0 {
 			return fmt.Errorf("%w: sandbox %q: sysctls both in %s* and in the PodSandboxConfig", errInvalid, req.SandboxId, annSysctlPrefix)
@@ -99,8 +117,8 @@ func applyCRIPod(req *sbapi.CreateSandboxRequest, o *sandbox.Options) error {
 	return nil
 }
 
-// decodeCRIPod reads the port mappings, DNS settings and sysctls of a
-// marshaled PodSandboxConfig; every other field is skipped unread.
+// decodeCRIPod reads the hostname, port mappings, DNS settings, sysctls and
+// namespace modes of a marshaled PodSandboxConfig; every other field is skipped unread.
 func decodeCRIPod(b []byte) (criPod, error) {
 	var pod criPod
 	var dns resolvconf.Config
@@ -108,6 +126,11 @@ func decodeCRIPod(b []byte) (criPod, error) {
 	nPorts := 0
 	err := eachField(b, func(num protowire.Number, typ protowire.Type, v []byte) error {
 		switch num {
+		case fieldPodHostname:
+			if typ != protowire.BytesType {
+				return fmt.Errorf("hostname: %w", wireTypeError(num, typ, protowire.BytesType))
+			}
+			pod.Hostname = string(v)
 		case fieldPodDNSConfig:
 			if typ != protowire.BytesType {
 				return fmt.Errorf("dns_config: %w", wireTypeError(num, typ, protowire.BytesType))
@@ -140,7 +163,7 @@ func decodeCRIPod(b []byte) (criPod, error) {
 			if typ != protowire.BytesType {
 				return fmt.Errorf("linux: %w", wireTypeError(num, typ, protowire.BytesType))
 			}
-			if err := decodeLinuxSysctls(v, &pod.Sysctls); err != nil {
+			if err := decodeLinux(v, &pod); err != nil {
 				return fmt.Errorf("linux: %w", err)
 			}
 		}
@@ -159,15 +182,25 @@ func decodeCRIPod(b []byte) (criPod, error) {
 	return pod, nil
 }
 
-// decodeLinuxSysctls adds the sysctls of a marshaled LinuxPodSandboxConfig
-// to *m, made when there is one; its other fields are skipped unread.
-func decodeLinuxSysctls(b []byte, m *map[string]string) error {
+// decodeLinux takes into pod the sysctls and the namespace modes of a
+// marshaled LinuxPodSandboxConfig; its other fields are skipped unread.
+func decodeLinux(b []byte, pod *criPod) error {
 	return eachField(b, func(num protowire.Number, typ protowire.Type, v []byte) error {
-		if num != fieldLinuxSysctls {
+		if num != fieldLinuxSysctls && num != fieldLinuxSecurityContext {
 			return nil
 		}
+		name := "sysctls"
+		if num == fieldLinuxSecurityContext {
+			name = "security_context"
+		}
 		if typ != protowire.BytesType {
-			return fmt.Errorf("sysctls: %w", wireTypeError(num, typ, protowire.BytesType))
+			return fmt.Errorf("%s: %w", name, wireTypeError(num, typ, protowire.BytesType))
+		}
+		if num == fieldLinuxSecurityContext {
+			if err := decodeNamespaceModes(v, &pod.Host); err != nil {
+				return fmt.Errorf("%s: %w", name, err)
+			}
+			return nil
 		}
 		// A map entry is a message of key and value; either may be
 		// missing (the empty string), and a later entry for a key wins.
@@ -189,11 +222,43 @@ func decodeLinuxSysctls(b []byte, m *map[string]string) error {
 		if err != nil {
 			return fmt.Errorf("sysctls: %w", err)
 		}
-		if *m == nil {
-			*m = map[string]string{}
+		if pod.Sysctls == nil {
+			pod.Sysctls = map[string]string{}
 		}
-		(*m)[key] = value
+		pod.Sysctls[key] = value
 		return nil
+	})
+}
+
+// decodeNamespaceModes sets in h the namespaces that a marshaled
+// LinuxSandboxSecurityContext's namespace_options give the node's.
+func decodeNamespaceModes(b []byte, h *sandbox.HostNamespaces) error {
+	return eachField(b, func(num protowire.Number, typ protowire.Type, v []byte) error {
+		if num != fieldSecurityNamespaces {
+			return nil
+		}
+		if typ != protowire.BytesType {
+			return fmt.Errorf("namespace_options: %w", wireTypeError(num, typ, protowire.BytesType))
+		}
+		return eachField(v, func(num protowire.Number, typ protowire.Type, v []byte) error {
+			if num < fieldNamespaceNetwork || num > fieldNamespaceIPC {
+				return nil
+			}
+			if typ != protowire.VarintType {
+				return fmt.Errorf("namespace_options: %w", wireTypeError(num, typ, protowire.VarintType))
+			}
+			mode, _ := protowire.ConsumeVarint(v)
+			node := mode == namespaceModeNode
+			switch num {
+			case fieldNamespaceNetwork:
+				h.UTS = node
+			case fieldNamespacePID:
+				h.PID = node
+			case fieldNamespaceIPC:
+				h.IPC = node
+			}
+			return nil
+		})
 	})
 }
 

@@ -94,6 +94,7 @@ func cat(parts ...[]byte) []byte {
 }
 
 var webPod = criPod{
+	Hostname: "web",
 	Ports: []nat.Mapping{
 		{HostPort: 18080, Port: 80, Protocol: "tcp"},
 		{HostIP: netip.MustParseAddr("10.100.0.2"), HostPort: 5353, Port: 53, Protocol: "udp"},
@@ -142,7 +143,15 @@ func TestDecodeCRIPod(t *testing.T) {
 		{name: "port_mappings not a message", b: varintField(fieldPodPortMappings, 1),
 			err: "port_mappings: field 5 has wire type 0, want 2: not the message of k8s.io/cri-api"},
 		{name: "truncated", b: unhex(t, criWebPod)[:40], err: "PodSandboxConfig: field 3: unexpected EOF"},
-		{name: "sysctls, cri-api's marshaling", b: unhex(t, criTunedPod), want: criPod{Sysctls: tunedSysctls}},
+		{name: "sysctls, cri-api's marshaling", b: unhex(t, criTunedPod), want: criPod{Hostname: "tuned", Sysctls: tunedSysctls}},
+		{name: "namespaces of the node's: network (with it UTS), PID, IPC", b: bytesField(fieldPodLinux, bytesField(fieldLinuxSecurityContext,
+			bytesField(fieldSecurityNamespaces, varintField(fieldNamespaceNetwork, 2), varintField(fieldNamespacePID, 2), varintField(fieldNamespaceIPC, 2)))),
+			want: criPod{Host: sandbox.HostNamespaces{UTS: true, PID: true, IPC: true}}},
+		{name: "namespaces POD and CONTAINER are the pod's", b: bytesField(fieldPodLinux, bytesField(fieldLinuxSecurityContext,
+			bytesField(fieldSecurityNamespaces, varintField(fieldNamespaceNetwork, 0), varintField(fieldNamespacePID, 1), varintField(fieldNamespaceIPC, 0))))},
+		{name: "a namespace mode not a varint", b: bytesField(fieldPodLinux, bytesField(fieldLinuxSecurityContext,
+			bytesField(fieldSecurityNamespaces, stringField(fieldNamespacePID, "NODE")))),
+			err: "PodSandboxConfig: linux: security_context: namespace_options: field 2 has wire type 2, want 0"},
 		{name: "sysctls: a later entry wins, an empty value is a value", b: bytesField(fieldPodLinux,
 			sysctlEntry("fs.mqueue.msg_max", "10"), sysctlEntry("fs.mqueue.msg_max", "100"), sysctlEntry("kernel.domainname", "")),
 			want: criPod{Sysctls: map[string]string{"fs.mqueue.msg_max": "100", "kernel.domainname": ""}}},

@@ -38,6 +38,13 @@ const (
 	annSysctlPrefix = "io.podbox.sysctl."
 )
 
+// The sandbox states of SandboxStatus: containerd's sandbox store's, which
+// its CRI reads as a pod's state.
+const (
+	stateReady    = "SANDBOX_READY"
+	stateNotReady = "SANDBOX_NOTREADY"
+)
+
 func optionsFrom(req *sbapi.CreateSandboxRequest) (sandbox.Options, error) {
 	a := req.Annotations
 	o := sandbox.Options{
@@ -246,12 +253,20 @@ func (s *Service) SandboxStatus(ctx context.Context, req *sbapi.SandboxStatusReq
 	if err != nil {
 		return nil, toStatus(err)
 	}
+	// State speaks containerd's sandbox states, which its CRI maps to a
+	// pod's (any other word reads as SANDBOX_NOTREADY: a kubelet would
+	// restart a running pod); podbox's own is in Info.
+	state := stateNotReady
+	if sb.State == sandbox.StateReady {
+		state = stateReady
+	}
 	resp := &sbapi.SandboxStatusResponse{
-		SandboxId: sb.ID, Pid: uint32(sb.PausePID), State: string(sb.State),
+		SandboxId: sb.ID, Pid: uint32(sb.PausePID), State: state,
 		CreatedAt: timestamppb.New(sb.CreatedAt),
 		Info: map[string]string{
 			"name": sb.Name, "hostname": sb.Hostname, "network": sb.Network, "netnsPath": sb.NetNSPath,
 			"ip": sb.IP, "gateway": sb.Gateway, "bridge": sb.Bridge, "hostVeth": sb.HostVeth,
+			"state": string(sb.State),
 		},
 	}
 	if sb.PauseExit != nil {

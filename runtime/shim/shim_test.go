@@ -99,7 +99,7 @@ func TestSandboxLifecycleThroughShim(t *testing.T) {
 		t.Fatalf("StartSandbox: %v, %v", start, err)
 	}
 	st, err := c.Sandbox.SandboxStatus(ctx, &sbapi.SandboxStatusRequest{SandboxId: id})
-	if err != nil || st.State != "ready" || st.Info["ip"] != "10.89.0.2" || st.Info["name"] != "web" {
+	if err != nil || st.State != "SANDBOX_READY" || st.Info["state"] != "ready" || st.Info["ip"] != "10.89.0.2" || st.Info["name"] != "web" {
 		t.Fatalf("SandboxStatus: %v, %v", st, err)
 	}
 	// The pause really holds the sandbox's network: eth0 with the address.
@@ -156,7 +156,7 @@ func TestSandboxLifecycleThroughShim(t *testing.T) {
 		t.Fatalf("WaitSandbox after SIGTERM to the pause: %v, %v", w, err)
 	}
 	st, err = c.Sandbox.SandboxStatus(ctx, &sbapi.SandboxStatusRequest{SandboxId: id})
-	if err != nil || st.State != "notready" {
+	if err != nil || st.State != "SANDBOX_NOTREADY" || st.Info["state"] != "notready" {
 		t.Fatalf("state after the pause died: %v, %v", st, err)
 	}
 

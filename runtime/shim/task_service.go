@@ -197,7 +197,7 @@ func (s *Service) finishCreate(ctx context.Context, req *taskapi.CreateTaskReque
 			return nil, toStatus(fmt.Errorf("container %q: %w: %v", req.ID, errState, err))
 		}
 	} else {
-		s.node.EnsureEtcMounts(spec, sb)
+		s.node.EnsureCRIEtcMounts(spec, sb)
 	}
 	if err := writeJSON(specPath, spec); err != nil {
 		return nil, toStatus(fmt.Errorf("container %q: write joined spec: %w", req.ID, err))
@@ -324,9 +324,22 @@ func (s *Service) createSandboxTask(ctx context.Context, req *taskapi.CreateTask
 	// its pause shares the node's (the shim's own).
 	o.NetNSPath = "/proc/" + strconv.Itoa(os.Getpid()) + "/ns/net"
 	if spec.Linux != nil {
+		// A namespace the spec does not list is the node's (hostIPC,
+		// hostPID; a host-network pod's UTS): the pause stays in it, so
+		// that the containers that join the pause's share it too.
+		o.Host = sandbox.HostNamespaces{IPC: true, UTS: true, PID: true}
 		for _, ns := range spec.Linux.Namespaces {
-			if ns.Type == specs.NetworkNamespace && ns.Path != "" {
-				o.NetNSPath = ns.Path
+			switch ns.Type {
+			case specs.NetworkNamespace:
+				if ns.Path != "" {
+					o.NetNSPath = ns.Path
+				}
+			case specs.IPCNamespace:
+				o.Host.IPC = false
+			case specs.UTSNamespace:
+				o.Host.UTS = false
+			case specs.PIDNamespace:
+				o.Host.PID = false
 			}
 		}
 		if err := criSysctls(spec, &o); err != nil {
