@@ -41,7 +41,7 @@ func TestSmoke(t *testing.T) {
 	// machine: about 2 to 4 minutes.
 	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, benchBin, "-runs", "5", "-warmup", "1", "-scale", "20", "-burst", "8", "-burst-rounds", "2", "-mem", "1,3", "-cri-pods", "2", "-pull-mib", "1,1,2",
+	cmd := exec.CommandContext(ctx, benchBin, "-runs", "5", "-warmup", "1", "-scale", "20", "-burst", "8", "-burst-rounds", "2", "-mem", "1,3", "-cri-pods", "2", "-cri-polls", "3", "-pull-mib", "1,1,2",
 		"-micro-benchtime", "1x", "-idle-window", "100ms", "-bin", binDir, "-out", out, "-repo", repo)
 	cmd.Env = append(os.Environ(), "TMPDIR="+tmp)
 	start := time.Now()
@@ -77,9 +77,11 @@ func TestSmoke(t *testing.T) {
 		report.FigCRIMemory:     {report.Podbox, report.Peer},
 		report.FigCRI2Ready:     {report.Podbox, report.Peer},
 		report.FigCRI2Memory:    {report.Podbox, report.Peer},
+		report.FigCRIPolled:     {report.Podbox, report.Peer},
+		report.FigCRI2Polled:    {report.Podbox, report.Peer},
 	}
 	wantN := map[string]int{report.FigReady: 5, report.FigTeardown: 5, report.FigJoin: 5, report.FigJoinImage: 5, report.FigPull: 5,
-		report.FigPorts: 5, report.FigPortsTeardown: 5, report.FigPlay: 5, report.FigCRIReady: 5, report.FigCRI2Ready: 5, report.FigCRIMemory: 2, report.FigCRI2Memory: 2, report.FigBurst: 16,
+		report.FigPorts: 5, report.FigPortsTeardown: 5, report.FigPlay: 5, report.FigCRIReady: 5, report.FigCRI2Ready: 5, report.FigCRIMemory: 2, report.FigCRI2Memory: 2, report.FigCRIPolled: 2, report.FigCRI2Polled: 2, report.FigBurst: 16,
 		report.FigBurstWall: 2, report.FigBurstCPU: 2, report.FigMemory(1): 1, report.FigMemory(3): 3, report.FigPausePSS: 1, report.FigPauseAnon: 1, report.FigShimAnon: 1}
 	for id, series := range want {
 		f := r.Figure(id)

@@ -60,6 +60,9 @@ type config struct {
 	// criPods is how many idle pods of each handler the CRI memory
 	// figures hold at once.
 	criPods int
+	// criPolls is how many rounds of crictl statsp + inspectp the CRI
+	// pods get before the second memory figure.
+	criPolls int
 	// phases are the phases to run (keys of phaseKeys); nil is all.
 	phases []string
 }
@@ -116,6 +119,7 @@ func parseFlags(args []string) (config, error) {
 	fs.IntVar(&c.burst, "burst", 32, "sandboxes created at once in the concurrency run")
 	fs.IntVar(&c.burstRounds, "burst-rounds", 3, "rounds of the concurrency run")
 	fs.IntVar(&c.criPods, "cri-pods", 15, "idle pods of each handler for the CRI memory figures")
+	fs.IntVar(&c.criPolls, "cri-polls", 100, "rounds of crictl statsp + inspectp of the idle CRI pods before their memory is measured again")
 	fs.DurationVar(&c.idleWindow, "idle-window", time.Second, "how long the scale run watches its idle sandboxes' CPU at each checkpoint")
 	mem := fs.String("mem", "1,10,100", "numbers of idle sandboxes for the memory figures")
 	pull := fs.String("pull-mib", "6,10,14", "the pull figure's image: one layer of random bytes per size, in MiB")
@@ -138,8 +142,8 @@ func parseFlags(args []string) (config, error) {
 	if c.phases, err = parsePhases(*phases); err != nil {
 		return c, err
 	}
-	if c.runs < 1 || c.scale < 0 || c.burst < 1 || c.burstRounds < 1 || c.warmup < 0 {
-		return c, errors.New("-runs, -burst and -burst-rounds must be at least 1, -scale and -warmup at least 0")
+	if c.runs < 1 || c.criPolls < 0 || c.scale < 0 || c.burst < 1 || c.burstRounds < 1 || c.warmup < 0 {
+		return c, errors.New("-runs, -burst and -burst-rounds must be at least 1, -scale, -warmup and -cri-polls at least 0")
 	}
 	c.scaleWindow = max(1, c.scale/20)
 	c.every = c.scaleWindow

@@ -61,7 +61,7 @@ func run(ctx context.Context, cfg config, pin, work string) (*report.Result, err
 	tag := filepath.Base(work) // unique per run: names cgroups
 	b := &bench{cfg: cfg, work: work, res: &report.Result{
 		Started: started.UTC(),
-		Config: report.Config{Runs: cfg.runs, Scale: cfg.scale, Burst: cfg.burst, Rounds: cfg.burstRounds, MemoryN: cfg.memN, Micro: cfg.micro,
+		Config: report.Config{Runs: cfg.runs, Scale: cfg.scale, Burst: cfg.burst, Rounds: cfg.burstRounds, MemoryN: cfg.memN, Micro: cfg.micro, CRIPolls: cfg.criPolls,
 			Phases: cfg.phases},
 	}}
 	fail := func(phase string, err error) {

@@ -55,9 +55,11 @@ const (
 	FigCRIReady     = "cri-ready"
 	FigCRITeardown  = "cri-teardown"
 	FigCRIMemory    = "cri-memory"
+	FigCRIPolled    = "cri-memory-polled"
 	FigCRI2Ready    = "cri2-ready"
 	FigCRI2Teardown = "cri2-teardown"
 	FigCRI2Memory   = "cri2-memory"
+	FigCRI2Polled   = "cri2-memory-polled"
 )
 
 // FigMemory is the ID of the per-sandbox memory figure with n idle
@@ -108,6 +110,9 @@ type Config struct {
 	Rounds  int   `json:"burstRounds"`
 	MemoryN []int `json:"memoryN"`
 	Micro   bool  `json:"micro"`
+	// CRIPolls is how many rounds of stats and status requests the CRI
+	// pods get before their memory is measured again.
+	CRIPolls int `json:"criPolls,omitempty"`
 	// Phases are the phases the run was limited to (bench -phases); empty
 	// is every phase, so that a partial run's table says why rows are
 	// missing.
