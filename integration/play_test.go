@@ -84,6 +84,8 @@ kind: Pod
 metadata:
   name: web
 spec:
+  securityContext:
+    seccompProfile: {type: Unconfined}
   volumes:
   - name: content
     emptyDir: {}
@@ -111,7 +113,9 @@ spec:
     image: IMAGE
     imagePullPolicy: IfNotPresent
     command: ["sleep", "3600"]
-    securityContext: {readOnlyRootFilesystem: true}
+    securityContext:
+      readOnlyRootFilesystem: true
+      seccompProfile: {type: RuntimeDefault}
     volumeMounts:
     - {name: config, mountPath: /etc/app}
     - {name: db, mountPath: /etc/db, readOnly: true}
@@ -120,7 +124,8 @@ spec:
 
 // The pod: an init container writes into an emptyDir that the
 // server serves on the pod's localhost and through its hostPort; a
-// read-only root filesystem; a configMap; --replace; --down leaves nothing.
+// read-only root filesystem; a configMap; seccomp profiles; --replace;
+// --down leaves nothing.
 func TestPlayPod(t *testing.T) {
 	p := newPlayNode(t)
 	f := p.manifest("web.yaml", webPod)
@@ -139,6 +144,13 @@ func TestPlayPod(t *testing.T) {
 	})
 	if got, err := fetch(t, p.node, "http://127.0.0.1:8080/"); err != nil || got != "hello-from-init" {
 		t.Errorf("the hostPort from the node: %q, %v", got, err)
+	}
+	// The pod's seccompProfile (Unconfined) for the server, the client's
+	// own (RuntimeDefault: podbox's default profile, a filter).
+	for ctr, want := range map[string]string{"web-server": "Seccomp:\t0", "web-client": "Seccomp:\t2"} {
+		if _, out, _ := p.run("exec", ctr, "--", "grep", "^Seccomp:", "/proc/1/status"); strings.TrimSpace(out) != want {
+			t.Errorf("%s: %q, want %q", ctr, strings.TrimSpace(out), want)
+		}
 	}
 	if code, _ := exec("touch", "/written"); code == 0 {
 		t.Error("readOnlyRootFilesystem: the client wrote to its root")

@@ -5,6 +5,7 @@ import (
 	"math"
 	"net/netip"
 	"path"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strconv"
@@ -352,7 +353,7 @@ func (c *converter) security(d *document, at string, pc *plan.Container, sc *cor
 	uid, gid, nonRoot := pod.RunAsUser, pod.RunAsGroup, pod.RunAsNonRoot
 	if sc != nil {
 		c.errs = append(c.errs, prefix(d, unsupported(sp, sc, "runAsUser", "runAsGroup", "runAsNonRoot", "readOnlyRootFilesystem",
-			"privileged", "allowPrivilegeEscalation", "capabilities"))...)
+			"privileged", "allowPrivilegeEscalation", "capabilities", "seccompProfile"))...)
 		if sc.RunAsUser != nil {
 			uid = sc.RunAsUser
 		}
@@ -362,11 +363,16 @@ func (c *converter) security(d *document, at string, pc *plan.Container, sc *cor
 		if sc.RunAsNonRoot != nil {
 			nonRoot = sc.RunAsNonRoot
 		}
-		if sc.Privileged != nil && *sc.Privileged {
-			c.fail(d, "%s.privileged: true is not supported", sp)
-		}
-		if sc.AllowPrivilegeEscalation != nil && *sc.AllowPrivilegeEscalation {
-			c.fail(d, "%s.allowPrivilegeEscalation: true is not supported (podbox sets no_new_privs on every container)", sp)
+		pc.Privileged = sc.Privileged != nil && *sc.Privileged
+		if esc := sc.AllowPrivilegeEscalation; esc != nil {
+			switch {
+			case pc.Privileged && !*esc:
+				// As Kubernetes' validation: a privileged container
+				// can always gain privileges.
+				c.fail(d, "%s.allowPrivilegeEscalation: false contradicts privileged: true", sp)
+			case !pc.Privileged && *esc:
+				c.fail(d, "%s.allowPrivilegeEscalation: true is not supported without privileged (podbox sets no_new_privs on every other container)", sp)
+			}
 		}
 		if sc.ReadOnlyRootFilesystem != nil {
 			pc.ReadOnly = *sc.ReadOnlyRootFilesystem
@@ -379,6 +385,16 @@ func (c *converter) security(d *document, at string, pc *plan.Container, sc *cor
 				pc.CapDrop = append(pc.CapDrop, string(cp))
 			}
 		}
+	}
+	// A container's seccompProfile overrides the pod's. at is the
+	// container's path, below its pod's spec ("spec.containers[0]",
+	// "spec.template.spec.initContainers[1]").
+	profile, profileAt := pod.SeccompProfile, at[:strings.LastIndex(at, "spec.")]+"spec.securityContext.seccompProfile"
+	if sc != nil && sc.SeccompProfile != nil {
+		profile, profileAt = sc.SeccompProfile, sp+".seccompProfile"
+	}
+	if profile != nil {
+		pc.Seccomp = c.seccomp(d, profileAt, profile)
 	}
 	if uid != nil && len(validation.IsValidUserID(*uid)) > 0 {
 		c.fail(d, "%s.runAsUser: %d: want 0 to %d", sp, *uid, math.MaxInt32)
@@ -401,6 +417,42 @@ func (c *converter) security(d *document, at string, pc *plan.Container, sc *cor
 		case *uid == 0:
 			c.fail(d, "%s.runAsNonRoot: true, but runAsUser is 0", sp)
 		}
+	}
+}
+
+// seccomp is the --security-opt seccomp= value of a seccompProfile:
+// RuntimeDefault is podbox's default profile (Docker's, as containerd's
+// RuntimeDefault), Unconfined none, Localhost a file below SeccompRoot.
+func (c *converter) seccomp(d *document, at string, p *corev1.SeccompProfile) string {
+	local := p.LocalhostProfile != nil && *p.LocalhostProfile != ""
+	switch p.Type {
+	case corev1.SeccompProfileTypeRuntimeDefault, corev1.SeccompProfileTypeUnconfined:
+		if local {
+			c.fail(d, "%s.localhostProfile: only for type Localhost", at)
+		}
+		if p.Type == corev1.SeccompProfileTypeUnconfined {
+			return "unconfined"
+		}
+		return ""
+	case corev1.SeccompProfileTypeLocalhost:
+		if !local {
+			c.fail(d, "%s.localhostProfile: required for type Localhost", at)
+			return ""
+		}
+		rel := *p.LocalhostProfile
+		if filepath.IsAbs(rel) || !filepath.IsLocal(rel) {
+			c.fail(d, "%s.localhostProfile: %q: want a path below %s, without ..", at, rel, SeccompRoot)
+			return ""
+		}
+		path := filepath.Join(SeccompRoot, rel)
+		if fi, err := c.o.Stat(path); err != nil || !fi.Mode().IsRegular() {
+			c.fail(d, "%s.localhostProfile: %s is not a profile file on this node", at, path)
+			return ""
+		}
+		return path
+	default:
+		c.fail(d, "%s.type: %q: want RuntimeDefault, Unconfined or Localhost", at, p.Type)
+		return ""
 	}
 }
 

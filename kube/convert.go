@@ -30,9 +30,15 @@ const minMemory = 6 << 20
 
 // Options are the node-side facts a plan depends on.
 type Options struct {
-	// Stat looks at a hostPath on the node (os.Stat when nil).
+	// Stat looks at a hostPath or a seccomp profile on the node (os.Stat
+	// when nil).
 	Stat func(string) (os.FileInfo, error)
 }
+
+// SeccompRoot is where a Localhost seccompProfile's localhostProfile is
+// found: the kubelet's default, so that a node's profiles and the
+// manifests that name them work unchanged.
+const SeccompRoot = "/var/lib/kubelet/seccomp"
 
 // Plan reads the manifests of r and returns the plan that runs their pods.
 // Every problem found is reported, each naming its document and field.
@@ -252,7 +258,7 @@ func (c *converter) podSecurity(d *document, at string, sc *corev1.PodSecurityCo
 	if sc == nil {
 		return &corev1.PodSecurityContext{}
 	}
-	c.errs = append(c.errs, prefix(d, unsupported(at+"spec.securityContext", sc, "runAsUser", "runAsGroup", "runAsNonRoot"))...)
+	c.errs = append(c.errs, prefix(d, unsupported(at+"spec.securityContext", sc, "runAsUser", "runAsGroup", "runAsNonRoot", "seccompProfile"))...)
 	return sc
 }
 

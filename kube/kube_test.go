@@ -5,6 +5,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -72,7 +73,13 @@ func TestPlanRefuses(t *testing.T) {
 		{"malformed quantity", podHead + "  containers:\n  - name: a\n    image: busybox\n    resources: {limits: {memory: 12q}}\n", `spec.containers[0].resources.limits.memory: "12q" is not a quantity`},
 		{"request over limit", podHead + "  containers:\n  - name: a\n    image: busybox\n    resources: {limits: {cpu: 100m}, requests: {cpu: 200m}}\n", "requests.cpu: 200m is more than the limit 100m"},
 		{"probe", podHead + "  containers:\n  - name: a\n    image: busybox\n    livenessProbe: {exec: {command: [\"true\"]}}\n", "spec.containers[0].livenessProbe: not supported"},
-		{"privileged", podHead + "  containers:\n  - name: a\n    image: busybox\n    securityContext: {privileged: true}\n", "securityContext.privileged: true is not supported"},
+		{"privileged without escalation", podHead + "  containers:\n  - name: a\n    image: busybox\n    securityContext: {privileged: true, allowPrivilegeEscalation: false}\n", "securityContext.allowPrivilegeEscalation: false contradicts privileged: true"},
+		{"escalation unprivileged", podHead + "  containers:\n  - name: a\n    image: busybox\n    securityContext: {allowPrivilegeEscalation: true}\n", "allowPrivilegeEscalation: true is not supported without privileged"},
+		{"seccomp profile missing", podHead + "  containers:\n  - name: a\n    image: busybox\n    securityContext: {seccompProfile: {type: Localhost, localhostProfile: no/such.json}}\n", "spec.containers[0].securityContext.seccompProfile.localhostProfile: /var/lib/kubelet/seccomp/no/such.json is not a profile file on this node"},
+		{"seccomp Localhost alone", podHead + "  securityContext: {seccompProfile: {type: Localhost}}\n  containers: [{name: a, image: busybox}]\n", "spec.securityContext.seccompProfile.localhostProfile: required for type Localhost"},
+		{"seccomp profile escapes", podHead + "  containers:\n  - name: a\n    image: busybox\n    securityContext: {seccompProfile: {type: Localhost, localhostProfile: ../../etc/x.json}}\n", `localhostProfile: "../../etc/x.json": want a path below /var/lib/kubelet/seccomp`},
+		{"seccomp profile for default", podHead + "  containers:\n  - name: a\n    image: busybox\n    securityContext: {seccompProfile: {type: RuntimeDefault, localhostProfile: x.json}}\n", "localhostProfile: only for type Localhost"},
+		{"seccomp type", podHead + "  containers:\n  - name: a\n    image: busybox\n    securityContext: {seccompProfile: {type: Strict}}\n", `seccompProfile.type: "Strict": want RuntimeDefault, Unconfined or Localhost`},
 		{"host network", podHead + "  hostNetwork: true\n  containers: [{name: a, image: busybox}]\n", "spec.hostNetwork: not supported"},
 		{"missing configMap", podHead + "  volumes: [{name: c, configMap: {name: nope}}]\n  containers: [{name: a, image: busybox}]\n", `spec.volumes[0].configMap.name: no ConfigMap "nope"`},
 		{"no image", podHead + "  containers: [{name: a}]\n", "spec.containers[0].image: is missing"},
@@ -176,5 +183,46 @@ func TestPodLimits(t *testing.T) {
 	}
 	if pod := p.Pods[0]; pod.Memory != 0 || pod.CPUs != "" {
 		t.Errorf("a container without a cpu limit: pod limits %d, %q; want none", pod.Memory, pod.CPUs)
+	}
+}
+
+// seccompProfile: a container's overrides its pod's; Unconfined and
+// Localhost become --security-opt, RuntimeDefault podbox's default profile.
+func TestPlanSeccomp(t *testing.T) {
+	yaml := podHead + `  securityContext:
+    seccompProfile: {type: Localhost, localhostProfile: profiles/audit.json}
+  containers:
+  - {name: inherits, image: busybox}
+  - name: unconfined
+    image: busybox
+    securityContext:
+      seccompProfile: {type: Unconfined}
+  - name: default
+    image: busybox
+    securityContext:
+      seccompProfile: {type: RuntimeDefault}
+`
+	var statted []string
+	stat := func(p string) (os.FileInfo, error) {
+		statted = append(statted, p)
+		return os.Stat(os.Args[0]) // a regular file
+	}
+	p, err := Plan(strings.NewReader(yaml), Options{Stat: stat})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"web-inherits": "seccomp=/var/lib/kubelet/seccomp/profiles/audit.json", "web-unconfined": "seccomp=unconfined", "web-default": ""}
+	for _, c := range p.Pods[0].Containers {
+		args := c.RunArgs("web", nil, true)
+		got := ""
+		if i := slices.Index(args, "--security-opt"); i >= 0 {
+			got = args[i+1]
+		}
+		if got != want[c.Name] {
+			t.Errorf("%s: --security-opt %q, want %q (args %q)", c.Name, got, want[c.Name], args)
+		}
+	}
+	if !slices.Equal(statted, []string{"/var/lib/kubelet/seccomp/profiles/audit.json"}) {
+		t.Errorf("looked for profiles %q", statted)
 	}
 }

@@ -119,6 +119,11 @@ type Container struct {
 	ReadOnly   bool     `json:"readOnlyRootfs,omitempty"`
 	CapAdd     []string `json:"capAdd,omitempty"`
 	CapDrop    []string `json:"capDrop,omitempty"`
+	// Privileged is --privileged (securityContext.privileged).
+	Privileged bool `json:"privileged,omitempty"`
+	// Seccomp is --security-opt seccomp=VALUE: "unconfined" or a
+	// profile's path; empty is podbox's default profile (RuntimeDefault).
+	Seccomp string `json:"seccomp,omitempty"`
 	// Restart is podbox's --restart: no, on-failure or always.
 	Restart string `json:"restart,omitempty"`
 }
@@ -199,6 +204,12 @@ func (c *Container) RunArgs(sb string, dirs map[string]string, detach bool) []st
 	}
 	for _, v := range c.CapAdd {
 		args = append(args, "--cap-add", v)
+	}
+	if c.Privileged {
+		args = append(args, "--privileged")
+	}
+	if c.Seccomp != "" {
+		args = append(args, "--security-opt", "seccomp="+c.Seccomp)
 	}
 	if c.Restart != "" && c.Restart != "no" {
 		args = append(args, "--restart", c.Restart)
