@@ -159,7 +159,7 @@ func TestCreateSameNameRace(t *testing.T) {
 		if lose.stdout != "" {
 			t.Errorf("round %d: the loser printed %q", round, lose.stdout)
 		}
-		assertOneLineError(t, lose.code, lose.stderr, `sandbox "race"`, "already used")
+		assertOneLineError(t, lose.code, lose.stderr, `sandbox "race": create: name is already used by sandbox `+id[:12])
 
 		// The winner's sandbox is whole and alone.
 		if out := n.mustRun("sandbox", "ls", "-q"); out != id+"\n" {
