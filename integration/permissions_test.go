@@ -14,21 +14,31 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/podbox/podbox/integration/testnode"
 )
 
 // Everything podbox keeps under its state root is root's alone: with a live
 // sandbox holding containers from a root filesystem, from a pulled image and
-// with a terminal, a named volume and an exec behind it, no directory,
-// record, log, socket or FIFO has a group or other permission bit. The root
-// is fresh, so podbox makes it, and the image is pulled first, so the image
+// with a terminal, a named volume and an exec behind it, and a pod played
+// from a manifest with an emptyDir and a configMap, no directory, record,
+// log, socket or FIFO has a group or other permission bit. The root is
+// fresh, so podbox makes it, and the image is pulled first, so the image
 // store makes it.
 func TestStateRootIsRootOnly(t *testing.T) {
 	n := newCLINodeAt(t, filepath.Join(t.TempDir(), "state"))
+	n.env = append(n.env, "PODBOX_KUBE_BIN="+testnode.Binary(t, "podbox-kube"))
 	fs := busybox(t)
 	reg := newTestRegistry(t, n)
 	ref := reg.push(t, "lib/busybox:1", busyboxImage(t))
 	n.mustRun("image", "pull", ref)
 	t.Cleanup(func() { n.run("image", "prune", "-a") })
+	manifest := filepath.Join(t.TempDir(), "pod.yaml")
+	if err := os.WriteFile(manifest, []byte(strings.ReplaceAll(volumesPod, "IMAGE", ref)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	n.mustRun("play", manifest)
+	t.Cleanup(func() { n.run("play", "--down", manifest) })
 	t.Cleanup(func() { n.run("volume", "rm", "-f", "data") })
 	n.sandbox("--name", "pod", "-p", "8094:80")
 	n.mustRun("run", "-d", "--sandbox", "pod", "--name", "plain", "--rootfs", fs, "-v", "data:/data", "--", "sleep", "1000")
@@ -49,12 +59,33 @@ func TestStateRootIsRootOnly(t *testing.T) {
 	}
 }
 
+const volumesPod = `apiVersion: v1
+kind: ConfigMap
+metadata: {name: conf}
+data: {greeting: hello}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: vols}
+spec:
+  volumes:
+  - {name: scratch, emptyDir: {}}
+  - {name: conf, configMap: {name: conf}}
+  containers:
+  - name: app
+    image: IMAGE
+    imagePullPolicy: IfNotPresent
+    command: ["sleep", "1000"]
+    volumeMounts: [{name: scratch, mountPath: /scratch}, {name: conf, mountPath: /etc/conf}]
+`
+
 // judged are entries the walk must meet for its verdict to mean anything:
 // records, logs, pid files, the shim's socket, leases.
 var judged = []string{
 	"sandboxes/*/sandbox.json", "sandboxes/*/containers/*/container.json", "sandboxes/*/containers/*/log",
 	"sandboxes/*/containers/*/init.pid", "sandboxes/*/containers/*/work", "s/*", "ipam/*/*",
 	"volumes/data", "volumes/data/volume.json", "images/images.json", "images/layers/*",
+	"sandboxes/*/volumes",
 }
 
 // served are the parts of a state root that are what a sandbox's processes
@@ -72,6 +103,7 @@ var served = []struct{ glob, why string }{
 	{"sandboxes/*/hosts", "bind-mounted into every container of the sandbox"},
 	{"sandboxes/*/resolv.conf", "bind-mounted into every container of the sandbox"},
 	{"volumes/*/_data", "a volume's files, mounted into containers"},
+	{"sandboxes/*/volumes/*", "a played pod's emptyDirs, configMaps and secrets, mounted into its containers"},
 	// runc's state directory is runc's: it keeps it 0711 and its exec
 	// FIFO writable by the container's user until the start. The
 	// directory podbox gives it is judged.
