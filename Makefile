@@ -19,14 +19,14 @@ BINARIES := podbox podbox-image podbox-cni podbox-kube containerd-shim-podbox-v1
 
 # Debian packages the tests, the demo and the benchmarks use.
 DEB_PACKAGES := runc containerd containernetworking-plugins busybox-static \
-                iproute2 iptables nftables util-linux procps
+                iproute2 iptables nftables util-linux procps time
 
 export PODBOX_BIN_DIR := $(BIN)
 # Go tools that `make deps` installs (crictl) land in GOBIN; tests look them up
 # on PATH.
 export PATH := $(GOBIN):$(PATH)
 
-.PHONY: all deps build test unit-test fuzz fuzz-short lint generate demo bench install clean pause-image containerd2
+.PHONY: all deps build test unit-test fuzz fuzz-short soak lint generate demo bench install clean pause-image containerd2
 
 all: build
 
@@ -85,6 +85,18 @@ fuzz:
 
 fuzz-short:
 	GO=$(GO) bash hack/fuzz.sh 2s '$(FUZZ)'
+
+# The soak (integration/soak_test.go): create → run → exec → rm cycles with
+# the leak check after every so many, figures of time and memory into
+# bench/results/soak.json. make test runs its short form (50 cycles, a
+# check every 25); this is the long one, a few minutes to an hour by the
+# machine's load: make soak SOAK_CYCLES=200 SOAK_CHECK_EVERY=50 for less.
+SOAK_CYCLES      ?= 1000
+SOAK_CHECK_EVERY ?= 100
+soak: deps build
+	PODBOX_SOAK_CYCLES=$(SOAK_CYCLES) PODBOX_SOAK_CHECK_EVERY=$(SOAK_CHECK_EVERY) \
+	PODBOX_SOAK_OUT=$(CURDIR)/bench/results/soak.json \
+	  $(GO) test -count=1 -timeout 4h -run '^TestSoak$$' -v ./integration/
 
 # Tests that need neither root nor binaries.
 unit-test:

@@ -27,6 +27,9 @@ type cliNode struct {
 	cgroup string // the cgroup parent of the node's sandboxes
 	podbox string
 	env    []string
+	// leaks is what the leak check watches, for checks mid-test
+	// (leakcheck.Take).
+	leaks leakcheck.Options
 }
 
 func newCLINode(t testing.TB) *cliNode {
@@ -54,13 +57,14 @@ func newCLINodeWith(t testing.TB, root string, bridges ...string) *cliNode {
 	}
 	cg := "podbox-clitest-" + sandbox.NewID()[:12]
 	t.Cleanup(func() { sandbox.Cgroup{Path: cg}.Remove() }) // after the leak check: only the empty parent
-	leakcheck.Check(t, leakcheck.Options{
+	leaks := leakcheck.Options{
 		Root: root, Node: node, AllowLinks: append([]string{"podbox0"}, bridges...), CgroupParent: cg,
 		// The image store's index and locks outlive its images, as the
 		// IPAM pools outlive their leases.
 		AllowFiles: []string{"pause-root/pause", "ipam/*/*", "images/images.json", "images/*.lock", "ports.lock"},
-	})
-	return &cliNode{t: t, node: node, root: root, cgroup: cg, podbox: podbox, env: append(os.Environ(),
+	}
+	leakcheck.Check(t, leaks)
+	return &cliNode{t: t, node: node, root: root, cgroup: cg, podbox: podbox, leaks: leaks, env: append(os.Environ(),
 		"PODBOX_ROOT="+root, "PODBOX_SHIM="+shim, "PODBOX_PAUSE="+pause, "PODBOX_CGROUP_PARENT="+cg,
 		"PODBOX_IMAGE_BIN="+testnode.Binary(t, "podbox-image"), "PODBOX_CNI_BIN="+testnode.Binary(t, "podbox-cni"))}
 }

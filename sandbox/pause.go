@@ -1,8 +1,10 @@
 package sandbox
 
 import (
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -53,7 +55,12 @@ func PrepareRootDir(dir, pauseBinary string) error {
 	if fi, err := os.Stat(dst); err == nil && fi.Mode().IsRegular() {
 		return nil
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	// The state root is root's; the pause root itself is the pause's /,
+	// which it searches as uid 65535.
+	if err := os.MkdirAll(filepath.Dir(dir), 0o700); err != nil {
+		return fmt.Errorf("pause root %s: %w", dir, err)
+	}
+	if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
 		return fmt.Errorf("pause root %s: %w", dir, err)
 	}
 	src, err := os.Open(pauseBinary)

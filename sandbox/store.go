@@ -102,6 +102,20 @@ func (s Store) reserveName(kind, name, id string) error {
 	return nil
 }
 
+// SandboxNameHolder is the ID of the sandbox that holds name, from the
+// reservation alone: a sandbox still being created holds its name before it
+// has a record. It fails with ErrNotFound if nobody holds it.
+func (s Store) SandboxNameHolder(name string) (string, error) {
+	b, err := os.ReadFile(s.nameFile(kindSandbox, name))
+	if errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("sandbox name %q: %w", name, ErrNotFound)
+	}
+	if err != nil {
+		return "", fmt.Errorf("sandbox name %q: %w", name, err)
+	}
+	return string(b), nil
+}
+
 // releaseName frees name if id holds it; anything else is left alone so that
 // a stale remover never frees a name a newer object took.
 func (s Store) releaseName(kind, name, id string) error {

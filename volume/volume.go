@@ -119,14 +119,13 @@ func (s Store) ensure(name string) (*Volume, bool, error) {
 	v := &Volume{Name: name, Mountpoint: s.Mountpoint(name), CreatedAt: time.Now().UTC()}
 	b, err := json.MarshalIndent(v, "", "  ")
 	if err == nil {
-		// 0755 as docker's: a container's non-root user can read it.
+		// The volume's directory (MkdirTemp's 0700) is root's; _data is
+		// what containers see, 0755 as docker's, so that a container's
+		// non-root user can read it.
 		err = os.Mkdir(filepath.Join(tmp, "_data"), 0o755)
 	}
 	if err == nil {
 		err = os.WriteFile(filepath.Join(tmp, "volume.json"), append(b, '\n'), 0o600)
-	}
-	if err == nil {
-		err = os.Chmod(tmp, 0o755)
 	}
 	if err == nil {
 		err = os.Rename(tmp, filepath.Join(s.dir(), name))

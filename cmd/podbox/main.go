@@ -19,7 +19,7 @@ func main() {
 	app := &cli.App{
 		Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr,
 		Getenv: os.Getenv, Executable: exe, Now: time.Now, Version: version,
-		Exec: syscall.Exec,
+		Exec: syscall.Exec, Geteuid: os.Geteuid,
 	}
 	os.Exit(app.Run(context.Background(), os.Args[1:]))
 }

@@ -56,8 +56,14 @@ func (s Store) NewLayerWork() (*Work, string, error) {
 	if err != nil {
 		return nil, "", err
 	}
+	// The layer's own directory holds its record and is root's; diff is
+	// the top of the layer's files, whose mode a container sees.
 	diff := filepath.Join(w.Dir, "layer", "diff")
-	if err := os.MkdirAll(diff, 0o755); err != nil {
+	err = os.Mkdir(filepath.Dir(diff), 0o700)
+	if err == nil {
+		err = os.Mkdir(diff, 0o755)
+	}
+	if err != nil {
 		w.Close()
 		return nil, "", fmt.Errorf("image store %s: %w", s.Root, err)
 	}

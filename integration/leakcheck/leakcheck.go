@@ -54,24 +54,40 @@ type Options struct {
 // before they are removed.
 func Check(t testing.TB, o Options) {
 	t.Helper()
-	if o.Settle == 0 {
-		o.Settle = 5 * time.Second
-	}
-	before := snapshot(o)
+	before := Take(o)
 	t.Cleanup(func() {
-		var leaks []string
-		deadline := time.Now().Add(o.Settle)
-		for {
-			leaks = compare(before, snapshot(o), o)
-			if len(leaks) == 0 || time.Now().After(deadline) {
-				break
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-		for _, l := range leaks {
+		for _, l := range before.Leaks() {
 			t.Errorf("leak: %s", l)
 		}
 	})
+}
+
+// Snapshot is what existed at one moment, for checks in the middle of a
+// test (a soak checks after every so many cycles).
+type Snapshot struct {
+	o      Options
+	before state
+}
+
+// Take records what exists now.
+func Take(o Options) Snapshot {
+	if o.Settle == 0 {
+		o.Settle = 5 * time.Second
+	}
+	return Snapshot{o: o, before: snapshot(o)}
+}
+
+// Leaks waits up to the settle time for everything made since s was taken
+// to go, and describes what is still there.
+func (s Snapshot) Leaks() []string {
+	deadline := time.Now().Add(s.o.Settle)
+	for {
+		leaks := compare(s.before, snapshot(s.o), s.o)
+		if len(leaks) == 0 || time.Now().After(deadline) {
+			return leaks
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 type state struct {

@@ -325,10 +325,17 @@ func (r *Reaper) Start(cmd *exec.Cmd) (<-chan Exit, error) {
 
 // Wait waits for the exit of cmd, started with Start, and then lets os/exec
 // finish its own work (copying output into buffers, closing pipes). os/exec's
-// own wait fails with ECHILD because the reaper got there first; that error
-// is expected and ignored.
+// own wait would fail with ECHILD because the reaper got there first, and
+// keep the process's pidfd open until a garbage collection, which an idle
+// shim may never run: one descriptor more per runc command. Releasing the
+// process first closes it (and the wait's error is expected and ignored);
+// Release's -1 in Pid is undone, so that callers still read which process
+// it was.
 func (r *Reaper) Wait(cmd *exec.Cmd, ec <-chan Exit) Exit {
 	e := <-ec
+	pid := cmd.Process.Pid
+	_ = cmd.Process.Release()
+	cmd.Process.Pid = pid
 	_ = cmd.Wait()
 	return e
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -209,4 +210,37 @@ func waitRetained(t *testing.T, r *Reaper, pid int) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	t.Fatalf("exit of %d never retained", pid)
+}
+
+// A command run through the reaper leaves no descriptor behind in the
+// caller, also when no garbage collection comes to finalize its process: a
+// shim that runs a runc command per exec would otherwise grow by one per
+// exec.
+func TestNoDescriptorLeftPerCommand(t *testing.T) {
+	r := newReaper(t)
+	defer debug.SetGCPercent(debug.SetGCPercent(-1))
+	count := func() int {
+		fds, err := os.ReadDir("/proc/self/fd")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(fds)
+	}
+	run := func() {
+		var out bytes.Buffer
+		cmd := exec.Command("/bin/sh", "-c", "echo x")
+		cmd.Stdout = &out
+		if e, err := r.Run(cmd); err != nil || e.Status != 0 || out.String() != "x\n" {
+			t.Fatalf("run: %+v %v %q", e, err, out.String())
+		}
+	}
+	run() // the first start opens what os/exec keeps for good
+	before := count()
+	const n = 20
+	for range n {
+		run()
+	}
+	if after := count(); after > before+2 {
+		t.Errorf("%d descriptors before %d commands, %d after", before, n, after)
+	}
 }

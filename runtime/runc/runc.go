@@ -193,6 +193,10 @@ func (rt *Runtime) spawn(ctx context.Context, id, op string, args []string, pidF
 		return Process{}, fmt.Errorf("container %q: runc %s: %w", id, op, err)
 	}
 	pid, err := readPidFile(pidFile)
+	if err == nil {
+		// runc writes it 0644; what podbox keeps under its root is root's.
+		err = os.Chmod(pidFile, 0o600)
+	}
 	if err != nil {
 		return Process{}, fmt.Errorf("container %q: runc %s: %w", id, op, err)
 	}

@@ -35,7 +35,7 @@ func mountRootfs(dir string, mounts []*types.Mount) (retErr error) {
 	if len(mounts) == 0 {
 		return nil
 	}
-	if err := os.MkdirAll(dir, 0o711); err != nil {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("rootfs %s: %w", dir, err)
 	}
 	var done []string

@@ -253,6 +253,13 @@ func listen(path string) (*net.UnixListener, error) {
 			// shutdown, not the listener's when the caller closes its
 			// copy.
 			l.SetUnlinkOnClose(false)
+			// Whoever may connect may drive every container of the
+			// sandbox: root only, whatever the umask left.
+			if err := os.Chmod(path, 0o600); err != nil {
+				l.Close()
+				os.Remove(path)
+				return nil, err
+			}
 			return l, nil
 		}
 		if !errors.Is(err, syscall.EADDRINUSE) {

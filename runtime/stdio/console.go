@@ -27,6 +27,12 @@ func NewConsoleSocket() (*ConsoleSocket, error) {
 	}
 	path := filepath.Join(dir, "pty.sock")
 	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	if err == nil {
+		// Root's only, as the directory is: it hands over a terminal.
+		if err = os.Chmod(path, 0o600); err != nil {
+			l.Close()
+		}
+	}
 	if err != nil {
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("console socket %s: %w", path, err)

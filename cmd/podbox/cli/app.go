@@ -49,6 +49,10 @@ type App struct {
 	// so that ^C and the terminal reach the fetcher directly. Nil runs the
 	// program as a child instead (tests).
 	Exec func(argv0 string, argv []string, envv []string) error
+	// Geteuid is the effective user ID (os.Geteuid in main): every command
+	// but help, version and pause-image refuses to run unless it is 0.
+	// Nil skips the check (tests that drive commands as any user).
+	Geteuid func() int
 	// NodeNetNS is the pin of the network namespace the node commands
 	// configure; "" means podbox's own (where a user runs it). Tests set a
 	// throwaway namespace.
@@ -83,8 +87,43 @@ func (a *App) Run(ctx context.Context, args []string) int {
 	if errors.As(err, &ee) {
 		return ee.Code
 	}
+	var nr notRoot
+	if errors.As(err, &nr) {
+		fmt.Fprintln(a.Stderr, nr.Error())
+		return 1
+	}
 	fmt.Fprintln(a.Stderr, "podbox: "+oneLine(err.Error()))
 	return 1
+}
+
+// notRoot is the refusal of a command run by a user other than root; its
+// message is the whole line.
+type notRoot struct {
+	euid int
+	root string
+}
+
+func (e notRoot) Error() string {
+	return fmt.Sprintf("podbox must run as root: sandboxes need namespaces, mounts, cgroups and network devices, and the state root %s is root's (running as uid %d; try sudo)", e.root, e.euid)
+}
+
+// noRoot marks, in a command's Annotations, a command that any user may
+// run: it reads and writes nothing of podbox's state.
+const noRoot = "podbox.io/no-root"
+
+// requireRoot refuses cmd unless podbox runs as root or cmd is marked
+// noRoot. It runs before anything reads or writes the state root, so that a
+// refused command changes nothing. Root means euid 0, as the capabilities
+// podbox needs come with it; a non-root user with capabilities is not
+// supported.
+func (a *App) requireRoot(cmd *cobra.Command, root string) error {
+	if a.Geteuid == nil || cmd.Annotations[noRoot] != "" {
+		return nil
+	}
+	if euid := a.Geteuid(); euid != 0 {
+		return notRoot{euid: euid, root: root}
+	}
+	return nil
 }
 
 // oneLine folds a multi-line error (errors.Join, a runtime's stderr) into one
@@ -110,6 +149,9 @@ share localhost and one port space. Each sandbox is served by its own shim
 		SilenceErrors:     true,
 		CompletionOptions: cobra.CompletionOptions{DisableDefaultCmd: true},
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			if err := a.requireRoot(cmd, g.root); err != nil {
+				return err
+			}
 			return g.init(a)
 		},
 	}
@@ -125,6 +167,15 @@ share localhost and one port space. Each sandbox is served by its own shim
 	root.AddCommand(a.sandboxCommand(g), a.runCommand(g), a.execCommand(g), a.psCommand(g), a.inspectCommand(g),
 		a.logsCommand(g), a.stopCommand(g), a.rmCommand(g), a.imageCommand(g), a.volumeCommand(g), a.nodeCommand(g),
 		a.playCommand(g), a.versionCommand(), a.pauseImageCommand())
+	// cobra's `help` command runs the persistent pre-run like any other:
+	// made here, it can be marked as needing no root.
+	root.InitDefaultHelpCmd()
+	for _, c := range root.Commands() {
+		if c.Name() == "help" {
+			c.Annotations = map[string]string{noRoot: "yes"}
+			c.Example = "  podbox help sandbox create"
+		}
+	}
 	return root
 }
 

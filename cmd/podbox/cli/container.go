@@ -943,10 +943,11 @@ func (a *App) removeContainer(ctx context.Context, g *globals, t rmTarget) error
 
 func (a *App) versionCommand() *cobra.Command {
 	return &cobra.Command{
-		Use:     "version",
-		Short:   "Print podbox's version",
-		Example: `  podbox version`,
-		Args:    cobra.NoArgs,
+		Use:         "version",
+		Short:       "Print podbox's version",
+		Example:     `  podbox version`,
+		Args:        cobra.NoArgs,
+		Annotations: map[string]string{noRoot: "yes"},
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			fmt.Fprintf(a.Stdout, "podbox %s\n", a.Version)
 			return nil

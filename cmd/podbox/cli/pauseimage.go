@@ -44,7 +44,8 @@ goes to standard output (never to a terminal).`,
   #   sandbox_image = "` + defaultPauseRepo + `:<version>"
   # containerd 2.x, [plugins."io.containerd.cri.v1.images".pinned_images]:
   #   sandbox = "` + defaultPauseRepo + `:<version>"`,
-		Args: cobra.NoArgs,
+		Args:        cobra.NoArgs,
+		Annotations: map[string]string{noRoot: "yes"}, // a file from a binary: no state
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if ref == "" {
 				ref = defaultPauseRepo + ":" + imageTag(a.Version)

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -334,7 +335,11 @@ func makeVolumes(sbDir string, pod *plan.Pod) (map[string]string, error) {
 		if v.Kind != plan.EmptyDir {
 			mode = 0o755
 		}
-		if err := os.MkdirAll(dir, mode); err != nil {
+		// The volume is the pod's; the directory of volumes is root's.
+		if err := os.MkdirAll(filepath.Dir(dir), 0o700); err != nil {
+			return nil, fmt.Errorf("volume %q: %w", v.Name, err)
+		}
+		if err := os.Mkdir(dir, mode); err != nil && !errors.Is(err, fs.ErrExist) {
 			return nil, fmt.Errorf("volume %q: %w", v.Name, err)
 		}
 		if v.Memory {

@@ -127,9 +127,11 @@ func (i *imageRootfs) mounts(bundle string) ([]*apitypes.Mount, error) {
 	if err != nil {
 		return nil, err
 	}
+	// upper's mode is the container's / (0755, as an image's root is);
+	// work is overlayfs' scratch space, root's alone.
 	upper, work := filepath.Join(bundle, "upper"), filepath.Join(bundle, "work")
-	for _, d := range []string{upper, work} {
-		if err := os.Mkdir(d, 0o755); err != nil {
+	for d, mode := range map[string]os.FileMode{upper: 0o755, work: 0o700} {
+		if err := os.Mkdir(d, mode); err != nil {
 			return nil, fmt.Errorf("writable layer: %w", err)
 		}
 	}

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/podbox/podbox/netsetup/cni"
 	"github.com/podbox/podbox/netsetup/nat"
@@ -274,7 +276,7 @@ func (a *App) sandboxCreate(ctx context.Context, g *globals, o createOptions) er
 	st := g.store()
 	if o.name != "" {
 		if sb, err := st.ResolveSandbox(o.name); err == nil && sb.Name == o.name {
-			return fail(fmt.Errorf("name is already used by sandbox %s", sb.ID[:12]))
+			return fail(nameInUse(st, o.name))
 		}
 	}
 	// Taken ports are refused before the sandbox is built, by a check that
@@ -384,6 +386,11 @@ func (a *App) sandboxCreate(ctx context.Context, g *globals, o createOptions) er
 				err = fmt.Errorf("shim exited: %s", msg)
 			}
 		}
+		if o.name != "" && status.Code(err) == codes.AlreadyExists && strings.Contains(rpcMessage(err), sandbox.ErrNameInUse.Error()) {
+			// Another create of the name won the race past the check
+			// above: the same refusal as if it had come first.
+			err = nameInUse(st, o.name)
+		}
 		err = fail(err)
 		// Undo with a context of its own: the caller's may be what was
 		// cancelled.
@@ -398,6 +405,14 @@ func (a *App) sandboxCreate(ctx context.Context, g *globals, o createOptions) er
 	}
 	fmt.Fprintln(a.Stdout, id)
 	return nil
+}
+
+// nameInUse refuses a sandbox name that another sandbox holds, naming it.
+func nameInUse(st sandbox.Store, name string) error {
+	if id, err := st.SandboxNameHolder(name); err == nil && len(id) >= 12 {
+		return fmt.Errorf("name is already used by sandbox %s", id[:12])
+	}
+	return errors.New("name is already used by another sandbox")
 }
 
 // checkPortsFree refuses published ports that are taken, before anything

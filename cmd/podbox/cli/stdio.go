@@ -41,7 +41,7 @@ func newProcIO(ctx context.Context, attachStdin, terminal bool) (_ *procIO, retE
 	}()
 	open := func(name string, flag int) (io.ReadWriteCloser, string, error) {
 		path := filepath.Join(dir, name)
-		f, err := fifo.OpenFifo(ctx, path, flag|syscall.O_CREAT|syscall.O_NONBLOCK, 0o700)
+		f, err := fifo.OpenFifo(ctx, path, flag|syscall.O_CREAT|syscall.O_NONBLOCK, 0o600)
 		if err != nil {
 			return nil, "", fmt.Errorf("stdio fifo %s: %w", path, err)
 		}
