@@ -43,6 +43,10 @@ import (
 // know.
 var ErrNotExist = errors.New("container does not exist")
 
+// ErrNotRunning is wrapped by errors about a container, or a process, that
+// has exited already: what a kill of it finds.
+var ErrNotRunning = errors.New("container not running")
+
 // Runtime drives one OCI runtime binary with one state directory.
 type Runtime struct {
 	binary string
@@ -364,21 +368,25 @@ func (rt *Runtime) wait(cmd *exec.Cmd, logf *os.File, stderr *bytes.Buffer) erro
 		how = "killed by " + e.Signal.String()
 	}
 	return &runtimeError{
-		msg:      fmt.Sprintf("%s (%s)", msg, how),
-		notExist: strings.Contains(msg, "does not exist") || strings.Contains(msg, "container not found"),
+		msg:        fmt.Sprintf("%s (%s)", msg, how),
+		notExist:   strings.Contains(msg, "does not exist") || strings.Contains(msg, "container not found"),
+		notRunning: strings.Contains(msg, "not running") || strings.Contains(msg, "process already finished") || strings.Contains(msg, "no such process"),
 	}
 }
 
 // runtimeError is the runtime's own message; it matches ErrNotExist when the
-// runtime said the container is unknown, without repeating the words.
+// runtime said the container is unknown, and ErrNotRunning when it said the
+// container or process has exited, without repeating the words.
 type runtimeError struct {
-	msg      string
-	notExist bool
+	msg                  string
+	notExist, notRunning bool
 }
 
 func (e *runtimeError) Error() string { return e.msg }
 
-func (e *runtimeError) Is(target error) bool { return e.notExist && target == ErrNotExist }
+func (e *runtimeError) Is(target error) bool {
+	return (e.notExist && target == ErrNotExist) || (e.notRunning && target == ErrNotRunning)
+}
 
 // logErrors extracts the error-level messages from the runtime's JSON log.
 func logErrors(logf *os.File) string {

@@ -125,6 +125,9 @@ func TestCreateStartExitStatus(t *testing.T) {
 	if err != nil || st.Status != "stopped" {
 		t.Fatalf("state after exit: %+v, %v", st, err)
 	}
+	if err := e.rt.Kill(ctx, id, syscall.SIGTERM, false); !errors.Is(err, ErrNotRunning) || errors.Is(err, ErrNotExist) {
+		t.Fatalf("kill of a stopped container: %v, want ErrNotRunning", err)
+	}
 	if err := e.rt.Delete(ctx, id, false); err != nil {
 		t.Fatal(err)
 	}

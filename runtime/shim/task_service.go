@@ -60,8 +60,9 @@ type container struct {
 	rec   *sandbox.Container
 	init  *process
 	execs map[string]*process
-	// sandbox marks CRI's sandbox container, whose process is the pause.
-	sandbox bool
+	// kind is what its init does for the Task API: runcInit, or
+	// pauseInit for CRI's sandbox container, whose process is the pause.
+	kind initTask
 	// mounted: the shim mounted the rootfs containerd prepared.
 	mounted bool
 	// cgroup is where the container's cgroup is in each hierarchy (see
@@ -231,7 +232,7 @@ func (s *Service) finishCreate(ctx context.Context, req *taskapi.CreateTaskReque
 		s.node.Store.RemoveContainerRecord(rec)
 		return nil, toStatus(fmt.Errorf("container %q: %w: its sandbox was removed meanwhile", req.ID, errState))
 	}
-	c := &container{rec: rec, init: p, execs: map[string]*process{}, mounted: len(req.Rootfs) > 0,
+	c := &container{rec: rec, init: p, execs: map[string]*process{}, kind: runcInit{}, mounted: len(req.Rootfs) > 0,
 		poststartHooks: spec.Hooks != nil && len(spec.Hooks.Poststart) > 0, restart: rs}
 	if rs != nil {
 		rec.RestartPolicy = rs.policy.String()
@@ -352,10 +353,10 @@ func (s *Service) createSandboxTask(ctx context.Context, req *taskapi.CreateTask
 	sb := s.sb
 	p := &process{status: task.Status_CREATED, pid: sb.PausePID, done: make(chan struct{}), stdio: stdio.Config{Stdin: req.Stdin, Stdout: req.Stdout, Stderr: req.Stderr}}
 	s.containers[req.ID] = &container{
-		rec:     &sandbox.Container{ID: req.ID, Name: "pause", SandboxID: sb.ID, Bundle: req.Bundle},
-		init:    p,
-		execs:   map[string]*process{},
-		sandbox: true,
+		rec:   &sandbox.Container{ID: req.ID, Name: "pause", SandboxID: sb.ID, Bundle: req.Bundle},
+		init:  p,
+		execs: map[string]*process{},
+		kind:  pauseInit{},
 	}
 	pauseDone := s.pauseDone
 	go func() {
@@ -558,21 +559,10 @@ func (s *Service) Start(ctx context.Context, req *taskapi.StartRequest) (*taskap
 	if p.status != task.Status_CREATED {
 		return nil, toStatus(fmt.Errorf("container %q: %w: already started", req.ID, errState))
 	}
-	if req.ExecID == "" && c.sandbox {
-		p.status = task.Status_RUNNING // the pause runs since Create
-		s.publish(events.TopicTaskStart, &apievents.TaskStart{ContainerID: req.ID, Pid: uint32(p.pid)})
-		return &taskapi.StartResponse{Pid: uint32(p.pid)}, nil
-	}
 	if req.ExecID == "" {
-		if err := s.runc.Start(ctx, req.ID, runc.StartOpts{InitPid: p.pid, PoststartHooks: c.poststartHooks}); err != nil {
+		if err := c.kind.start(ctx, s, c); err != nil {
 			return nil, toStatus(err)
 		}
-		p.status = task.Status_RUNNING
-		c.rec.State = sandbox.ContainerRunning
-		if c.restart != nil {
-			c.restart.started = time.Now()
-		}
-		s.saveContainer(c.rec)
 		s.publish(events.TopicTaskStart, &apievents.TaskStart{ContainerID: req.ID, Pid: uint32(p.pid)})
 		return &taskapi.StartResponse{Pid: uint32(p.pid)}, nil
 	}
@@ -600,8 +590,8 @@ func (s *Service) Exec(ctx context.Context, req *taskapi.ExecProcessRequest) (*e
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	if c.sandbox {
-		return nil, toStatus(fmt.Errorf("container %q: %w: the pod's sandbox runs only the pause", req.ID, errState))
+	if err := c.kind.execable(c); err != nil {
+		return nil, toStatus(err)
 	}
 	if req.ExecID == "" || filepath.Base(req.ExecID) != req.ExecID {
 		return nil, toStatus(fmt.Errorf("container %q: %w: exec ID %q", req.ID, errInvalid, req.ExecID))
@@ -654,24 +644,19 @@ func (s *Service) Wait(ctx context.Context, req *taskapi.WaitRequest) (*taskapi.
 // reused, and a plain kill(2) of it fails with ESRCH ("no such process:
 // unknown"), or `runc kill` with "container not running".
 func (s *Service) Kill(ctx context.Context, req *taskapi.KillRequest) (*emptypb.Empty, error) {
-	finished := fmt.Errorf("container %q: exec %q: process already finished: %w", req.ID, req.ExecID, sandbox.ErrNotFound)
 	s.mu.Lock()
 	c, p, err := s.lookup(req.ID, req.ExecID)
 	var pid int
-	isSandbox, exited := false, false
+	exited := false
 	if err == nil {
+		pid = p.pid
 		if req.ExecID == "" {
 			// Whatever the signal: its user is stopping the container,
 			// and no restart may bring it back (as docker's kill).
 			s.endRestarts(c)
-		}
-		pid, isSandbox = p.pid, c.sandbox
-		exited = p.status == task.Status_STOPPED || p.reaped
-		if isSandbox && req.ExecID == "" {
-			// The pause's exit is recorded on the sandbox first; the
-			// task's process is marked only once its containers are
-			// stopped (watchPause).
-			exited = exited || (s.sb != nil && s.sb.PausePID == pid && s.sb.PauseExit != nil)
+			exited = c.kind.exited(s, c)
+		} else {
+			exited = p.status == task.Status_STOPPED || p.reaped
 		}
 	}
 	s.mu.Unlock()
@@ -679,44 +664,20 @@ func (s *Service) Kill(ctx context.Context, req *taskapi.KillRequest) (*emptypb.
 		return nil, toStatus(err)
 	}
 	if exited {
-		return nil, toStatus(finished)
+		return nil, toStatus(errFinished(req.ID, req.ExecID))
 	}
 	sig := syscall.Signal(req.Signal)
-	if isSandbox && req.ExecID == "" && (sig == syscall.SIGKILL || sig == syscall.SIGTERM) {
-		// CRI stops the pod by killing its sandbox task, i.e. the pause.
-		// That is a requested stop, not a crash: marked so, watchPause does
-		// not go on to stop the (already stopped) containers with its
-		// timeouts, which delayed the task's exit by 20 s.
-		s.mu.Lock()
-		if s.sb != nil && s.sb.PausePID == pid && s.sb.State == sandbox.StateReady {
-			s.sb.State = sandbox.StateStopped
-		}
-		s.mu.Unlock()
-	}
-	if req.ExecID != "" || isSandbox {
-		kill := syscall.Kill
-		if isSandbox && req.ExecID == "" {
-			kill = func(pid int, sig syscall.Signal) error {
-				if err := sandbox.SignalPause(pid, sig); err != nil {
-					return errors.Unwrap(err)
-				}
-				return nil
-			}
-		}
-		if err := kill(pid, sig); err != nil {
-			if errors.Is(err, syscall.ESRCH) {
-				return nil, toStatus(finished)
-			}
-			return nil, toStatus(fmt.Errorf("container %q: exec %q: kill %d: %w", req.ID, req.ExecID, pid, err))
+	if req.ExecID == "" {
+		if err := c.kind.signal(ctx, s, c, pid, sig, req.All); err != nil {
+			return nil, toStatus(err)
 		}
 		return &emptypb.Empty{}, nil
 	}
-	if err := s.runc.Kill(ctx, req.ID, sig, req.All); err != nil {
-		if msg := err.Error(); strings.Contains(msg, "not running") || strings.Contains(msg, "process already finished") ||
-			strings.Contains(msg, "no such process") {
-			return nil, toStatus(finished)
+	if err := syscall.Kill(pid, sig); err != nil {
+		if errors.Is(err, syscall.ESRCH) {
+			return nil, toStatus(errFinished(req.ID, req.ExecID))
 		}
-		return nil, toStatus(err)
+		return nil, toStatus(fmt.Errorf("container %q: exec %q: kill %d: %w", req.ID, req.ExecID, pid, err))
 	}
 	return &emptypb.Empty{}, nil
 }
@@ -745,16 +706,7 @@ func (s *Service) Delete(ctx context.Context, req *taskapi.DeleteRequest) (*task
 		return resp, nil
 	}
 	deleted := &apievents.TaskDelete{ContainerID: req.ID, ID: req.ID, Pid: resp.Pid, ExitStatus: resp.ExitStatus, ExitedAt: resp.ExitedAt}
-	if c.sandbox {
-		// The pod is being removed: its sandbox goes with its pause.
-		delete(s.containers, req.ID)
-		if err := s.removeSandbox(ctx); err != nil {
-			return nil, toStatus(err)
-		}
-		s.publish(events.TopicTaskDelete, deleted)
-		return resp, nil
-	}
-	if err := s.removeContainer(ctx, c); err != nil {
+	if err := c.kind.remove(ctx, s, c); err != nil {
 		return nil, toStatus(err)
 	}
 	s.publish(events.TopicTaskDelete, deleted)
@@ -850,10 +802,7 @@ func (s *Service) Pids(ctx context.Context, req *taskapi.PidsRequest) (*taskapi.
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	if c.sandbox {
-		return &taskapi.PidsResponse{Processes: []*task.ProcessInfo{{Pid: uint32(p.pid)}}}, nil
-	}
-	pids, err := s.runc.Ps(ctx, req.ID)
+	pids, err := c.kind.pids(ctx, s, c, p.pid)
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -877,27 +826,11 @@ func (s *Service) Resume(ctx context.Context, req *taskapi.ResumeRequest) (*empt
 func (s *Service) setFrozen(ctx context.Context, id string, frozen bool) (*emptypb.Empty, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	c, p, err := s.lookup(id, "")
+	c, _, err := s.lookup(id, "")
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	if c.sandbox {
-		return nil, toStatus(fmt.Errorf("container %q: %w: the pod's pause cannot be paused", id, errState))
-	}
-	if frozen {
-		err = s.runc.Pause(ctx, id)
-		if err == nil {
-			p.status = task.Status_PAUSED
-			s.publish(events.TopicTaskPaused, &apievents.TaskPaused{ContainerID: id})
-		}
-	} else {
-		err = s.runc.Resume(ctx, id)
-		if err == nil {
-			p.status = task.Status_RUNNING
-			s.publish(events.TopicTaskResumed, &apievents.TaskResumed{ContainerID: id})
-		}
-	}
-	if err != nil {
+	if err := c.kind.freeze(ctx, s, c, frozen); err != nil {
 		return nil, toStatus(err)
 	}
 	return &emptypb.Empty{}, nil
@@ -963,10 +896,7 @@ func (s *Service) Stats(ctx context.Context, req *taskapi.StatsRequest) (*taskap
 	c, _, err := s.lookup(req.ID, "")
 	var cg sandbox.CgroupPaths
 	if err == nil {
-		cg = c.cgroup
-		if c.sandbox {
-			cg = sandbox.CgroupPaths{Path: s.node.SandboxCgroup(c.rec.SandboxID).Path + "/pause"}
-		}
+		cg = c.kind.cgroup(s, c)
 	}
 	s.mu.Unlock()
 	if err != nil {
@@ -1031,9 +961,7 @@ func (s *Service) stopContainers(ctx context.Context, timeout time.Duration) err
 	var paused []string
 	for _, c := range s.containers {
 		s.endRestarts(c)
-		if c.sandbox {
-			// CRI's sandbox container is the pause: not runc's, and its
-			// task ends only after the pause is handled (pauseDone).
+		if !c.kind.stopsWithContainers() {
 			continue
 		}
 		switch c.init.status {
