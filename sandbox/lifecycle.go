@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/podbox/podbox/internal/faultpoint"
 	"github.com/podbox/podbox/netsetup"
 	"github.com/podbox/podbox/netsetup/cni"
 	"github.com/podbox/podbox/netsetup/nat"
@@ -281,6 +282,7 @@ func (n Node) Create(ctx context.Context, o Options) (_ *Sandbox, retErr error) 
 	if err := n.Store.CreateSandboxRecord(sb); err != nil {
 		return nil, err
 	}
+	faultpoint.Point("create.record")
 	defer func() {
 		if retErr != nil {
 			if err := n.Remove(context.WithoutCancel(ctx), sb, nil); err != nil {
@@ -304,9 +306,11 @@ func (n Node) Create(ctx context.Context, o Options) (_ *Sandbox, retErr error) 
 		<-cg // Remove, in the undo, finds the cgroup complete or absent
 		return nil, wrap(err)
 	}
+	faultpoint.Point("create.netns")
 	netErr := make(chan error, 1)
 	go func() { netErr <- n.setupNetwork(ctx, sb) }()
 	err = n.startPause(sb, <-cg)
+	faultpoint.Point("create.pause")
 	if err := errors.Join(<-netErr, err); err != nil {
 		return nil, wrap(err)
 	}
@@ -321,6 +325,7 @@ func (n Node) Create(ctx context.Context, o Options) (_ *Sandbox, retErr error) 
 	if err := n.Store.SaveSandbox(sb); err != nil {
 		return nil, wrap(err)
 	}
+	faultpoint.Point("create.ready")
 	return sb, nil
 }
 
@@ -352,6 +357,7 @@ func (n Node) setupNetwork(ctx context.Context, sb *Sandbox) error {
 		if err := rules.Add(sb.ID, att.Address.Addr(), sb.Ports); err != nil {
 			return err
 		}
+		faultpoint.Point("create.ports")
 	case NetworkNone:
 		if err := netsetup.SetupLoopbackOnly(ctx, sb.NetNSPath); err != nil {
 			return err
@@ -530,7 +536,9 @@ func (n Node) Remove(ctx context.Context, sb *Sandbox, dc ContainerDeleter) erro
 			errs = append(errs, dc.DeleteContainer(ctx, cid))
 		}
 	}
+	faultpoint.Point("remove.containers")
 	errs = append(errs, StopPause(sb, 0))
+	faultpoint.Point("remove.pause")
 	// The cgroup and the network come apart independently, so in
 	// parallel: each is a millisecond or two of syscalls. Cgroup removal
 	// kills whatever is left inside (a container runc no longer knows
@@ -558,6 +566,7 @@ func (n Node) Remove(ctx context.Context, sb *Sandbox, dc ContainerDeleter) erro
 	})
 	errs = append(errs, n.SandboxCgroup(sb.ID).Remove())
 	wg.Wait()
+	faultpoint.Point("remove.network")
 	errs = append(errs, netErr)
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("sandbox %q: remove: %w", sb.Name, err)

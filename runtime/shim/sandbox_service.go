@@ -10,6 +10,7 @@ import (
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/podbox/podbox/internal/faultpoint"
 	"github.com/podbox/podbox/netsetup/nat"
 	"github.com/podbox/podbox/netsetup/resolvconf"
 	types "github.com/podbox/podbox/runtime/apitypes"
@@ -198,9 +199,11 @@ func (s *Service) StopSandbox(ctx context.Context, req *sbapi.StopSandboxRequest
 	if err := s.stopContainers(ctx, timeout); err != nil {
 		return nil, toStatus(err)
 	}
+	faultpoint.Point("shim.stop.containers")
 	if err := sandbox.StopPause(sb, timeout); err != nil {
 		return nil, toStatus(err)
 	}
+	faultpoint.Point("shim.stop.pause")
 	select {
 	case <-done:
 	case <-ctx.Done():
@@ -284,6 +287,7 @@ func (s *Service) ShutdownSandbox(ctx context.Context, req *sbapi.ShutdownSandbo
 	s.mu.Unlock()
 	if sb != nil {
 		err := s.stopContainers(ctx, 0)
+		faultpoint.Point("shim.rm.containers")
 		if err == nil {
 			err = s.node.Remove(ctx, sb, s.deleter())
 		}

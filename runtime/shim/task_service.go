@@ -18,6 +18,7 @@ import (
 	"google.golang.org/protobuf/types/known/emptypb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/podbox/podbox/internal/faultpoint"
 	types "github.com/podbox/podbox/runtime/apitypes"
 	"github.com/podbox/podbox/runtime/events"
 	"github.com/podbox/podbox/runtime/metrics"
@@ -194,6 +195,7 @@ func (s *Service) finishCreate(ctx context.Context, req *taskapi.CreateTaskReque
 	if err != nil {
 		return nil, toStatus(err)
 	}
+	faultpoint.Point("shim.run.record")
 	if err := mountRootfs(rootfsDir(req.Bundle), req.Rootfs); err != nil {
 		s.node.Store.RemoveContainerRecord(rec)
 		return nil, toStatus(fmt.Errorf("container %q: %w", req.ID, err))
@@ -207,6 +209,7 @@ func (s *Service) finishCreate(ctx context.Context, req *taskapi.CreateTaskReque
 		s.node.Store.RemoveContainerRecord(rec)
 		return nil, toStatus(err)
 	}
+	faultpoint.Point("shim.run.runc-created")
 	cgroup := containerCgroup(spec, p.pid)
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -528,6 +531,7 @@ func (s *Service) Start(ctx context.Context, req *taskapi.StartRequest) (*taskap
 		if err := s.runc.Start(ctx, req.ID, runc.StartOpts{InitPid: p.pid, PoststartHooks: c.poststartHooks}); err != nil {
 			return nil, toStatus(err)
 		}
+		faultpoint.Point("shim.run.started")
 		p.status = task.Status_RUNNING
 		c.rec.State = sandbox.ContainerRunning
 		if c.restart != nil {
@@ -548,6 +552,7 @@ func (s *Service) Start(ctx context.Context, req *taskapi.StartRequest) (*taskap
 	if err != nil {
 		return nil, toStatus(err)
 	}
+	faultpoint.Point("shim.exec.started")
 	p.status = task.Status_RUNNING
 	s.publish(events.TopicTaskExecStarted, &apievents.TaskExecStarted{ContainerID: req.ID, ExecID: req.ExecID, Pid: uint32(p.pid)})
 	return &taskapi.StartResponse{Pid: uint32(p.pid)}, nil
@@ -760,6 +765,7 @@ func (s *Service) removeContainer(ctx context.Context, c *container) error {
 	if err := s.runc.Delete(ctx, c.rec.ID, true); err != nil {
 		return err
 	}
+	faultpoint.Point("shim.rm.container-deleted")
 	if c.mounted {
 		if err := unmountRootfs(rootfsDir(c.rec.Bundle)); err != nil {
 			return err

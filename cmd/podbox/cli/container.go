@@ -21,6 +21,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/podbox/podbox/image/runspec"
+	"github.com/podbox/podbox/internal/faultpoint"
 	apitypes "github.com/podbox/podbox/runtime/apitypes"
 	"github.com/podbox/podbox/runtime/shimclient"
 	"github.com/podbox/podbox/runtime/taskapi"
@@ -261,6 +262,7 @@ func (a *App) run(ctx context.Context, g *globals, o runOptions) error {
 	if err := st.CreateContainerRecord(rec); err != nil {
 		return fail(err)
 	}
+	faultpoint.Point("cli.run.record")
 	releaseVolumes()
 	if img != nil {
 		img.release()
@@ -301,6 +303,7 @@ func (a *App) run(ctx context.Context, g *globals, o runOptions) error {
 	if _, err := c.Task.Create(ctx, req); err != nil {
 		return undo(err)
 	}
+	faultpoint.Point("cli.run.created")
 	if o.detach {
 		if _, err := c.Task.Start(ctx, &taskapi.StartRequest{ID: cid}); err != nil {
 			return fail(errors.Join(err, deleteTask(ctx, st, c, rec)))
@@ -516,6 +519,7 @@ func (a *App) exec(ctx context.Context, g *globals, ref string, o execOptions) e
 	if err != nil {
 		return fail(err)
 	}
+	faultpoint.Point("cli.exec.added")
 	code, err := a.attach(ctx, c, rec.ID, execID, pio, o.proc.terminal)
 	// An exec's state lives in the shim until deleted, as containerd does
 	// after every exec.
@@ -830,6 +834,7 @@ func stopTask(ctx context.Context, c *shimclient.Client, id string, timeout time
 		if err := kill(syscall.SIGTERM, false); err != nil {
 			return err
 		}
+		faultpoint.Point("cli.stop.signalled")
 		grace := time.NewTimer(timeout)
 		select {
 		case err := <-exited:

@@ -15,6 +15,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/podbox/podbox/internal/faultpoint"
 	"github.com/podbox/podbox/netsetup/cni"
 	"github.com/podbox/podbox/netsetup/nat"
 	"github.com/podbox/podbox/netsetup/resolvconf"
@@ -349,6 +350,7 @@ func (a *App) sandboxCreate(ctx context.Context, g *globals, o createOptions) er
 	if err != nil {
 		return discard(fail(err))
 	}
+	faultpoint.Point("cli.create.shim-started")
 	ctx = sig().ctx
 	dctx, cancel := context.WithTimeout(ctx, dialTimeout)
 	c, err := shimclient.Dial(dctx, addr)
@@ -365,6 +367,7 @@ func (a *App) sandboxCreate(ctx context.Context, g *globals, o createOptions) er
 	if err := prepared(); err != nil {
 		g.log.Debug("prepare network namespace: the shim makes it", "sandbox", id, "error", err)
 	}
+	faultpoint.Point("cli.create.netns-prepared")
 	if err := <-portsFree; err != nil {
 		// The shim holds nothing yet: it exits when this connection goes
 		// without a sandbox (shim.Config.ConnectGrace), and Shutdown makes
@@ -396,6 +399,7 @@ func (a *App) sandboxCreate(ctx context.Context, g *globals, o createOptions) er
 		// use) leaves it to us.
 		return discard(err)
 	}
+	faultpoint.Point("cli.create.created")
 	fmt.Fprintln(a.Stdout, id)
 	return nil
 }
