@@ -205,6 +205,14 @@ func (s *Service) finishCreate(ctx context.Context, req *taskapi.CreateTaskReque
 	if err := s.spawn(ctx, req.ID, p, func(o runc.Stdio, console string) (runc.Process, error) {
 		return s.runc.Create(ctx, req.ID, runc.CreateOpts{Bundle: req.Bundle, ConsoleSocket: console, Stdio: o})
 	}); err != nil {
+		// runc may have made the container before it failed (or was
+		// killed before it could say it had): its state, its init
+		// waiting on the exec FIFO and its cgroup must not outlive the
+		// record that names them.
+		if derr := s.runc.Delete(context.WithoutCancel(ctx), req.ID, true); derr != nil && !errors.Is(derr, runc.ErrNotExist) {
+			s.log.Warn("delete the container of a failed create", "container", req.ID, "error", derr)
+			return nil, toStatus(err) // the record stays, for the sandbox's removal to find it
+		}
 		unmountRootfs(rootfsDir(req.Bundle))
 		s.node.Store.RemoveContainerRecord(rec)
 		return nil, toStatus(err)

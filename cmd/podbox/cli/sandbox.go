@@ -675,7 +675,16 @@ func (a *App) removeSandbox(ctx context.Context, g *globals, sb *sandbox.Sandbox
 				if err != nil && !isClosed(err) {
 					return objErr("sandbox", sb.Name, "remove", err)
 				}
-				return nil
+				// A shim that exits right after its answer may close the
+				// connection first; one that died in the middle of the
+				// removal closes it too, and leaves the record, the last
+				// thing a removal deletes: the rest is removed here.
+				if _, serr := os.Stat(g.store().SandboxDir(sb.ID)); err == nil || errors.Is(serr, os.ErrNotExist) {
+					return nil
+				}
+				g.log.Debug("shim died while it removed the sandbox; removing offline", "sandbox", sb.ID)
+				killHungShim(sb)
+				return a.removeOffline(ctx, g, sb)
 			}
 			g.log.Debug("shim does not serve the sandbox; removing offline", "sandbox", sb.ID, "err", err)
 			if !shimAnswered(err) {
