@@ -68,7 +68,9 @@ var faultCases = []faultCase{
 	// lease, veth, port rules, pause, ready record).
 	{phase: "create", point: "cli.create.shim-started", dies: "cli"},
 	{phase: "create", point: "cli.create.netns-prepared", dies: "cli"},
+	{phase: "create", point: "cli.create.answered", dies: "cli"},
 	{phase: "create", point: "cli.create.created", dies: "cli"},
+	{phase: "create", point: "shim.create.request", inShim: true, dies: "shim"},
 	{phase: "create", point: "create.record", inShim: true, dies: "shim"},
 	{phase: "create", point: "create.netns", inShim: true, dies: "shim"},
 	{phase: "create", point: "net.lease", inShim: true, dies: "shim"},
@@ -187,9 +189,14 @@ func runFault(t *testing.T, n *cliNode, fc faultCase, fs, once string) {
 		cliSignal = sig
 		t.Logf("podbox %s: exit %d, signal %v: %s", strings.Join(hit, " "), code, sig, strings.TrimSpace(stderr))
 		// A command that says it succeeded did what it said, fault or
-		// not.
-		if code == 0 {
+		// not; a create that says it failed left nothing behind.
+		switch {
+		case code == 0:
 			checkDone(t, n, fc.phase)
+		case sig == 0 && fc.phase == "create":
+			if out := n.mustRun("sandbox", "ls", "-q"); out != "" {
+				t.Errorf("sandbox create failed, but left %q listed", out)
+			}
 		}
 	}
 	switch fc.kill {

@@ -138,6 +138,7 @@ func (s *Service) createSandbox(ctx context.Context, o sandbox.Options) error {
 	if s.sb != nil {
 		return fmt.Errorf("sandbox %q: %w: this shim already serves sandbox %q", o.ID, errState, s.sb.ID)
 	}
+	faultpoint.Point("shim.create.request")
 	// The window keeps the pause's exit even if it dies before we claim it.
 	w := s.reaper.Open()
 	defer w.Close()

@@ -380,12 +380,17 @@ func (a *App) sandboxCreate(ctx context.Context, g *globals, o createOptions) er
 	// returns a ready sandbox, and Start would only echo the pause's PID, a
 	// round trip on every create.
 	_, err = c.Sandbox.CreateSandbox(ctx, &sbapi.CreateSandboxRequest{SandboxId: id, Annotations: ann})
+	faultpoint.Point("cli.create.answered")
 	if err != nil {
 		if isClosed(err) {
-			// The shim died before it answered: its log says why.
+			// The shim died before it answered: its log says why, and
+			// nobody but us will undo what it made.
 			if msg := shimclient.LastLog(addr); msg != "" {
 				err = fmt.Errorf("shim exited: %s", msg)
+			} else {
+				err = fmt.Errorf("shim died before the sandbox was ready (%w); what it made is removed", err)
 			}
+			return discard(errors.Join(fail(err), a.removeAfterDeadShim(ctx, g, id, addr)))
 		}
 		err = fail(err)
 		// Undo with a context of its own: the caller's may be what was
@@ -402,6 +407,34 @@ func (a *App) sandboxCreate(ctx context.Context, g *globals, o createOptions) er
 	faultpoint.Point("cli.create.created")
 	fmt.Fprintln(a.Stdout, id)
 	return nil
+}
+
+// removeAfterDeadShim removes what the shim of sandbox id, which died
+// while it created the sandbox, made of it: the sandbox as far as it got
+// (offline, as `sandbox rm -f` would), and the shim's socket and log.
+func (a *App) removeAfterDeadShim(ctx context.Context, g *globals, id, addr string) error {
+	// A shim that closed the connection is dead or dying; one that is
+	// not must not build on while we remove.
+	if pid := findShim(id); pid > 0 {
+		killHungShim(&sandbox.Sandbox{ID: id, ShimPID: pid})
+	}
+	ctx = context.WithoutCancel(ctx)
+	sb, err := g.store().LoadSandbox(id)
+	switch {
+	case errors.Is(err, sandbox.ErrNotFound):
+		sock := strings.TrimPrefix(addr, "unix://")
+		for _, p := range []string{sock, sock + ".log"} {
+			if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return fmt.Errorf("remove the dead shim's socket: %w", err)
+			}
+		}
+		return nil
+	case errors.Is(err, sandbox.ErrCorrupt):
+		sb = sandbox.Node{Store: g.store()}.Salvage(id, err)
+	case err != nil:
+		return err
+	}
+	return a.removeOffline(ctx, g, sb)
 }
 
 // checkPortsFree refuses published ports that are taken, before anything
