@@ -13,6 +13,11 @@ import (
 // Env names the step at which a test build kills itself: STEP or STEP:N.
 const Env = "PODBOX_FAULT"
 
+// EnvStop, when set to 1, makes the step stop the process (SIGSTOP)
+// instead: it goes on from there when it gets SIGCONT. A test uses it to
+// crash or restart another process (containerd) at that moment.
+const EnvStop = "PODBOX_FAULT_STOP"
+
 // hits counts, per process, how often each point was reached, for STEP:N.
 // It is global because a point may be reached from any goroutine of any
 // package, and only test builds have it.
@@ -33,6 +38,10 @@ func Point(name string) {
 	n := hits.n[name]
 	hits.Unlock()
 	if n != nth {
+		return
+	}
+	if os.Getenv(EnvStop) == "1" {
+		syscall.Kill(os.Getpid(), syscall.SIGSTOP)
 		return
 	}
 	syscall.Kill(os.Getpid(), syscall.SIGKILL)

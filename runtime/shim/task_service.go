@@ -726,6 +726,17 @@ func (s *Service) Delete(ctx context.Context, req *taskapi.DeleteRequest) (*task
 			return nil, toStatus(err)
 		}
 		s.publish(events.TopicTaskDelete, deleted)
+		// Nothing can come to this shim any more: CRI deletes the pod's
+		// containers first and never reuses a pod's ID. containerd
+		// sends Shutdown next, but one that stops or crashes meanwhile
+		// never does, and the restarted one does not know the task:
+		// the shim would serve nothing for good.
+		time.AfterFunc(orphanGrace, func() {
+			if s.abandoned() {
+				s.log.Info("exiting: the pod's sandbox task is deleted and no Shutdown came")
+				s.requestExit()
+			}
+		})
 		return resp, nil
 	}
 	if err := s.removeContainer(ctx, c); err != nil {
@@ -740,6 +751,10 @@ func (s *Service) Delete(ctx context.Context, req *taskapi.DeleteRequest) (*task
 	}
 	return resp, nil
 }
+
+// orphanGrace is how long a shim whose CRI sandbox task is deleted waits
+// for containerd's Shutdown before it exits by itself.
+const orphanGrace = 5 * time.Second
 
 // removeSandbox stops and removes the shim's sandbox; s.mu is held, and is
 // released while the pause is stopped.
