@@ -134,6 +134,23 @@ func TestFaultInjection(t *testing.T) {
 	}
 }
 
+// The binaries users run carry no fault hook: without the podbox_faults
+// tag, faultpoint.Point is empty, and neither the variable it reads nor
+// the names of the steps are in the CLI or the shim.
+func TestReleaseBinariesCarryNoFaultHook(t *testing.T) {
+	for _, name := range []string{"podbox", "containerd-shim-podbox-v1"} {
+		b, err := os.ReadFile(testnode.Binary(t, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range []string{"PODBOX_FAULT", "cli.create.netns-prepared", "shim.run.runc-created", "remove.network"} {
+			if bytes.Contains(b, []byte(s)) {
+				t.Errorf("%s contains %q: the fault hook is compiled in", name, s)
+			}
+		}
+	}
+}
+
 // runFault sets up what the case's phase needs, runs the command hit,
 // checks that the fault fired, then checks ls and ps and removes what is
 // listed.

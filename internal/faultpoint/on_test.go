@@ -2,7 +2,15 @@
 
 package faultpoint
 
-import "testing"
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+)
 
 func TestParse(t *testing.T) {
 	for _, tt := range []struct {
@@ -30,4 +38,29 @@ func TestPointSpares(t *testing.T) {
 	t.Setenv(Env, "some.step:2")
 	Point("other.step")
 	Point("some.step") // the first hit of two
+}
+
+// The Nth hit of the named step kills the process with SIGKILL, and
+// nothing after it runs.
+func TestPointKills(t *testing.T) {
+	if os.Getenv("FAULTPOINT_CHILD") == "1" {
+		Point("step")
+		fmt.Println("after the first hit")
+		Point("step")
+		fmt.Println("after the second hit")
+		return
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestPointKills$")
+	cmd.Env = append(os.Environ(), "FAULTPOINT_CHILD=1", Env+"=step:2")
+	out, err := cmd.Output()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) {
+		t.Fatalf("the child was not killed: %v, output %q", err, out)
+	}
+	if ws, ok := ee.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
+		t.Fatalf("the child ended with %v, want SIGKILL", err)
+	}
+	if !strings.Contains(string(out), "after the first hit") || strings.Contains(string(out), "after the second hit") {
+		t.Fatalf("the child printed %q: want it to die at the second hit, not the first", out)
+	}
 }
