@@ -50,6 +50,12 @@ type faultCase struct {
 	runc string
 	// kill is a process the test kills after the setup: shim or pause.
 	kill string
+	// pauseAtPoint: the shim holds at point (PODBOX_FAULT_HOLD) instead
+	// of dying there; the test kills the sandbox's pause, then lets the
+	// shim go on.
+	pauseAtPoint bool
+	// failed: the command hit must fail (and, a create, leave nothing).
+	failed bool
 	// dies says who is dead afterwards, which proves the fault fired: cli,
 	// shim, runc or pause.
 	dies string
@@ -57,6 +63,9 @@ type faultCase struct {
 
 func (c faultCase) name() string {
 	what := c.point + c.runc + c.kill
+	if c.pauseAtPoint {
+		what = "pausekill-" + what
+	}
 	if c.runc != "" {
 		what = "runc-" + what
 	}
@@ -112,6 +121,11 @@ var faultCases = []faultCase{
 	// The shim or the pause killed while a container runs.
 	{phase: "none", kill: "shim", dies: "shim"},
 	{phase: "none", kill: "pause", dies: "pause"},
+	// The pause killed while the shim is at a step of create or run.
+	{phase: "create", point: "create.pause", inShim: true, pauseAtPoint: true, failed: true},
+	{phase: "create", point: "create.ready", inShim: true, pauseAtPoint: true},
+	{phase: "run", point: "shim.run.record", inShim: true, pauseAtPoint: true, failed: true},
+	{phase: "run", point: "shim.run.runc-created", inShim: true, pauseAtPoint: true, failed: true},
 }
 
 func TestFaultInjection(t *testing.T) {
@@ -162,6 +176,13 @@ func runFault(t *testing.T, n *cliNode, fc faultCase, fs, once string) {
 	if fc.runc != "" {
 		fault = append(fault, "PODBOX_FAULT_RUNC="+fc.runc)
 	}
+	hold := filepath.Join(filepath.Dir(once), "hold")
+	if fc.pauseAtPoint {
+		if err := os.Mkdir(hold, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		fault = append(fault, "PODBOX_FAULT_HOLD="+hold)
+	}
 	shimFault := fc.inShim || fc.runc != ""
 	createEnv := []string(nil)
 	if shimFault || fc.phase == "create" {
@@ -202,12 +223,18 @@ func runFault(t *testing.T, n *cliNode, fc faultCase, fs, once string) {
 		if !shimFault || fc.phase == "create" {
 			env = fault
 		}
-		code, stderr, sig := n.runBounded(env, hit...)
+		var stopped func()
+		if fc.pauseAtPoint {
+			stopped = func() { killPauseOfHeldShim(t, hold) }
+		}
+		code, stderr, sig := n.runBounded(env, stopped, hit...)
 		cliSignal = sig
 		t.Logf("podbox %s: exit %d, signal %v: %s", strings.Join(hit, " "), code, sig, strings.TrimSpace(stderr))
 		// A command that says it succeeded did what it said, fault or
 		// not; a create that says it failed left nothing behind.
 		switch {
+		case code == 0 && fc.failed:
+			t.Errorf("podbox %s succeeded, though the sandbox's pause died before it was ready", strings.Join(hit, " "))
 		case code == 0:
 			checkDone(t, n, fc.phase)
 		case sig == 0 && fc.phase == "create":
@@ -352,10 +379,87 @@ func (n *cliNode) runOut(extra []string, args ...string) (int, string, string) {
 	return code, out, stderr
 }
 
-func (n *cliNode) runBounded(extra []string, args ...string) (int, string, syscall.Signal) {
+// runBounded is runEnv; with meanwhile, it runs that alongside the command.
+func (n *cliNode) runBounded(extra []string, meanwhile func(), args ...string) (int, string, syscall.Signal) {
 	n.t.Helper()
-	code, _, stderr, sig := n.runEnv(extra, args...)
-	return code, stderr, sig
+	if meanwhile == nil {
+		code, _, stderr, sig := n.runEnv(extra, args...)
+		return code, stderr, sig
+	}
+	type result struct {
+		code   int
+		stderr string
+		sig    syscall.Signal
+	}
+	done := make(chan result, 1)
+	go func() {
+		code, _, stderr, sig := n.runEnv(extra, args...)
+		done <- result{code, stderr, sig}
+	}()
+	meanwhile()
+	r := <-done
+	return r.code, r.stderr, r.sig
+}
+
+// killPauseOfHeldShim waits until a shim holds at its fault point
+// (PODBOX_FAULT_HOLD=hold), SIGKILLs the pause it started, and lets it go
+// on.
+func killPauseOfHeldShim(t *testing.T, hold string) {
+	t.Helper()
+	held := filepath.Join(hold, "held")
+	var shim int
+	if !waitUntil(30*time.Second, func() bool {
+		b, err := os.ReadFile(held)
+		shim, _ = strconv.Atoi(string(b))
+		return err == nil && shim > 0
+	}) {
+		t.Fatal("no shim held at its fault point within 30 s")
+	}
+	defer os.Remove(held)
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		comm, _ := os.ReadFile("/proc/" + e.Name() + "/comm")
+		if strings.TrimSpace(string(comm)) == "pause" && ppid(pid) == shim {
+			mustKill(t, pid)
+			// Dead before the shim goes on: SIGKILL takes effect a
+			// moment after kill(2) returns.
+			if !waitUntil(10*time.Second, func() bool { st := procState(pid); return st == 0 || st == 'Z' || st == 'X' }) {
+				t.Fatalf("pause %d survived SIGKILL", pid)
+			}
+			return
+		}
+	}
+	t.Fatalf("shim %d holds, but has no pause child", shim)
+}
+
+func ppid(pid int) int {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	_, rest, _ := bytes.Cut(b, []byte(") "))
+	f := strings.Fields(string(rest))
+	if len(f) < 2 {
+		return 0
+	}
+	p, _ := strconv.Atoi(f[1])
+	return p
+}
+
+func procState(pid int) byte {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	_, rest, _ := bytes.Cut(b, []byte(") "))
+	if len(rest) == 0 {
+		return 0
+	}
+	return rest[0]
 }
 
 func (n *cliNode) mustRunEnv(extra []string, args ...string) string {

@@ -321,6 +321,11 @@ func (n Node) Create(ctx context.Context, o Options) (_ *Sandbox, retErr error) 
 			return nil, wrap(err)
 		}
 	}
+	// A pause that died meanwhile (killed, out of memory) would make
+	// the sandbox notready the moment it is reported ready.
+	if !Alive(sb.PausePID, sb.PauseStart) {
+		return nil, wrap(fmt.Errorf("pause %d exited before the sandbox was ready", sb.PausePID))
+	}
 	sb.State = StateReady
 	if err := n.Store.SaveSandbox(sb); err != nil {
 		return nil, wrap(err)

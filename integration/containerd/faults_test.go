@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -22,8 +21,8 @@ import (
 // leak check, no process, mount, link, lease, cgroup or state file.
 //
 // The moment is a step of the shim's sandbox create: a shim built with the
-// podbox_faults tag stops itself there (PODBOX_FAULT, PODBOX_FAULT_STOP=1,
-// package internal/faultpoint), containerd goes, and the shim goes on. Timed
+// podbox_faults tag holds there (PODBOX_FAULT, PODBOX_FAULT_HOLD, package
+// internal/faultpoint), containerd goes, and the shim goes on. Timed
 // kills at fixed delays after runp hit whatever containerd is doing then.
 func TestCRICrashInRunp(t *testing.T) {
 	testnode.RequirePrivileged(t)
@@ -39,6 +38,7 @@ func TestCRICrashInRunp(t *testing.T) {
 	}{
 		{name: "kill-record", point: "create.record"},
 		{name: "kill-ready", point: "create.ready"},
+		{name: "restart-ready", point: "create.ready", restart: true},
 		{name: "restart-pause", point: "create.pause", restart: true},
 		{name: "kill-100ms", delay: 100 * time.Millisecond},
 		{name: "kill-300ms", delay: 300 * time.Millisecond},
@@ -46,13 +46,14 @@ func TestCRICrashInRunp(t *testing.T) {
 		{name: "shim-dies-ready", point: "create.ready", shimDies: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			hold := t.TempDir()
 			e := newPodboxEnv(t, false, false, func(o *Options) {
 				o.ShimDir = bins
 				if tc.point != "" {
 					o.ExtraEnv = append(o.ExtraEnv, "PODBOX_FAULT="+tc.point)
 				}
 				if !tc.shimDies {
-					o.ExtraEnv = append(o.ExtraEnv, "PODBOX_FAULT_STOP=1")
+					o.ExtraEnv = append(o.ExtraEnv, "PODBOX_FAULT_HOLD="+hold)
 				}
 			})
 			cfg := writeJSON(t, e.dir, "crash-pod.json", map[string]any{
@@ -68,13 +69,22 @@ func TestCRICrashInRunp(t *testing.T) {
 			switch {
 			case tc.shimDies:
 			case tc.point != "":
-				shim := waitStoppedShim(t, e.d, runp)
+				release := waitHeldShim(t, hold, runp)
 				if tc.restart {
-					syscall.Kill(shim, syscall.SIGCONT)
-					e.d.Restart(t)
+					// The shim answers while containerd stops: CRI, giving
+					// up on the pod, deletes its task and exits before it
+					// tells the shim to shut down.
+					stopped := make(chan error, 1)
+					go func() { stopped <- e.d.stop(10 * time.Second) }()
+					waitLog(t, e.d, `msg="Stop CRI service"`)
+					release()
+					if err := <-stopped; err != nil {
+						t.Fatalf("containerd stop: %v", err)
+					}
+					e.d.Relaunch(t)
 				} else {
 					e.d.Kill(t)
-					syscall.Kill(shim, syscall.SIGCONT)
+					release()
 					e.d.Relaunch(t)
 				}
 			default:
@@ -168,31 +178,34 @@ func checkPodWorks(t *testing.T, e *podboxEnv, id, podCfg string) {
 	}
 }
 
-// waitStoppedShim waits until a podbox shim of d has stopped itself at its
-// fault point, and returns its PID.
-func waitStoppedShim(t *testing.T, d *Daemon, runp <-chan error) int {
+// waitHeldShim waits until a podbox shim holds at its fault point
+// (PODBOX_FAULT_HOLD=hold), and returns what lets it go on.
+func waitHeldShim(t *testing.T, hold string, runp <-chan error) (release func()) {
 	t.Helper()
-	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+	held := filepath.Join(hold, "held")
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
 		select {
 		case err := <-runp:
 			t.Fatalf("runp ended before the shim got to its fault point: %v", err)
 		default:
 		}
-		for _, pid := range shimsOfDaemon(d) {
-			if b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat"); err == nil {
-				if _, rest, _ := bytes.Cut(b, []byte(") ")); len(rest) > 0 && rest[0] == 'T' {
-					return pid
-				}
-			}
+		if _, err := os.Stat(held); err == nil {
+			return func() { os.Remove(held) }
 		}
 	}
-	for _, pid := range shimsOfDaemon(d) {
-		exe, _ := os.Readlink("/proc/" + strconv.Itoa(pid) + "/exe")
-		env, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/environ")
-		t.Logf("shim %d: %s: %s", pid, exe, bytes.ReplaceAll(env, []byte{0}, []byte{' '}))
+	t.Fatal("no podbox shim held at its fault point within 30 s")
+	return nil
+}
+
+// waitLog waits until d's log has a line containing s.
+func waitLog(t *testing.T, d *Daemon, s string) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		if b, err := os.ReadFile(d.Log); err == nil && bytes.Contains(b, []byte(s)) {
+			return
+		}
 	}
-	t.Fatal("no podbox shim stopped at its fault point within a minute")
-	return 0
+	t.Fatalf("containerd never logged %s", s)
 }
 
 // shimsOfDaemon lists the live podbox shims that d started.

@@ -7,9 +7,9 @@
 // the build tag podbox_faults, a process whose environment has
 // PODBOX_FAULT=name (or name:N, the Nth time it gets there) sends itself
 // SIGKILL there: no deferred undo, no answer, as a crash or an OOM kill
-// would end it; with PODBOX_FAULT_STOP=1 as well it stops (SIGSTOP)
-// there instead, until a test has done what it wanted at that moment and
-// sends it SIGCONT. Built without the tag, as every release binary is, Point is
+// would end it; with PODBOX_FAULT_HOLD=DIR as well it waits there instead
+// (its PID in DIR/held, until a test has done what it wanted at that
+// moment and removes the file). Built without the tag, as every release binary is, Point is
 // an empty function the compiler removes: no environment lookup, no init
 // work, and the variable's name is not in the binary.
 //

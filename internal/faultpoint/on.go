@@ -3,20 +3,27 @@
 package faultpoint
 
 import (
+	"errors"
+	"io/fs"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 )
 
 // Env names the step at which a test build kills itself: STEP or STEP:N.
 const Env = "PODBOX_FAULT"
 
-// EnvStop, when set to 1, makes the step stop the process (SIGSTOP)
-// instead: it goes on from there when it gets SIGCONT. A test uses it to
-// crash or restart another process (containerd) at that moment.
-const EnvStop = "PODBOX_FAULT_STOP"
+// EnvHold, set to a directory, makes the step hold the process there
+// instead of killing it: the goroutine that got there writes its PID to
+// DIR/held and waits until that file is gone, then goes on. A test uses it
+// to kill another process (containerd, the pause) at that moment. It is
+// not SIGSTOP: a stopped process whose child dies is sent SIGHUP by the
+// kernel (its process group is orphaned), which would end the shim.
+const EnvHold = "PODBOX_FAULT_HOLD"
 
 // hits counts, per process, how often each point was reached, for STEP:N.
 // It is global because a point may be reached from any goroutine of any
@@ -40,8 +47,8 @@ func Point(name string) {
 	if n != nth {
 		return
 	}
-	if os.Getenv(EnvStop) == "1" {
-		syscall.Kill(os.Getpid(), syscall.SIGSTOP)
+	if dir := os.Getenv(EnvHold); dir != "" {
+		hold(filepath.Join(dir, "held"))
 		return
 	}
 	syscall.Kill(os.Getpid(), syscall.SIGKILL)
@@ -49,6 +56,19 @@ func Point(name string) {
 	// the process; nothing after it runs. Block in case of a kernel that
 	// delivers it a moment later.
 	select {}
+}
+
+// hold writes the PID to path and waits for the file to go.
+func hold(path string) {
+	if err := os.WriteFile(path, []byte(strconv.Itoa(os.Getpid())), 0o600); err != nil {
+		return // nobody could release a hold they cannot see
+	}
+	for {
+		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 // parse splits STEP[:N]; N defaults to 1.

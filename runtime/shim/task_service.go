@@ -222,13 +222,19 @@ func (s *Service) finishCreate(ctx context.Context, req *taskapi.CreateTaskReque
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.creating, req.ID)
-	if s.sb != sb || s.removing {
-		// The sandbox went (or is going) while runc created the
-		// container: it must not outlive it.
+	if gone := s.sb != sb || s.removing; gone || sb.PauseExit != nil {
+		// The sandbox went (or is going), or its pause died, while runc
+		// created the container: it must not outlive the sandbox, nor
+		// run on in one whose other containers were stopped with the
+		// pause (watchPause did not see it).
 		s.runc.Delete(context.WithoutCancel(ctx), req.ID, true)
 		unmountRootfs(rootfsDir(req.Bundle))
 		s.node.Store.RemoveContainerRecord(rec)
-		return nil, toStatus(fmt.Errorf("container %q: %w: its sandbox was removed meanwhile", req.ID, errState))
+		why := "its sandbox's pause exited meanwhile"
+		if gone {
+			why = "its sandbox was removed meanwhile"
+		}
+		return nil, toStatus(fmt.Errorf("container %q: %w: %s", req.ID, errState, why))
 	}
 	c := &container{rec: rec, init: p, execs: map[string]*process{}, mounted: len(req.Rootfs) > 0,
 		poststartHooks: spec.Hooks != nil && len(spec.Hooks.Poststart) > 0, restart: rs}
@@ -536,6 +542,9 @@ func (s *Service) Start(ctx context.Context, req *taskapi.StartRequest) (*taskap
 		return &taskapi.StartResponse{Pid: uint32(p.pid)}, nil
 	}
 	if req.ExecID == "" {
+		if s.sb != nil && s.sb.PauseExit != nil {
+			return nil, toStatus(fmt.Errorf("container %q: %w: its sandbox's pause has exited", req.ID, errState))
+		}
 		if err := s.runc.Start(ctx, req.ID, runc.StartOpts{InitPid: p.pid, PoststartHooks: c.poststartHooks}); err != nil {
 			return nil, toStatus(err)
 		}
