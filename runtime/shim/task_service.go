@@ -211,7 +211,6 @@ func (s *Service) finishCreate(ctx context.Context, req *taskapi.CreateTaskReque
 		// record that names them.
 		if derr := s.runc.Delete(context.WithoutCancel(ctx), req.ID, true); derr != nil && !errors.Is(derr, runc.ErrNotExist) {
 			s.log.Warn("delete the container of a failed create", "container", req.ID, "error", derr)
-			return nil, toStatus(err) // the record stays, for the sandbox's removal to find it
 		}
 		unmountRootfs(rootfsDir(req.Bundle))
 		s.node.Store.RemoveContainerRecord(rec)

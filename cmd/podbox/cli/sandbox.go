@@ -357,8 +357,11 @@ func (a *App) sandboxCreate(ctx context.Context, g *globals, o createOptions) er
 	cancel()
 	if err != nil {
 		// A shim we cannot reach cannot be told to shut down; it holds no
-		// sandbox yet, so the error is all there is to report.
-		return discard(fail(err))
+		// sandbox yet. One that died first said why in its log.
+		if msg := shimclient.LastLog(addr); msg != "" {
+			err = fmt.Errorf("shim exited: %s", msg)
+		}
+		return discard(errors.Join(fail(err), a.removeAfterDeadShim(ctx, g, id, addr)))
 	}
 	defer c.Close()
 
