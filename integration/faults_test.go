@@ -85,6 +85,7 @@ var faultCases = []faultCase{
 	{phase: "create", point: "net.lease", inShim: true, dies: "shim"},
 	{phase: "create", point: "net.veth", inShim: true, dies: "shim"},
 	{phase: "create", point: "create.ports", inShim: true, dies: "shim"},
+	{phase: "create", point: "create.pause-binary", inShim: true, dies: "shim"},
 	{phase: "create", point: "create.pause", inShim: true, dies: "shim"},
 	{phase: "create", point: "create.ready", inShim: true, dies: "shim"},
 	// run -d.
