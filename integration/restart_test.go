@@ -281,8 +281,9 @@ func TestRestartPendingSandboxStopAndRemove(t *testing.T) {
 		t.Errorf("container of a stopped sandbox: %+v", c)
 	}
 	n.mustRun("sandbox", "rm", "-f", "stopped")
-	if shims := n.shims(); len(shims) != 0 {
-		t.Errorf("shims left: %v", shims)
+	// A shim exits a moment after it answered the removal.
+	if !waitUntil(5*time.Second, func() bool { return len(n.shims()) == 0 }) {
+		t.Errorf("shims left: %v", n.shims())
 	}
 }
 

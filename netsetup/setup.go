@@ -15,6 +15,7 @@ import (
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
+	"github.com/podbox/podbox/internal/faultpoint"
 	"github.com/podbox/podbox/netsetup/ipam"
 )
 
@@ -129,6 +130,7 @@ func (n Network) Setup(ctx context.Context, sandboxID, netnsPath string) (_ *Att
 		return nil, wrap(l.err)
 	}
 	ip := l.ip
+	faultpoint.Point("net.lease")
 
 	v := vethPair{
 		sandboxID: sandboxID,
@@ -144,6 +146,7 @@ func (n Network) Setup(ctx context.Context, sandboxID, netnsPath string) (_ *Att
 	if !attachedBefore {
 		undo = append(undo, func() error { return deleteVeth(node, v.host, sandboxID) })
 	}
+	faultpoint.Point("net.veth")
 	if err := ctx.Err(); err != nil {
 		return nil, wrap(err)
 	}

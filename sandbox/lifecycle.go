@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/podbox/podbox/internal/faultpoint"
 	"github.com/podbox/podbox/netsetup"
 	"github.com/podbox/podbox/netsetup/cni"
 	"github.com/podbox/podbox/netsetup/nat"
@@ -292,6 +293,7 @@ func (n Node) Create(ctx context.Context, o Options) (_ *Sandbox, retErr error) 
 	if err := n.Store.CreateSandboxRecord(sb); err != nil {
 		return nil, err
 	}
+	faultpoint.Point("create.record")
 	defer func() {
 		if retErr != nil {
 			if err := n.Remove(context.WithoutCancel(ctx), sb, nil); err != nil {
@@ -315,9 +317,11 @@ func (n Node) Create(ctx context.Context, o Options) (_ *Sandbox, retErr error) 
 		<-cg // Remove, in the undo, finds the cgroup complete or absent
 		return nil, wrap(err)
 	}
+	faultpoint.Point("create.netns")
 	netErr := make(chan error, 1)
 	go func() { netErr <- n.setupNetwork(ctx, sb) }()
 	err = n.startPause(sb, <-cg)
+	faultpoint.Point("create.pause")
 	if err := errors.Join(<-netErr, err); err != nil {
 		return nil, wrap(err)
 	}
@@ -328,10 +332,16 @@ func (n Node) Create(ctx context.Context, o Options) (_ *Sandbox, retErr error) 
 			return nil, wrap(err)
 		}
 	}
+	// A pause that died meanwhile (killed, out of memory) would make
+	// the sandbox notready the moment it is reported ready.
+	if !Alive(sb.PausePID, sb.PauseStart) {
+		return nil, wrap(fmt.Errorf("pause %d exited before the sandbox was ready", sb.PausePID))
+	}
 	sb.State = StateReady
 	if err := n.Store.SaveSandbox(sb); err != nil {
 		return nil, wrap(err)
 	}
+	faultpoint.Point("create.ready")
 	return sb, nil
 }
 
@@ -363,6 +373,7 @@ func (n Node) setupNetwork(ctx context.Context, sb *Sandbox) error {
 		if err := rules.Add(sb.ID, att.Address.Addr(), sb.Ports); err != nil {
 			return err
 		}
+		faultpoint.Point("create.ports")
 	case NetworkNone:
 		if err := netsetup.SetupLoopbackOnly(ctx, sb.NetNSPath); err != nil {
 			return err
@@ -541,7 +552,9 @@ func (n Node) Remove(ctx context.Context, sb *Sandbox, dc ContainerDeleter) erro
 			errs = append(errs, dc.DeleteContainer(ctx, cid))
 		}
 	}
+	faultpoint.Point("remove.containers")
 	errs = append(errs, StopPause(sb, 0))
+	faultpoint.Point("remove.pause")
 	// The cgroup and the network come apart independently, so in
 	// parallel: each is a millisecond or two of syscalls. Cgroup removal
 	// kills whatever is left inside (a container runc no longer knows
@@ -569,6 +582,7 @@ func (n Node) Remove(ctx context.Context, sb *Sandbox, dc ContainerDeleter) erro
 	})
 	errs = append(errs, n.SandboxCgroup(sb.ID).Remove())
 	wg.Wait()
+	faultpoint.Point("remove.network")
 	errs = append(errs, netErr)
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("sandbox %q: remove: %w", sb.Name, err)

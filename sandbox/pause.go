@@ -13,6 +13,8 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/podbox/podbox/internal/faultpoint"
 )
 
 // PauseUID and PauseGID are the pause's user and group: 65535, as Kubernetes
@@ -68,6 +70,14 @@ func PrepareRootDir(dir, pauseBinary string) error {
 		return fmt.Errorf("pause root %s: read pause binary: %w", dir, err)
 	}
 	defer src.Close()
+	// An unnamed file, linked into place once complete: a process killed
+	// while it copies leaves nothing behind.
+	if err := installUnnamed(dir, dst, src); !errors.Is(err, errNoTmpfile) {
+		if err != nil {
+			return fmt.Errorf("pause root %s: install pause binary: %w", dir, err)
+		}
+		return nil
+	}
 	tmp, err := os.CreateTemp(dir, ".pause.*")
 	if err != nil {
 		return fmt.Errorf("pause root %s: %w", dir, err)
@@ -76,6 +86,7 @@ func PrepareRootDir(dir, pauseBinary string) error {
 	// that read the 1.4 MB binary into its heap would keep those pages
 	// until a garbage collection, which an idle shim may never run.
 	_, err = io.Copy(tmp, src)
+	faultpoint.Point("create.pause-binary")
 	if err == nil {
 		err = tmp.Chmod(0o555)
 	}
@@ -91,6 +102,40 @@ func PrepareRootDir(dir, pauseBinary string) error {
 		return fmt.Errorf("pause root %s: install pause binary: %w", dir, err)
 	}
 	return nil
+}
+
+// errNoTmpfile: the file system of the directory cannot make unnamed
+// files (O_TMPFILE).
+var errNoTmpfile = errors.New("no O_TMPFILE")
+
+// installUnnamed copies src into an unnamed file in dir and links it at dst,
+// read-only and executable. A dst that exists already (another preparer
+// won) is as good.
+func installUnnamed(dir, dst string, src *os.File) error {
+	fd, err := unix.Open(dir, unix.O_TMPFILE|unix.O_WRONLY|unix.O_CLOEXEC, 0o555)
+	if errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.EISDIR) {
+		return errNoTmpfile
+	}
+	if err != nil {
+		return err
+	}
+	tmp := os.NewFile(uintptr(fd), dir+"/(unnamed)")
+	defer tmp.Close()
+	// Copied file to file (copy_file_range), not through a buffer: a shim
+	// that read the 1.4 MB binary into its heap would keep those pages
+	// until a garbage collection, which an idle shim may never run.
+	if _, err := io.Copy(tmp, src); err != nil {
+		return err
+	}
+	faultpoint.Point("create.pause-binary")
+	if err := tmp.Chmod(0o555); err != nil {
+		return err
+	}
+	err = unix.Linkat(unix.AT_FDCWD, "/proc/self/fd/"+strconv.Itoa(fd), unix.AT_FDCWD, dst, unix.AT_SYMLINK_FOLLOW)
+	if errors.Is(err, unix.EEXIST) {
+		return nil
+	}
+	return err
 }
 
 // StartPause launches the pause process of a sandbox: in the network

@@ -405,6 +405,34 @@ func (d *Daemon) Restart(t testing.TB) {
 	d.start(t)
 }
 
+// Kill SIGKILLs containerd, as a crash or the OOM killer would end it, and
+// waits for it to be gone; Restart-like, start brings it back. Shims keep
+// running.
+func (d *Daemon) Kill(t testing.TB) {
+	t.Helper()
+	d.mu.Lock()
+	cmd, done := d.cmd, d.done
+	d.mu.Unlock()
+	if cmd == nil {
+		t.Fatal("containerd kill: not started")
+	}
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatalf("containerd kill: %v", err)
+	}
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("containerd (pid %d) survived SIGKILL", cmd.Process.Pid)
+	}
+}
+
+// Relaunch starts containerd again after Kill, with the same
+// configuration.
+func (d *Daemon) Relaunch(t testing.TB) {
+	t.Helper()
+	d.start(t)
+}
+
 // Running reports whether the containerd process is alive.
 func (d *Daemon) Running() bool {
 	d.mu.Lock()

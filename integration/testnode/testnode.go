@@ -251,6 +251,30 @@ func Binary(t testing.TB, name string) string {
 	return out
 }
 
+// BuildTagged builds the podbox binaries names (folders under cmd/) with the
+// build tags tags into a temporary directory of t, whatever PODBOX_BIN_DIR
+// says: test-only builds (fault injection) never go into bin/. It returns
+// the directory.
+func BuildTagged(t testing.TB, tags string, names ...string) string {
+	t.Helper()
+	mod, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil || len(strings.TrimSpace(string(mod))) == 0 {
+		t.Fatalf("find the podbox module to build %s: %v", names, err)
+	}
+	dir := t.TempDir()
+	args := []string{"build", "-trimpath", "-tags", tags, "-o", dir + "/"}
+	for _, name := range names {
+		args = append(args, "./cmd/"+name)
+	}
+	cmd := exec.Command("go", args...)
+	cmd.Dir = filepath.Dir(strings.TrimSpace(string(mod)))
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build %s with tags %s: %v\n%s", names, tags, err, b)
+	}
+	return dir
+}
+
 // Main runs a package's tests (call it from TestMain) and fails the run if
 // the machine's own network namespace changed meanwhile: a link added,
 // deleted, renamed or brought up or down, an address, a route or an

@@ -7,6 +7,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/podbox/podbox/internal/faultpoint"
 	"github.com/podbox/podbox/runtime/events"
 	"github.com/podbox/podbox/runtime/runc"
 	apievents "github.com/podbox/podbox/runtime/taskevents"
@@ -56,9 +57,13 @@ func errFinished(id, execID string) error {
 type runcInit struct{}
 
 func (runcInit) start(ctx context.Context, s *Service, c *container) error {
+	if s.sb != nil && s.sb.PauseExit != nil {
+		return fmt.Errorf("container %q: %w: its sandbox's pause has exited", c.rec.ID, errState)
+	}
 	if err := s.runc.Start(ctx, c.rec.ID, runc.StartOpts{InitPid: c.init.pid, PoststartHooks: c.poststartHooks}); err != nil {
 		return err
 	}
+	faultpoint.Point("shim.run.started")
 	c.init.status = task.Status_RUNNING
 	c.rec.State = sandbox.ContainerRunning
 	if c.restart != nil {
@@ -156,7 +161,21 @@ func (pauseInit) signal(_ context.Context, s *Service, c *container, pid int, si
 func (pauseInit) remove(ctx context.Context, s *Service, c *container) error {
 	// The pod is being removed: its sandbox goes with its pause.
 	delete(s.containers, c.rec.ID)
-	return s.removeSandbox(ctx)
+	if err := s.removeSandbox(ctx); err != nil {
+		return err
+	}
+	// Nothing can come to this shim any more: CRI deletes the pod's
+	// containers first and never reuses a pod's ID. containerd sends
+	// Shutdown next, but one that stops or crashes meanwhile never does,
+	// and the restarted one does not know the task: the shim would serve
+	// nothing for good.
+	time.AfterFunc(orphanGrace, func() {
+		if s.abandoned() {
+			s.log.Info("exiting: the pod's sandbox task is deleted and no Shutdown came")
+			s.requestExit()
+		}
+	})
+	return nil
 }
 
 func (pauseInit) pids(_ context.Context, _ *Service, _ *container, initPid int) ([]int, error) {

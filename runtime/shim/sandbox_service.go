@@ -10,6 +10,7 @@ import (
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/podbox/podbox/internal/faultpoint"
 	"github.com/podbox/podbox/netsetup/nat"
 	"github.com/podbox/podbox/netsetup/resolvconf"
 	types "github.com/podbox/podbox/runtime/apitypes"
@@ -144,6 +145,7 @@ func (s *Service) createSandbox(ctx context.Context, o sandbox.Options) error {
 	if s.sb != nil {
 		return fmt.Errorf("sandbox %q: %w: this shim already serves sandbox %q", o.ID, errState, s.sb.ID)
 	}
+	faultpoint.Point("shim.create.request")
 	// The window keeps the pause's exit even if it dies before we claim it.
 	w := s.reaper.Open()
 	defer w.Close()
@@ -205,9 +207,11 @@ func (s *Service) StopSandbox(ctx context.Context, req *sbapi.StopSandboxRequest
 	if err := s.stopContainers(ctx, timeout); err != nil {
 		return nil, toStatus(err)
 	}
+	faultpoint.Point("shim.stop.containers")
 	if err := sandbox.StopPause(sb, timeout); err != nil {
 		return nil, toStatus(err)
 	}
+	faultpoint.Point("shim.stop.pause")
 	select {
 	case <-done:
 	case <-ctx.Done():
@@ -299,6 +303,7 @@ func (s *Service) ShutdownSandbox(ctx context.Context, req *sbapi.ShutdownSandbo
 	s.mu.Unlock()
 	if sb != nil {
 		err := s.stopContainers(ctx, 0)
+		faultpoint.Point("shim.rm.containers")
 		if err == nil {
 			err = s.node.Remove(ctx, sb, s.deleter())
 		}

@@ -18,6 +18,7 @@ import (
 	"google.golang.org/protobuf/types/known/emptypb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/podbox/podbox/internal/faultpoint"
 	types "github.com/podbox/podbox/runtime/apitypes"
 	"github.com/podbox/podbox/runtime/events"
 	"github.com/podbox/podbox/runtime/metrics"
@@ -207,6 +208,7 @@ func (s *Service) finishCreate(ctx context.Context, req *taskapi.CreateTaskReque
 	if err != nil {
 		return nil, toStatus(err)
 	}
+	faultpoint.Point("shim.run.record")
 	if err := mountRootfs(rootfsDir(req.Bundle), req.Rootfs); err != nil {
 		s.node.Store.RemoveContainerRecord(rec)
 		return nil, toStatus(fmt.Errorf("container %q: %w", req.ID, err))
@@ -216,21 +218,35 @@ func (s *Service) finishCreate(ctx context.Context, req *taskapi.CreateTaskReque
 	if err := s.spawn(ctx, req.ID, p, func(o runc.Stdio, console string) (runc.Process, error) {
 		return s.runc.Create(ctx, req.ID, runc.CreateOpts{Bundle: req.Bundle, ConsoleSocket: console, Stdio: o})
 	}); err != nil {
+		// runc may have made the container before it failed (or was
+		// killed before it could say it had): its state, its init
+		// waiting on the exec FIFO and its cgroup must not outlive the
+		// record that names them.
+		if derr := s.runc.Delete(context.WithoutCancel(ctx), req.ID, true); derr != nil && !errors.Is(derr, runc.ErrNotExist) {
+			s.log.Warn("delete the container of a failed create", "container", req.ID, "error", derr)
+		}
 		unmountRootfs(rootfsDir(req.Bundle))
 		s.node.Store.RemoveContainerRecord(rec)
 		return nil, toStatus(err)
 	}
+	faultpoint.Point("shim.run.runc-created")
 	cgroup := containerCgroup(spec, p.pid)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.creating, req.ID)
-	if s.sb != sb || s.removing {
-		// The sandbox went (or is going) while runc created the
-		// container: it must not outlive it.
+	if gone := s.sb != sb || s.removing; gone || sb.PauseExit != nil {
+		// The sandbox went (or is going), or its pause died, while runc
+		// created the container: it must not outlive the sandbox, nor
+		// run on in one whose other containers were stopped with the
+		// pause (watchPause did not see it).
 		s.runc.Delete(context.WithoutCancel(ctx), req.ID, true)
 		unmountRootfs(rootfsDir(req.Bundle))
 		s.node.Store.RemoveContainerRecord(rec)
-		return nil, toStatus(fmt.Errorf("container %q: %w: its sandbox was removed meanwhile", req.ID, errState))
+		why := "its sandbox's pause exited meanwhile"
+		if gone {
+			why = "its sandbox was removed meanwhile"
+		}
+		return nil, toStatus(fmt.Errorf("container %q: %w: %s", req.ID, errState, why))
 	}
 	c := &container{rec: rec, init: p, execs: map[string]*process{}, kind: runcInit{}, mounted: len(req.Rootfs) > 0,
 		poststartHooks: spec.Hooks != nil && len(spec.Hooks.Poststart) > 0, restart: rs}
@@ -577,6 +593,7 @@ func (s *Service) Start(ctx context.Context, req *taskapi.StartRequest) (*taskap
 	if err != nil {
 		return nil, toStatus(err)
 	}
+	faultpoint.Point("shim.exec.started")
 	p.status = task.Status_RUNNING
 	s.publish(events.TopicTaskExecStarted, &apievents.TaskExecStarted{ContainerID: req.ID, ExecID: req.ExecID, Pid: uint32(p.pid)})
 	return &taskapi.StartResponse{Pid: uint32(p.pid)}, nil
@@ -719,6 +736,10 @@ func (s *Service) Delete(ctx context.Context, req *taskapi.DeleteRequest) (*task
 	return resp, nil
 }
 
+// orphanGrace is how long a shim whose CRI sandbox task is deleted waits
+// for containerd's Shutdown before it exits by itself.
+const orphanGrace = 5 * time.Second
+
 // removeSandbox stops and removes the shim's sandbox; s.mu is held, and is
 // released while the pause is stopped.
 func (s *Service) removeSandbox(ctx context.Context) error {
@@ -751,6 +772,7 @@ func (s *Service) removeContainer(ctx context.Context, c *container) error {
 	if err := s.runc.Delete(ctx, c.rec.ID, true); err != nil {
 		return err
 	}
+	faultpoint.Point("shim.rm.container-deleted")
 	if c.mounted {
 		if err := unmountRootfs(rootfsDir(c.rec.Bundle)); err != nil {
 			return err

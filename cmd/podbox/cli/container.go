@@ -21,6 +21,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/podbox/podbox/image/runspec"
+	"github.com/podbox/podbox/internal/faultpoint"
 	apitypes "github.com/podbox/podbox/runtime/apitypes"
 	"github.com/podbox/podbox/runtime/shimclient"
 	"github.com/podbox/podbox/runtime/taskapi"
@@ -261,12 +262,18 @@ func (a *App) run(ctx context.Context, g *globals, o runOptions) error {
 	if err := st.CreateContainerRecord(rec); err != nil {
 		return fail(err)
 	}
+	faultpoint.Point("cli.run.record")
 	releaseVolumes()
 	if img != nil {
 		img.release()
 	}
-	// Until the shim has the task, the record is ours to undo.
+	// Until the shim has the task, the record is ours to undo; unless the
+	// shim died on the way, which may have left the container made in the
+	// runtime: the record then stays, for `sandbox rm -f` to find it.
 	undo := func(err error) error {
+		if isClosed(err) {
+			return fail(shimDied(sb, err))
+		}
 		if rerr := st.RemoveContainerRecord(rec); rerr != nil {
 			err = errors.Join(err, rerr)
 		}
@@ -301,8 +308,12 @@ func (a *App) run(ctx context.Context, g *globals, o runOptions) error {
 	if _, err := c.Task.Create(ctx, req); err != nil {
 		return undo(err)
 	}
+	faultpoint.Point("cli.run.created")
 	if o.detach {
 		if _, err := c.Task.Start(ctx, &taskapi.StartRequest{ID: cid}); err != nil {
+			if isClosed(err) {
+				return fail(shimDied(sb, err))
+			}
 			return fail(errors.Join(err, deleteTask(ctx, st, c, rec)))
 		}
 		fmt.Fprintln(a.Stdout, cid)
@@ -341,15 +352,24 @@ func writeSpec(path string, spec *specs.Spec) error {
 }
 
 // deleteTask deletes rec's task in the shim (killing it if needed) and its
-// record; both tolerate being already gone.
+// record; both tolerate being already gone. A delete the shim could not do
+// (runc failed, the shim died) keeps the record: it is how a retry, or the
+// sandbox's removal, finds the container that may still exist.
 func deleteTask(ctx context.Context, st sandbox.Store, c *shimclient.Client, rec *sandbox.Container) error {
 	ctx = context.WithoutCancel(ctx)
-	var errs []error
 	if _, err := c.Task.Delete(ctx, &taskapi.DeleteRequest{ID: rec.ID}); err != nil && status.Code(err) != codes.NotFound {
-		errs = append(errs, errors.New(rpcMessage(err)))
+		if isClosed(err) {
+			return fmt.Errorf("delete: %w", err)
+		}
+		return errors.New(rpcMessage(err))
 	}
-	errs = append(errs, st.RemoveContainerRecord(rec))
-	return errors.Join(errs...)
+	return st.RemoveContainerRecord(rec)
+}
+
+// shimDied is err, a request's answer that the connection closed, as a
+// user should read it: sb's shim died, and what to do about it.
+func shimDied(sb *sandbox.Sandbox, err error) error {
+	return fmt.Errorf("the shim of sandbox %q died (%v); `podbox sandbox rm -f %s` removes what is left", sb.Name, err, sb.Name)
 }
 
 // attach runs one started-or-created process to its end: it connects the
@@ -516,6 +536,7 @@ func (a *App) exec(ctx context.Context, g *globals, ref string, o execOptions) e
 	if err != nil {
 		return fail(err)
 	}
+	faultpoint.Point("cli.exec.added")
 	code, err := a.attach(ctx, c, rec.ID, execID, pio, o.proc.terminal)
 	// An exec's state lives in the shim until deleted, as containerd does
 	// after every exec.
@@ -830,6 +851,7 @@ func stopTask(ctx context.Context, c *shimclient.Client, id string, timeout time
 		if err := kill(syscall.SIGTERM, false); err != nil {
 			return err
 		}
+		faultpoint.Point("cli.stop.signalled")
 		grace := time.NewTimer(timeout)
 		select {
 		case err := <-exited:

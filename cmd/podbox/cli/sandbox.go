@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/podbox/podbox/internal/faultpoint"
 	"github.com/podbox/podbox/netsetup/cni"
 	"github.com/podbox/podbox/netsetup/nat"
 	"github.com/podbox/podbox/netsetup/resolvconf"
@@ -351,14 +352,18 @@ func (a *App) sandboxCreate(ctx context.Context, g *globals, o createOptions) er
 	if err != nil {
 		return discard(fail(err))
 	}
+	faultpoint.Point("cli.create.shim-started")
 	ctx = sig().ctx
 	dctx, cancel := context.WithTimeout(ctx, dialTimeout)
 	c, err := shimclient.Dial(dctx, addr)
 	cancel()
 	if err != nil {
 		// A shim we cannot reach cannot be told to shut down; it holds no
-		// sandbox yet, so the error is all there is to report.
-		return discard(fail(err))
+		// sandbox yet. One that died first said why in its log.
+		if msg := shimclient.LastLog(addr); msg != "" {
+			err = fmt.Errorf("shim exited: %s", msg)
+		}
+		return discard(errors.Join(fail(err), a.removeAfterDeadShim(ctx, g, id, addr)))
 	}
 	defer c.Close()
 
@@ -367,6 +372,7 @@ func (a *App) sandboxCreate(ctx context.Context, g *globals, o createOptions) er
 	if err := prepared(); err != nil {
 		g.log.Debug("prepare network namespace: the shim makes it", "sandbox", id, "error", err)
 	}
+	faultpoint.Point("cli.create.netns-prepared")
 	if err := <-portsFree; err != nil {
 		// The shim holds nothing yet: it exits when this connection goes
 		// without a sandbox (shim.Config.ConnectGrace), and Shutdown makes
@@ -379,12 +385,17 @@ func (a *App) sandboxCreate(ctx context.Context, g *globals, o createOptions) er
 	// returns a ready sandbox, and Start would only echo the pause's PID, a
 	// round trip on every create.
 	_, err = c.Sandbox.CreateSandbox(ctx, &sbapi.CreateSandboxRequest{SandboxId: id, Annotations: ann})
+	faultpoint.Point("cli.create.answered")
 	if err != nil {
 		if isClosed(err) {
-			// The shim died before it answered: its log says why.
+			// The shim died before it answered: its log says why, and
+			// nobody but us will undo what it made.
 			if msg := shimclient.LastLog(addr); msg != "" {
 				err = fmt.Errorf("shim exited: %s", msg)
+			} else {
+				err = fmt.Errorf("shim died before the sandbox was ready (%w); what it made is removed", err)
 			}
+			return discard(errors.Join(fail(err), a.removeAfterDeadShim(ctx, g, id, addr)))
 		}
 		if o.name != "" && status.Code(err) == codes.AlreadyExists && strings.Contains(rpcMessage(err), sandbox.ErrNameInUse.Error()) {
 			// Another create of the name won the race past the check
@@ -403,6 +414,7 @@ func (a *App) sandboxCreate(ctx context.Context, g *globals, o createOptions) er
 		// use) leaves it to us.
 		return discard(err)
 	}
+	faultpoint.Point("cli.create.created")
 	fmt.Fprintln(a.Stdout, id)
 	return nil
 }
@@ -413,6 +425,34 @@ func nameInUse(st sandbox.Store, name string) error {
 		return fmt.Errorf("name is already used by sandbox %s", id[:12])
 	}
 	return errors.New("name is already used by another sandbox")
+}
+
+// removeAfterDeadShim removes what the shim of sandbox id, which died
+// while it created the sandbox, made of it: the sandbox as far as it got
+// (offline, as `sandbox rm -f` would), and the shim's socket and log.
+func (a *App) removeAfterDeadShim(ctx context.Context, g *globals, id, addr string) error {
+	// A shim that closed the connection is dead or dying; one that is
+	// not must not build on while we remove.
+	if pid := findShim(id); pid > 0 {
+		killHungShim(&sandbox.Sandbox{ID: id, ShimPID: pid})
+	}
+	ctx = context.WithoutCancel(ctx)
+	sb, err := g.store().LoadSandbox(id)
+	switch {
+	case errors.Is(err, sandbox.ErrNotFound):
+		sock := strings.TrimPrefix(addr, "unix://")
+		for _, p := range []string{sock, sock + ".log"} {
+			if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return fmt.Errorf("remove the dead shim's socket: %w", err)
+			}
+		}
+		return nil
+	case errors.Is(err, sandbox.ErrCorrupt):
+		sb = sandbox.Node{Store: g.store()}.Salvage(id, err)
+	case err != nil:
+		return err
+	}
+	return a.removeOffline(ctx, g, sb)
 }
 
 // checkPortsFree refuses published ports that are taken, before anything
@@ -686,7 +726,16 @@ func (a *App) removeSandbox(ctx context.Context, g *globals, sb *sandbox.Sandbox
 				if err != nil && !isClosed(err) {
 					return objErr("sandbox", sb.Name, "remove", err)
 				}
-				return nil
+				// A shim that exits right after its answer may close the
+				// connection first; one that died in the middle of the
+				// removal closes it too, and leaves the record, the last
+				// thing a removal deletes: the rest is removed here.
+				if _, serr := os.Stat(g.store().SandboxDir(sb.ID)); err == nil || errors.Is(serr, os.ErrNotExist) {
+					return nil
+				}
+				g.log.Debug("shim died while it removed the sandbox; removing offline", "sandbox", sb.ID)
+				killHungShim(sb)
+				return a.removeOffline(ctx, g, sb)
 			}
 			g.log.Debug("shim does not serve the sandbox; removing offline", "sandbox", sb.ID, "err", err)
 			if !shimAnswered(err) {
