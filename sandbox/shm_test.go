@@ -78,22 +78,36 @@ func TestEnsureShm(t *testing.T) {
 		})
 	}
 
-	var wg sync.WaitGroup
-	for range 8 {
-		wg.Go(func() {
-			if err := n.EnsureShm(&specs.Spec{}, sb); err != nil {
-				t.Error(err)
-			}
-		})
-	}
-	wg.Wait()
-	if got := shmMounts(t, n.Store.Root); len(got) != 1 || got[0] != own {
-		t.Errorf("mounts under the root after concurrent joins: %v, want only %s", got, own)
-	}
 	if err := n.Store.RemoveSandboxRecord(sb); err != nil {
 		t.Fatal(err)
 	}
 	if got := shmMounts(t, n.Store.Root); len(got) != 0 {
 		t.Errorf("mounts under the root after the sandbox's removal: %v", got)
+	}
+
+	// Fresh sandboxes, each joined by many containers at once.
+	for i := range 10 {
+		id := strings.Repeat(string(rune('b'+i)), 64)
+		sb := &Sandbox{ID: id, Name: id[:12], State: StateReady}
+		if err := n.Store.CreateSandboxRecord(sb); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { unmountShm(n.Store.SandboxDir(sb.ID)) })
+		var wg sync.WaitGroup
+		for range 16 {
+			wg.Go(func() {
+				if err := n.EnsureShm(&specs.Spec{}, sb); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+		wg.Wait()
+		own := filepath.Join(n.Store.SandboxDir(sb.ID), ShmDir)
+		if got := shmMounts(t, n.Store.Root); len(got) != 1 || got[0] != own {
+			t.Errorf("mounts under the root after concurrent joins: %v, want only %s", got, own)
+		}
+		if err := n.Store.RemoveSandboxRecord(sb); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
