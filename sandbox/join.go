@@ -60,9 +60,7 @@ func (n Node) Join(spec *specs.Spec, sb *Sandbox, containerID string) error {
 	}
 	spec.Mounts = mounts
 	n.EnsureEtcMounts(spec, sb)
-	if err := n.EnsureShm(spec, sb); err != nil {
-		return err
-	}
+	n.ShareShm(spec, sb)
 	if spec.Annotations == nil {
 		spec.Annotations = map[string]string{}
 	}

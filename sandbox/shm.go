@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
@@ -32,16 +33,16 @@ func isDefaultShm(m specs.Mount) bool {
 	return filepath.Clean(m.Destination) == "/dev/shm" && m.Type == "tmpfs" && m.Source == "shm"
 }
 
-// EnsureShm gives the container of spec the /dev/shm of sandbox sb, made
-// at the first container that needs it, in place of the default one of
-// its spec (isDefaultShm) or where its spec has none. A /dev/shm the spec
-// asks for otherwise stays: a user's mount, or CRI's bind of the pod's
-// own (containerd 1.6 and podsandbox make it) or of the node's (hostIPC).
-// A sandbox in the node's IPC namespace shares the node's /dev/shm, which
-// is not the sandbox's to give: its containers keep what their spec says.
-func (n Node) EnsureShm(spec *specs.Spec, sb *Sandbox) error {
+// ShareShm binds the /dev/shm of sandbox sb in spec, in place of the
+// spec's default one (isDefaultShm) or where it has none; MountShm then
+// makes it. A /dev/shm the spec asks for otherwise stays: a user's mount,
+// or CRI's bind of the pod's own (containerd 1.6 and podsandbox make it)
+// or of the node's (hostIPC). A sandbox in the node's IPC namespace shares
+// the node's /dev/shm, which is not the sandbox's to give: its containers
+// keep what their spec says.
+func (n Node) ShareShm(spec *specs.Spec, sb *Sandbox) {
 	if sb.Host.IPC {
-		return nil
+		return
 	}
 	at := -1
 	for i, m := range spec.Mounts {
@@ -49,51 +50,60 @@ func (n Node) EnsureShm(spec *specs.Spec, sb *Sandbox) error {
 			continue
 		}
 		if !isDefaultShm(m) {
-			return nil
+			return
 		}
 		at = i
 	}
-	src, err := n.mountShm(sb)
-	if err != nil {
-		return fmt.Errorf("sandbox %q: /dev/shm: %w", sb.Name, err)
-	}
-	m := specs.Mount{Destination: "/dev/shm", Type: "bind", Source: src,
+	m := specs.Mount{Destination: "/dev/shm", Type: "bind", Source: n.shmPath(sb),
 		Options: []string{"rbind", "rprivate", "nosuid", "nodev", "noexec", "rw"}}
 	if at >= 0 {
 		spec.Mounts[at] = m
 	} else {
 		spec.Mounts = append(spec.Mounts, m)
 	}
+}
+
+// MountShm mounts the /dev/shm of sandbox sb if spec binds it (Join or
+// ShareShm put it there) and it is not mounted yet: the first container
+// that joins makes it, so that a sandbox create does no more work.
+func (n Node) MountShm(spec *specs.Spec, sb *Sandbox) error {
+	p := n.shmPath(sb)
+	if !slices.ContainsFunc(spec.Mounts, func(m specs.Mount) bool { return m.Type == "bind" && m.Source == p }) {
+		return nil
+	}
+	if err := n.mountShm(sb); err != nil {
+		return fmt.Errorf("sandbox %q: /dev/shm: %w", sb.Name, err)
+	}
 	return nil
 }
 
-// mountShm mounts sb's /dev/shm unless it is mounted already, and returns
-// its path. Containers of one sandbox are created concurrently: a lock on
-// the sandbox's directory keeps two of them from mounting one each.
-func (n Node) mountShm(sb *Sandbox) (string, error) {
+// mountShm mounts sb's /dev/shm unless it is mounted already. Containers
+// of one sandbox are created concurrently: a lock on the sandbox's
+// directory keeps two of them from mounting one each.
+func (n Node) mountShm(sb *Sandbox) error {
 	dir := n.Store.SandboxDir(sb.ID)
 	p := n.shmPath(sb)
 	if ok, err := isMountedOn(p, dir); ok || err != nil {
-		return p, err
+		return err
 	}
 	d, err := os.Open(dir)
 	if err != nil {
-		return "", err
+		return err
 	}
 	defer d.Close()
 	if err := unix.Flock(int(d.Fd()), unix.LOCK_EX); err != nil {
-		return "", fmt.Errorf("lock %s: %w", dir, err)
+		return fmt.Errorf("lock %s: %w", dir, err)
 	}
 	if ok, err := isMountedOn(p, dir); ok || err != nil {
-		return p, err
+		return err
 	}
 	if err := os.Mkdir(p, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
-		return "", err
+		return err
 	}
 	if err := unix.Mount("shm", p, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, shmOptions); err != nil {
-		return "", fmt.Errorf("mount tmpfs on %s: %w", p, err)
+		return fmt.Errorf("mount tmpfs on %s: %w", p, err)
 	}
-	return p, nil
+	return nil
 }
 
 // isMountedOn tells whether a file system other than parent's is mounted

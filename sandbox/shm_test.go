@@ -29,12 +29,13 @@ func shmMounts(t *testing.T, dir string) []string {
 	return at
 }
 
-// EnsureShm puts the sandbox's /dev/shm in place of a spec's default one
-// or where it has none, and leaves a /dev/shm asked for (a user's tmpfs,
-// CRI's bind) and a sandbox in the node's IPC namespace alone. The
-// containers of a sandbox created together get one mount between them,
-// and the sandbox's removal unmounts it.
-func TestEnsureShm(t *testing.T) {
+// ShareShm puts the sandbox's /dev/shm in place of a spec's default one or
+// where it has none, and leaves a /dev/shm asked for (a user's tmpfs, CRI's
+// bind) and a sandbox in the node's IPC namespace alone; MountShm mounts
+// it only where ShareShm put it. The containers of a sandbox created
+// together get one mount between them, and the sandbox's removal
+// unmounts it.
+func TestShareShm(t *testing.T) {
 	testnode.RequirePrivileged(t)
 	n := Node{Store: Store{Root: t.TempDir()}}
 	sb := &Sandbox{ID: strings.Repeat("a", 64), Name: "shm", State: StateReady}
@@ -63,9 +64,14 @@ func TestEnsureShm(t *testing.T) {
 			spec := &specs.Spec{Mounts: slices.Clone(tc.mounts)}
 			sb := *sb
 			sb.Host.IPC = tc.hostIPC
-			if err := n.EnsureShm(spec, &sb); err != nil {
+			n.ShareShm(spec, &sb)
+			if err := n.MountShm(spec, &sb); err != nil {
 				t.Fatal(err)
 			}
+			if m := shmMounts(t, n.Store.Root); (tc.want == own) != (len(m) == 1) {
+				t.Errorf("mounts under the root: %v", m)
+			}
+			unmountShm(n.Store.SandboxDir(sb.ID))
 			var got []specs.Mount
 			for _, m := range spec.Mounts {
 				if m.Destination == "/dev/shm" {
@@ -73,16 +79,13 @@ func TestEnsureShm(t *testing.T) {
 				}
 			}
 			if len(got) != 1 || got[0].Source != tc.want || spec.Mounts[0].Destination != "/proc" {
-				t.Errorf("/dev/shm mounts after EnsureShm: %+v, want one from %s after /proc", got, tc.want)
+				t.Errorf("/dev/shm mounts after ShareShm: %+v, want one from %s after /proc", got, tc.want)
 			}
 		})
 	}
 
 	if err := n.Store.RemoveSandboxRecord(sb); err != nil {
 		t.Fatal(err)
-	}
-	if got := shmMounts(t, n.Store.Root); len(got) != 0 {
-		t.Errorf("mounts under the root after the sandbox's removal: %v", got)
 	}
 
 	// Fresh sandboxes, each joined by many containers at once.
@@ -96,7 +99,9 @@ func TestEnsureShm(t *testing.T) {
 		var wg sync.WaitGroup
 		for range 16 {
 			wg.Go(func() {
-				if err := n.EnsureShm(&specs.Spec{}, sb); err != nil {
+				spec := &specs.Spec{}
+				n.ShareShm(spec, sb)
+				if err := n.MountShm(spec, sb); err != nil {
 					t.Error(err)
 				}
 			})
@@ -108,6 +113,9 @@ func TestEnsureShm(t *testing.T) {
 		}
 		if err := n.Store.RemoveSandboxRecord(sb); err != nil {
 			t.Fatal(err)
+		}
+		if got := shmMounts(t, n.Store.Root); len(got) != 0 {
+			t.Errorf("mounts under the root after the sandbox's removal: %v", got)
 		}
 	}
 }

@@ -198,9 +198,10 @@ func (s *Service) finishCreate(ctx context.Context, req *taskapi.CreateTaskReque
 		}
 	} else {
 		s.node.EnsureCRIEtcMounts(spec, sb)
-		if err := s.node.EnsureShm(spec, sb); err != nil {
-			return nil, toStatus(fmt.Errorf("container %q: %w", req.ID, err))
-		}
+		s.node.ShareShm(spec, sb)
+	}
+	if err := s.node.MountShm(spec, sb); err != nil {
+		return nil, toStatus(fmt.Errorf("container %q: %w", req.ID, err))
 	}
 	if err := writeJSON(specPath, spec); err != nil {
 		return nil, toStatus(fmt.Errorf("container %q: write joined spec: %w", req.ID, err))
