@@ -16,8 +16,8 @@ const (
 
 // Join rewrites an OCI spec so the container joins the sandbox: it shares the
 // pause's network, IPC and UTS namespaces (and PID namespace with SharePID),
-// gets the sandbox's hosts, hostname and resolv.conf, and runs in a cgroup
-// below the sandbox's. Other namespaces (mount, and PID without SharePID) stay
+// gets the sandbox's hosts, hostname, resolv.conf and /dev/shm, and runs in
+// a cgroup below the sandbox's. Other namespaces (mount, and PID without SharePID) stay
 // the container's own.
 func (n Node) Join(spec *specs.Spec, sb *Sandbox, containerID string) error {
 	if sb.State != StateReady {
@@ -60,6 +60,7 @@ func (n Node) Join(spec *specs.Spec, sb *Sandbox, containerID string) error {
 	}
 	spec.Mounts = mounts
 	n.EnsureEtcMounts(spec, sb)
+	n.ShareShm(spec, sb)
 	if spec.Annotations == nil {
 		spec.Annotations = map[string]string{}
 	}

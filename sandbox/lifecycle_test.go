@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -135,7 +136,8 @@ func TestJoinSpec(t *testing.T) {
 		Linux: &specs.Linux{Namespaces: []specs.LinuxNamespace{
 			{Type: specs.PIDNamespace}, {Type: specs.NetworkNamespace}, {Type: specs.MountNamespace}, {Type: specs.IPCNamespace},
 		}},
-		Mounts: []specs.Mount{{Destination: "/proc", Type: "proc"}, {Destination: "/etc/hosts", Source: "/elsewhere"}},
+		Mounts: []specs.Mount{{Destination: "/proc", Type: "proc"}, {Destination: "/etc/hosts", Source: "/elsewhere"},
+			{Destination: "/dev/shm", Type: "tmpfs", Source: "shm"}},
 	}
 	if err := n.Join(spec, sb, "c1"); err != nil {
 		t.Fatal(err)
@@ -173,6 +175,11 @@ func TestJoinSpec(t *testing.T) {
 	}
 	if hosts != 1 {
 		t.Errorf("%d mounts of /etc/hosts, want 1", hosts)
+	}
+	if !slices.ContainsFunc(spec.Mounts, func(m specs.Mount) bool {
+		return m.Destination == "/dev/shm" && m.Source == "/run/podbox/sandboxes/abc/shm"
+	}) {
+		t.Errorf("the default /dev/shm is not the sandbox's: %+v", spec.Mounts)
 	}
 	sb.State = StateNotReady
 	if err := n.Join(spec, sb, "c2"); err == nil {

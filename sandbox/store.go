@@ -10,8 +10,6 @@ import (
 	"slices"
 	"strings"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/podbox/podbox/netsetup"
 	"github.com/podbox/podbox/netsetup/nodenet"
 )
@@ -44,6 +42,8 @@ func ValidName(kind, name string) error {
 //
 //	ROOT/sandboxes/ID/sandbox.json        the sandbox record
 //	ROOT/sandboxes/ID/containers/CID/     bundle, container.json, log
+//	ROOT/sandboxes/ID/shm/                the sandbox's /dev/shm, a tmpfs
+//	                                      mounted at its first container
 //	ROOT/containers/CID -> ../sandboxes/ID/containers/CID
 //	ROOT/names/sandbox/NAME, ROOT/names/container/NAME   hold the ID
 //	ROOT/netns/ID                          the sandbox's network namespace pin
@@ -341,6 +341,9 @@ func (s Store) RemoveSandboxRecord(sb *Sandbox) error {
 	if err := unmountVolumes(s.SandboxDir(sb.ID)); err != nil {
 		return fmt.Errorf("sandbox %q: %w", sb.Name, err)
 	}
+	if err := unmountShm(s.SandboxDir(sb.ID)); err != nil {
+		return fmt.Errorf("sandbox %q: /dev/shm: %w", sb.Name, err)
+	}
 	if err := os.RemoveAll(s.SandboxDir(sb.ID)); err != nil {
 		return fmt.Errorf("sandbox %q: remove state directory: %w", sb.Name, err)
 	}
@@ -456,9 +459,6 @@ func (s Store) RemoveContainerRecord(c *Container) error {
 	return s.releaseName(kindContainer, c.Name, c.ID)
 }
 
-// unmountRootfs unmounts the root filesystem mounted in container directory
-// dir (an image's overlay, which the shim mounts and unmounts; a shim
-// killed in between leaves it); one that is not mounted is fine.
 // VolumesDir is the directory, in a sandbox's state directory, of the
 // sandbox's own volumes (the emptyDirs, configMaps and secrets of `podbox
 // play`, a directory or a tmpfs each): they go with the sandbox.
@@ -469,30 +469,16 @@ const VolumesDir = "volumes"
 func unmountVolumes(dir string) error {
 	names, _ := listDir(filepath.Join(dir, VolumesDir))
 	for _, name := range names {
-		p := filepath.Join(dir, VolumesDir, name)
-		for range 8 { // stacked mounts come off one at a time
-			err := unix.Unmount(p, unix.MNT_DETACH)
-			if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOENT) {
-				break
-			}
-			if err != nil {
-				return fmt.Errorf("unmount volume %s: %w", p, err)
-			}
+		if err := unmountAll(filepath.Join(dir, VolumesDir, name)); err != nil {
+			return fmt.Errorf("volume %q: %w", name, err)
 		}
 	}
 	return nil
 }
 
+// unmountRootfs unmounts the root filesystem mounted in container directory
+// dir (an image's overlay, which the shim mounts and unmounts; a shim
+// killed in between leaves it); one that is not mounted is fine.
 func unmountRootfs(dir string) error {
-	p := filepath.Join(dir, "rootfs")
-	for range 8 { // stacked mounts come off one at a time
-		err := unix.Unmount(p, unix.MNT_DETACH)
-		if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOENT) {
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("unmount %s: %w", p, err)
-		}
-	}
-	return nil
+	return unmountAll(filepath.Join(dir, "rootfs"))
 }

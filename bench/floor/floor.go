@@ -137,8 +137,8 @@ func (f *Floor) delete(ctx context.Context, id string) error {
 // made from podbox's: the config.json that podbox's shim handed runc for a
 // container of the same command (subject.Podbox.Spec), after joining it to
 // its sandbox. Only what must differ is changed: the namespaces joined are
-// sb's pause's, and the /etc files bound into the container are copies
-// belonging to sb; Run gives each container its cgroup below sb's, as
+// sb's pause's, and the /etc files and /dev/shm bound into the container
+// are sb's own; Run gives each container its cgroup below sb's, as
 // podbox does. Taking the spec from podbox rather than writing one here
 // keeps the two the same container: a floor with a lighter spec (no
 // /sys/fs/cgroup mount, no /etc binds, fewer masked paths) measured less
@@ -177,6 +177,20 @@ func (f *Floor) JoinSpec(podbox *specs.Spec, sb string) (*specs.Spec, error) {
 	}
 	etc := filepath.Join(f.bundle(sb), "etc")
 	for i, m := range spec.Mounts {
+		if m.Type == "bind" && m.Destination == "/dev/shm" {
+			// podbox's sandbox's /dev/shm: the floor sandbox's
+			// containers share a directory of its own instead, the
+			// same bind for runc.
+			own := filepath.Join(f.bundle(sb), "shm")
+			if err := os.MkdirAll(own, 0o700); err != nil {
+				return nil, fmt.Errorf("floor sandbox %s: /dev/shm: %w", sb, err)
+			}
+			if err := os.Chmod(own, 0o777|os.ModeSticky); err != nil {
+				return nil, fmt.Errorf("floor sandbox %s: /dev/shm: %w", sb, err)
+			}
+			spec.Mounts[i].Source = own
+			continue
+		}
 		if m.Type != "bind" || filepath.Dir(m.Destination) != "/etc" {
 			continue
 		}

@@ -22,6 +22,7 @@ func podboxSpec(etcDir string) *specs.Spec {
 			{Destination: "/etc/hosts", Type: "bind", Source: filepath.Join(etcDir, "hosts"), Options: []string{"rbind", "ro"}},
 			{Destination: "/etc/resolv.conf", Type: "bind", Source: filepath.Join(etcDir, "resolv.conf"), Options: []string{"rbind", "ro"}},
 			{Destination: "/data", Type: "bind", Source: etcDir, Options: []string{"rbind"}},
+			{Destination: "/dev/shm", Type: "bind", Source: "/run/podbox/sandboxes/sb1/shm", Options: []string{"rbind", "nosuid"}},
 		},
 		Annotations: map[string]string{"io.podbox.sandbox": "sb1"},
 		Linux: &specs.Linux{
@@ -39,8 +40,8 @@ func podboxSpec(etcDir string) *specs.Spec {
 }
 
 // TestJoinSpecIsPodboxSpec: the floor's container differs from podbox's
-// only in the namespaces it joins and the /etc files it binds (its own
-// copies); every mount, masked path, capability and annotation stays.
+// only in the namespaces it joins and the /etc files and /dev/shm it binds
+// (its own); every mount, masked path, capability and annotation stays.
 func TestJoinSpecIsPodboxSpec(t *testing.T) {
 	etc := t.TempDir()
 	for name, content := range map[string]string{"hosts": "127.0.0.1 localhost\n", "resolv.conf": "nameserver 10.0.0.1\n"} {
@@ -84,9 +85,16 @@ func TestJoinSpecIsPodboxSpec(t *testing.T) {
 		}
 	}
 
+	if src := got.Mounts[5].Source; filepath.Dir(src) != f.bundle("fsb") {
+		t.Errorf("/dev/shm bound from %s, not from the floor sandbox's own", src)
+	} else if fi, err := os.Stat(src); err != nil || fi.Mode()&(os.ModePerm|os.ModeSticky) != 0o777|os.ModeSticky {
+		t.Errorf("the floor sandbox's /dev/shm: %v %v, want a directory of mode 1777", fi, err)
+	}
+
 	// Everything else is podbox's, field for field.
 	got.Linux.Namespaces = pb.Linux.Namespaces
 	got.Mounts[2].Source, got.Mounts[3].Source = pb.Mounts[2].Source, pb.Mounts[3].Source
+	got.Mounts[5].Source = pb.Mounts[5].Source
 	if !reflect.DeepEqual(got, pb) {
 		t.Errorf("floor spec differs from podbox's beyond namespaces and /etc sources:\n got %+v\nwant %+v", got, pb)
 	}

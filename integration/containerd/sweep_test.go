@@ -404,10 +404,6 @@ var mayDiffer = []struct {
 		why: "with sandboxer \"shim\" the pod's /etc/hosts is podbox's (localhost and the pod's hostname), " +
 			"where containerd's podsandbox copies the node's; a kubelet mounts its own in every container (hostAliases, " +
 			"the pod's IP and hostname) over either"},
-	{field: re(`^shm read `), drop: true, shimSandboxer: true,
-		why: "not done yet: with sandboxer \"shim\" containerd 2.1 leaves a pod's /dev/shm to the sandbox, and podbox has " +
-			"no pod-wide one (its CLI's containers each have their own too), so each container has its own tmpfs: " +
-			"POSIX shared memory between a pod's containers does not work (SysV IPC does, in the shared IPC namespace)"},
 	{field: re(`^(inspect [^ ]+|updated inspect|stopped [^ ]+) \.info\.runtimeSpec\.mounts`), drop: true, shimSandboxer: true,
 		why: "containerd 2.1's CRI leaves the pod's /etc/hostname, /etc/hosts, /etc/resolv.conf and /dev/shm out of a container's spec " +
 			"under sandboxer \"shim\" (podsandbox adds them): podbox adds its own; what the container then sees is compared (exec … mount, etc)"},

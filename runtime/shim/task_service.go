@@ -192,14 +192,18 @@ func (s *Service) finishCreate(ctx context.Context, req *taskapi.CreateTaskReque
 	// The first container sets up the OOM watcher, while runc creates it.
 	go s.oomWatcher()
 	// CRI already points its containers at the pod's namespaces (and,
-	// running the sandbox as a container, mounts its own hosts files);
-	// everyone else's spec is joined here.
+	// running the sandbox as a container, mounts its own hosts files and
+	// /dev/shm); everyone else's spec is joined here.
 	if cri == "" {
 		if err := s.node.Join(spec, sb, req.ID); err != nil {
 			return nil, toStatus(fmt.Errorf("container %q: %w: %v", req.ID, errState, err))
 		}
 	} else {
 		s.node.EnsureCRIEtcMounts(spec, sb)
+		s.node.ShareShm(spec, sb)
+	}
+	if err := s.node.MountShm(spec, sb); err != nil {
+		return nil, toStatus(fmt.Errorf("container %q: %w", req.ID, err))
 	}
 	if err := writeJSON(specPath, spec); err != nil {
 		return nil, toStatus(fmt.Errorf("container %q: write joined spec: %w", req.ID, err))

@@ -85,7 +85,8 @@ docker's KEY=VALUE form: type=bind|volume|tmpfs, source (src),
 target (dst, destination), readonly (ro), bind-propagation,
 bind-nonrecursive, tmpfs-size, tmpfs-mode. A --mount bind of a missing host
 path is refused. /etc/hosts, /etc/hostname and /etc/resolv.conf are the
-sandbox's and cannot be mounted over.
+sandbox's and cannot be mounted over. /dev/shm is the sandbox's too, shared
+by its containers, unless a mount puts the container's own there.
 
 Limits, on the container's cgroup (inside its sandbox's, whose own limits
 from sandbox create --memory/--cpus cap the sum): --memory (512m, 1g, 512Mi,
