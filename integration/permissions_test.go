@@ -102,6 +102,7 @@ var served = []struct{ glob, why string }{
 	{"sandboxes/*/hostname", "bind-mounted into every container of the sandbox"},
 	{"sandboxes/*/hosts", "bind-mounted into every container of the sandbox"},
 	{"sandboxes/*/resolv.conf", "bind-mounted into every container of the sandbox"},
+	{"sandboxes/*/shm", "the sandbox's /dev/shm (a tmpfs, 1777 as /dev/shm is), bind-mounted into every container"},
 	{"volumes/*/_data", "a volume's files, mounted into containers"},
 	{"sandboxes/*/volumes/*", "a played pod's emptyDirs, configMaps and secrets, mounted into its containers"},
 	// runc's state directory is runc's: it keeps it 0711 and its exec
