@@ -19,8 +19,8 @@ package memtrim
 
 import (
 	"context"
-	"runtime"
 	"runtime/debug"
+	"runtime/metrics"
 	"slices"
 	"sync"
 	"time"
@@ -123,13 +123,18 @@ func (t *Trimmer) due(allocated, cycles uint64) bool {
 	return since >= t.Every
 }
 
+var samples = []string{"/gc/heap/allocs:bytes", "/gc/cycles/total:gc-cycles"}
+
 // readCounters reads the runtime's cumulative allocation and collection
-// counters. ReadMemStats stops the world for a moment, which an idle
-// process does not feel; runtime/metrics would not, but its first Read
-// builds a table of every metric the runtime has, which stays in the
-// process for good.
+// counters (runtime/metrics: no stop of the world, unlike ReadMemStats).
 func readCounters() (allocated, cycles uint64) {
-	var m runtime.MemStats
-	runtime.ReadMemStats(&m)
-	return m.TotalAlloc, uint64(m.NumGC)
+	s := []metrics.Sample{{Name: samples[0]}, {Name: samples[1]}}
+	metrics.Read(s)
+	if s[0].Value.Kind() == metrics.KindUint64 {
+		allocated = s[0].Value.Uint64()
+	}
+	if s[1].Value.Kind() == metrics.KindUint64 {
+		cycles = s[1].Value.Uint64()
+	}
+	return allocated, cycles
 }
