@@ -59,6 +59,9 @@ func (n Node) Salvage(id string, cause error) *Sandbox {
 func (s Store) nameOf(kind, id string) string {
 	names, _ := listDir(filepath.Join(s.Root, "names", kind))
 	for _, name := range names {
+		if strings.HasPrefix(name, ".") {
+			continue // a reservation on its way (reserveName), not a name
+		}
 		if b, err := os.ReadFile(s.nameFile(kind, name)); err == nil && string(b) == id {
 			return name
 		}

@@ -84,19 +84,21 @@ func (s Store) reserveName(kind, name, id string) error {
 	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
 		return fmt.Errorf("%s %q: reserve name: %w", kind, name, err)
 	}
-	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	// The reservation appears whole or not at all: written beside it
+	// first, then linked into place (link(2) fails if the name exists).
+	// A reservation created empty and written after would let a loser of
+	// the race read no holder, and a crash in between hold the name for
+	// nobody.
+	tmp := filepath.Join(filepath.Dir(p), ".reserve-"+id)
+	if err := os.WriteFile(tmp, []byte(id), 0o600); err != nil {
+		return fmt.Errorf("%s %q: reserve name: %w", kind, name, err)
+	}
+	defer os.Remove(tmp)
+	err := os.Link(tmp, p)
 	if errors.Is(err, os.ErrExist) {
 		return fmt.Errorf("%s name %q: %w", kind, name, ErrNameInUse)
 	}
 	if err != nil {
-		return fmt.Errorf("%s %q: reserve name: %w", kind, name, err)
-	}
-	_, err = f.WriteString(id)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		os.Remove(p)
 		return fmt.Errorf("%s %q: reserve name: %w", kind, name, err)
 	}
 	return nil
